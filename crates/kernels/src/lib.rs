@@ -1,14 +1,7 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Convolution kernels. `reference` holds the plain, obviously-correct implementations
+//! every fast kernel and every later test is compared against.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod reference;
+mod shape;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use shape::{Nchw, Tiling};

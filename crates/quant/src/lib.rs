@@ -1,5 +1,78 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Uniform, symmetric, per-tensor quantization exactly as the Winograd-aware reference:
+//! qmin = -2^(b-1), qmax = 2^(b-1) - 1, scale = max(|min|, |max|) / ((qmax - qmin) / 2)
+//! with the range widened to contain 0, x̂ = clamp(round(x / scale), qmin, qmax) · scale.
+//! Rounding is half-to-even, as torch.round.
+
+mod observer;
+mod real;
+
+pub use observer::{Observer, Quantizer};
+pub use real::Real;
+
+/// Smallest and largest bit-widths a quantizer accepts.
+pub const MIN_BITS: u32 = 2;
+pub const MAX_BITS: u32 = 16;
+
+/// Integer range (qmin, qmax) of a signed b-bit code.
+pub fn qrange(bits: u32) -> (f64, f64) {
+    assert!(
+        (MIN_BITS..=MAX_BITS).contains(&bits),
+        "bit-width {bits} outside {MIN_BITS}..={MAX_BITS}"
+    );
+    let qmax = (1i64 << (bits - 1)) as f64 - 1.0;
+    (-qmax - 1.0, qmax)
+}
+
+/// Scale for a tensor whose observed range is [min, max].
+pub fn scale_for(min: f64, max: f64, bits: u32) -> f64 {
+    let (qmin, qmax) = qrange(bits);
+    let (lo, hi) = (min.min(0.0), max.max(0.0));
+    if lo == hi {
+        // The reference returns scale 1 for an empty range (the values are all 0 then).
+        return 1.0;
+    }
+    (lo.abs().max(hi.abs()) / ((qmax - qmin) / 2.0)).max(1e-8)
+}
+
+/// Quantizes one value to its integer code.
+pub fn quantize<T: Real>(x: T, scale: T, bits: u32) -> T {
+    let (qmin, qmax) = qrange(bits);
+    (x / scale)
+        .round_even()
+        .max(T::of_f64(qmin))
+        .min(T::of_f64(qmax))
+}
+
+/// Fake-quantizes in place with a given scale.
+pub fn fake_quant<T: Real>(x: &mut [T], scale: f64, bits: u32) {
+    let s = T::of_f64(scale);
+    for v in x.iter_mut() {
+        *v = quantize(*v, s, bits) * s;
+    }
+}
+
+/// (min, max) of a slice; (0, 0) when empty. NaNs are ignored.
+pub fn min_max<T: Real>(x: &[T]) -> (f64, f64) {
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for v in x {
+        let v = Real::as_f64(*v);
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if lo > hi {
+        (0.0, 0.0)
+    } else {
+        (lo, hi)
+    }
+}
+
+/// Fake-quantizes in place with the range taken from the tensor itself; returns the scale.
+pub fn fake_quant_dynamic<T: Real>(x: &mut [T], bits: u32) -> f64 {
+    let (lo, hi) = min_max(x);
+    let scale = scale_for(lo, hi, bits);
+    fake_quant(x, scale, bits);
+    scale
 }
 
 #[cfg(test)]
@@ -7,8 +80,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+    fn ranges() {
+        assert_eq!(qrange(8), (-128.0, 127.0));
+        assert_eq!(qrange(2), (-2.0, 1.0));
+        assert_eq!(qrange(16), (-32768.0, 32767.0));
+    }
+
+    #[test]
+    fn scale_at_8_bits_and_max_maps_to_127() {
+        // (qmax - qmin) / 2 = 127.5 at 8 bits.
+        let s = scale_for(-1.0, 2.55, 8);
+        assert!((s - 0.02).abs() < 1e-15);
+        assert_eq!(quantize(2.55f64, s, 8), 127.0);
+        assert_eq!(quantize(-1.0f64, s, 8), -50.0);
+        // Range widened to contain 0.
+        assert_eq!(scale_for(1.0, 2.55, 8), s);
+        assert_eq!(scale_for(-2.55, -1.0, 8), s);
+        // Degenerate range.
+        assert_eq!(scale_for(0.0, 0.0, 8), 1.0);
+        assert_eq!(scale_for(-1e-12, 1e-12, 8), 1e-8);
+    }
+
+    #[test]
+    fn rounds_half_to_even_and_clamps() {
+        assert_eq!(quantize(2.5f32, 1.0, 8), 2.0);
+        assert_eq!(quantize(3.5f32, 1.0, 8), 4.0);
+        assert_eq!(quantize(-2.5f32, 1.0, 8), -2.0);
+        assert_eq!(quantize(1000.0f32, 1.0, 8), 127.0);
+        assert_eq!(quantize(-1000.0f32, 1.0, 8), -128.0);
+        let mut v = [0.26f64, -0.74, 0.5];
+        fake_quant(&mut v, 0.5, 4);
+        assert_eq!(v, [0.5, -0.5, 0.5]);
+    }
+
+    #[test]
+    fn dynamic_range_error_is_bounded_by_half_a_step() {
+        let mut x: Vec<f64> = (0..1000).map(|i| ((i * 37 % 1000) as f64 / 500.0 - 1.0) * 3.0).collect();
+        let orig = x.clone();
+        let s = fake_quant_dynamic(&mut x, 8);
+        for (a, b) in x.iter().zip(&orig) {
+            assert!((a - b).abs() <= s / 2.0 + 1e-12);
+        }
     }
 }
