@@ -1,3 +1,45 @@
-fn main() {
-    println!("Hello, world!");
+//! `winq`: the command-line front end.
+
+mod cmd_error;
+mod cmd_transforms;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "winq",
+    version,
+    about = "Winograd-aware quantized convolutional networks",
+    long_about = "winq builds exact Winograd (Toom-Cook) transforms, measures how quantization \
+                  interacts with them, and (as the project grows) trains, searches and deploys \
+                  Winograd-aware quantized CNNs.\n\nStart with `winq transforms --m 4` to see \
+                  F(4x4, 3x3), or `winq error` for the numerical-error study."
+)]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the Winograd transforms Aᵀ, Bᵀ, G of F(m, r) as exact fractions and floats.
+    Transforms(cmd_transforms::Args),
+    /// Numerical-error study: quantized im2row and Winograd vs the exact convolution.
+    Error(cmd_error::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(t) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build_global()?;
+    }
+    match cli.command {
+        Command::Transforms(a) => cmd_transforms::run(a),
+        Command::Error(a) => cmd_error::run(a),
+    }
 }

@@ -90,14 +90,7 @@ pub fn direct_conv<T: Real>(x: &[T], xs: Nchw, w: &[T], k: usize, r: usize) -> V
 
 /// im2row lowering: one row of C·r·r taps per output pixel, times the [C·r·r × K] weight
 /// matrix. Quantized at input, weights and output, as the reference's plain Conv2d.
-pub fn im2row_conv<T: Real>(
-    x: &[T],
-    xs: Nchw,
-    w: &[T],
-    k: usize,
-    r: usize,
-    hook: StageHook<T>,
-) -> Vec<T> {
+pub fn im2row_conv<T: Real>(x: &[T], xs: Nchw, w: &[T], k: usize, r: usize, hook: StageHook<T>) -> Vec<T> {
     check(xs, x, w, k, r);
     let (mut x, mut w) = (x.to_vec(), w.to_vec());
     hook(Stage::Input, &mut x);
@@ -117,7 +110,8 @@ pub fn im2row_conv<T: Real>(
                                 .checked_sub(p)
                                 .filter(|&a| a < xs.h)
                                 .zip((j + v).checked_sub(p).filter(|&b| b < xs.w));
-                            row[(c * r + u) * r + v] = src.map_or(T::zero(), |(a, b)| x[xs.index(n, c, a, b)]);
+                            row[(c * r + u) * r + v] =
+                                src.map_or(T::zero(), |(a, b)| x[xs.index(n, c, a, b)]);
                         }
                     }
                 }

@@ -71,9 +71,7 @@ impl Tiling {
 
     /// Position in the original axis of output element `i` of tile `tile`; None when cropped.
     pub fn target(&self, size: usize, tile: usize, i: usize) -> Option<usize> {
-        (tile * self.m + i)
-            .checked_sub(self.before)
-            .filter(|&p| p < size)
+        (tile * self.m + i).checked_sub(self.before).filter(|&p| p < size)
     }
 }
 

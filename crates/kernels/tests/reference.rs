@@ -12,7 +12,7 @@ fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
 fn direct_conv_known_values() {
     // All-ones 3x3 kernel over an all-ones 4x5 image counts the in-bounds taps.
     let xs = Nchw::new(1, 1, 4, 5);
-    let y = direct_conv(&vec![1.0f64; 20], xs, &[1.0; 9], 1, 3);
+    let y = direct_conv(&[1.0f64; 20], xs, &[1.0; 9], 1, 3);
     assert_eq!(&y[0..5], &[4.0, 6.0, 6.0, 6.0, 4.0]);
     assert_eq!(&y[5..10], &[6.0, 9.0, 9.0, 9.0, 6.0]);
     // Correlation, not convolution: a kernel with a single tap at (0, 0) shifts the image

@@ -37,10 +37,7 @@ pub fn scale_for(min: f64, max: f64, bits: u32) -> f64 {
 /// Quantizes one value to its integer code.
 pub fn quantize<T: Real>(x: T, scale: T, bits: u32) -> T {
     let (qmin, qmax) = qrange(bits);
-    (x / scale)
-        .round_even()
-        .max(T::of_f64(qmin))
-        .min(T::of_f64(qmax))
+    (x / scale).round_even().max(T::of_f64(qmin)).min(T::of_f64(qmax))
 }
 
 /// Fake-quantizes in place with a given scale.
@@ -115,7 +112,9 @@ mod tests {
 
     #[test]
     fn dynamic_range_error_is_bounded_by_half_a_step() {
-        let mut x: Vec<f64> = (0..1000).map(|i| ((i * 37 % 1000) as f64 / 500.0 - 1.0) * 3.0).collect();
+        let mut x: Vec<f64> = (0..1000)
+            .map(|i| ((i * 37 % 1000) as f64 / 500.0 - 1.0) * 3.0)
+            .collect();
         let orig = x.clone();
         let s = fake_quant_dynamic(&mut x, 8);
         for (a, b) in x.iter().zip(&orig) {

@@ -1,14 +1,409 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The numerical-error study: how far a (fake-)quantized im2row or Winograd F(m,3) layer is
+//! from the exact convolution, and which quantization stage is to blame.
+
+mod plot;
+mod report;
+
+pub use plot::write_plot;
+pub use report::{render_text, to_json};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal, Uniform};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::fmt;
+use winq_kernels::reference::{direct_conv, im2row_conv, relative_l2, winograd_conv, Stage};
+use winq_kernels::Nchw;
+use winq_quant::fake_quant_dynamic;
+use winq_transforms::{transform, FloatTransform, Mat, PointSet, TransformError};
+
+/// A convolution algorithm under study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Algo {
+    Im2row,
+    /// Winograd F(m, 3).
+    Winograd(usize),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl fmt::Display for Algo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Algo::Im2row => write!(f, "im2row"),
+            Algo::Winograd(m) => write!(f, "F{m}"),
+        }
     }
+}
+
+/// Arithmetic of a run: plain f32, or fake-quantized to `bits` at every stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Precision {
+    Fp32,
+    Int(u32),
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Precision::Fp32 => write!(f, "FP32"),
+            Precision::Int(b) => write!(f, "INT{b}"),
+        }
+    }
+}
+
+/// What to study.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyConfig {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub seeds: usize,
+    /// Output tile sizes m of the Winograd candidates.
+    pub tiles: Vec<usize>,
+    /// Bit-widths besides FP32.
+    pub bits: Vec<u32>,
+    #[serde(serialize_with = "display")]
+    pub points: PointSet,
+    /// Also quantize Aᵀ, Bᵀ and G (the reference's static mode) in the main table.
+    pub quantize_transforms: bool,
+    /// Bit-width of the per-stage attribution table.
+    pub attribution_bits: u32,
+}
+
+fn display<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&v.to_string())
+}
+
+impl Default for StudyConfig {
+    fn default() -> Self {
+        StudyConfig {
+            batch: 8,
+            in_channels: 64,
+            out_channels: 64,
+            height: 16,
+            width: 16,
+            seeds: 5,
+            tiles: vec![2, 4, 6],
+            bits: vec![16, 10, 8],
+            points: PointSet::Default,
+            quantize_transforms: false,
+            attribution_bits: 8,
+        }
+    }
+}
+
+/// Mean and spread of one measurement over seeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: f64,
+    pub per_seed: Vec<f64>,
+}
+
+impl Stat {
+    fn of(v: Vec<f64>) -> Stat {
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n.max(1.0);
+        Stat {
+            mean,
+            std: var.sqrt(),
+            per_seed: v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorRow {
+    pub algo: Algo,
+    pub precision: Precision,
+    pub error: Stat,
+}
+
+/// One quantization source at a time: `stage` is a stage name or "transforms".
+#[derive(Debug, Clone, Serialize)]
+pub struct AttributionRow {
+    pub algo: Algo,
+    pub bits: u32,
+    pub stage: String,
+    pub error: Stat,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyResult {
+    pub config: StudyConfig,
+    pub rows: Vec<ErrorRow>,
+    pub attribution: Vec<AttributionRow>,
+}
+
+impl StudyResult {
+    pub fn error(&self, algo: Algo, precision: Precision) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.algo == algo && r.precision == precision)
+            .map(|r| r.error.mean)
+    }
+
+    /// The attribution row with the largest mean error for an algorithm.
+    pub fn largest_source(&self, algo: Algo) -> Option<&AttributionRow> {
+        self.attribution
+            .iter()
+            .filter(|r| r.algo == algo)
+            .max_by(|a, b| a.error.mean.total_cmp(&b.error.mean))
+    }
+}
+
+/// Which quantization sources are on in one run.
+#[derive(Debug, Clone)]
+struct Sources {
+    bits: u32,
+    stages: Vec<Stage>,
+    transforms: bool,
+}
+
+struct Problem {
+    shape: Nchw,
+    k: usize,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    y_ref: Vec<f64>,
+}
+
+impl Problem {
+    /// Inputs ReLU(N(0,1)), weights Xavier-uniform, reference in f64 on the same values.
+    fn new(cfg: &StudyConfig, seed: u64) -> Problem {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let shape = Nchw::new(cfg.batch, cfg.in_channels, cfg.height, cfg.width);
+        let (c, k) = (cfg.in_channels, cfg.out_channels);
+        let x: Vec<f32> = (0..shape.len())
+            .map(|_| StandardNormal.sample(&mut rng))
+            .map(|v: f32| v.max(0.0))
+            .collect();
+        let bound = (6.0 / ((c + k) * 9) as f32).sqrt();
+        let dist = Uniform::new_inclusive(-bound, bound);
+        let w: Vec<f32> = (0..k * c * 9).map(|_| dist.sample(&mut rng)).collect();
+        let xd: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let wd: Vec<f64> = w.iter().map(|&v| v as f64).collect();
+        let y_ref = direct_conv(&xd, shape, &wd, k, 3);
+        Problem {
+            shape,
+            k,
+            x,
+            w,
+            y_ref,
+        }
+    }
+
+    fn run(&self, algo: Algo, tr: Option<&FloatTransform<f32>>, src: Option<&Sources>) -> f64 {
+        let mut hook = |stage: Stage, data: &mut [f32]| {
+            if let Some(s) = src {
+                if s.stages.contains(&stage) {
+                    fake_quant_dynamic(data, s.bits);
+                }
+            }
+        };
+        let y = match (algo, tr) {
+            (Algo::Winograd(_), Some(tr)) => {
+                let quantized;
+                let tr = match src {
+                    Some(s) if s.transforms => {
+                        quantized = quantize_transform(tr, s.bits);
+                        &quantized
+                    }
+                    _ => tr,
+                };
+                winograd_conv(&self.x, self.shape, &self.w, self.k, tr, &mut hook)
+            }
+            _ => im2row_conv(&self.x, self.shape, &self.w, self.k, 3, &mut hook),
+        };
+        relative_l2(&y, &self.y_ref)
+    }
+}
+
+/// Fake-quantizes each transform matrix with its own per-tensor range (static mode).
+pub fn quantize_transform(tr: &FloatTransform<f32>, bits: u32) -> FloatTransform<f32> {
+    let q = |m: &Mat<f32>| {
+        let mut m = m.clone();
+        fake_quant_dynamic(&mut m.data, bits);
+        m
+    };
+    FloatTransform {
+        m: tr.m,
+        r: tr.r,
+        at: q(&tr.at),
+        bt: q(&tr.bt),
+        g: q(&tr.g),
+    }
+}
+
+/// Why a study cannot run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StudyError {
+    Transform(TransformError),
+    Bits(u32),
+    Empty(&'static str),
+}
+
+impl fmt::Display for StudyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StudyError::Transform(e) => write!(f, "{e}"),
+            StudyError::Bits(b) => write!(
+                f,
+                "{b} bits is not supported: bit-widths must be {}..={}",
+                winq_quant::MIN_BITS,
+                winq_quant::MAX_BITS
+            ),
+            StudyError::Empty(what) => write!(f, "{what} must be at least 1"),
+        }
+    }
+}
+
+impl std::error::Error for StudyError {}
+
+impl From<TransformError> for StudyError {
+    fn from(e: TransformError) -> Self {
+        StudyError::Transform(e)
+    }
+}
+
+impl StudyConfig {
+    pub fn validate(&self) -> Result<(), StudyError> {
+        for (v, what) in [
+            (self.batch, "batch"),
+            (self.in_channels, "input channels"),
+            (self.out_channels, "output channels"),
+            (self.height, "height"),
+            (self.width, "width"),
+            (self.seeds, "seeds"),
+        ] {
+            if v == 0 {
+                return Err(StudyError::Empty(what));
+            }
+        }
+        if let Some(&m) = self.tiles.iter().find(|&&m| m == 0) {
+            return Err(TransformError::OutputSize(m).into());
+        }
+        match self
+            .bits
+            .iter()
+            .chain([&self.attribution_bits])
+            .find(|b| !(winq_quant::MIN_BITS..=winq_quant::MAX_BITS).contains(b))
+        {
+            Some(&b) => Err(StudyError::Bits(b)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs the whole study. Seeds run in parallel; results do not depend on the thread count.
+pub fn run(cfg: &StudyConfig) -> Result<StudyResult, StudyError> {
+    cfg.validate()?;
+    let mut algos = vec![(Algo::Im2row, None)];
+    for &m in &cfg.tiles {
+        algos.push((Algo::Winograd(m), Some(transform(m, 3, &cfg.points)?.to_f32())));
+    }
+    let precisions: Vec<Precision> = std::iter::once(Precision::Fp32)
+        .chain(cfg.bits.iter().map(|&b| Precision::Int(b)))
+        .collect();
+
+    // Every (algorithm, sources) job, each evaluated on every seed.
+    struct Job {
+        algo: Algo,
+        tr: Option<usize>,
+        label: Label,
+        src: Option<Sources>,
+    }
+    enum Label {
+        Main(Precision),
+        Attribution(String),
+    }
+    let mut jobs = Vec::new();
+    for (ai, (algo, tr)) in algos.iter().enumerate() {
+        let idx = tr.as_ref().map(|_| ai);
+        let stages: &[Stage] = if idx.is_some() {
+            &Stage::WINOGRAD
+        } else {
+            &Stage::IM2ROW
+        };
+        for &p in &precisions {
+            let src = match p {
+                Precision::Fp32 => None,
+                Precision::Int(bits) => Some(Sources {
+                    bits,
+                    stages: stages.to_vec(),
+                    transforms: cfg.quantize_transforms,
+                }),
+            };
+            jobs.push(Job {
+                algo: *algo,
+                tr: idx,
+                label: Label::Main(p),
+                src,
+            });
+        }
+        let bits = cfg.attribution_bits;
+        for &s in stages {
+            let src = Sources {
+                bits,
+                stages: vec![s],
+                transforms: false,
+            };
+            jobs.push(Job {
+                algo: *algo,
+                tr: idx,
+                label: Label::Attribution(s.name().into()),
+                src: Some(src),
+            });
+        }
+        if idx.is_some() {
+            let src = Sources {
+                bits,
+                stages: vec![],
+                transforms: true,
+            };
+            jobs.push(Job {
+                algo: *algo,
+                tr: idx,
+                label: Label::Attribution("transforms".into()),
+                src: Some(src),
+            });
+        }
+    }
+
+    let per_seed: Vec<Vec<f64>> = (0..cfg.seeds as u64)
+        .into_par_iter()
+        .map(|seed| {
+            let p = Problem::new(cfg, seed);
+            jobs.par_iter()
+                .map(|j| p.run(j.algo, j.tr.and_then(|i| algos[i].1.as_ref()), j.src.as_ref()))
+                .collect()
+        })
+        .collect();
+
+    let mut rows = Vec::new();
+    let mut attribution = Vec::new();
+    for (ji, job) in jobs.iter().enumerate() {
+        let error = Stat::of(per_seed.iter().map(|s| s[ji]).collect());
+        match &job.label {
+            Label::Main(p) => rows.push(ErrorRow {
+                algo: job.algo,
+                precision: *p,
+                error,
+            }),
+            Label::Attribution(stage) => attribution.push(AttributionRow {
+                algo: job.algo,
+                bits: cfg.attribution_bits,
+                stage: stage.clone(),
+                error,
+            }),
+        }
+    }
+    Ok(StudyResult {
+        config: cfg.clone(),
+        rows,
+        attribution,
+    })
 }

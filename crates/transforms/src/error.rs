@@ -36,20 +36,25 @@ pub enum TransformError {
         r: usize,
         why: String,
     },
-    #[error(
-        "the transforms built from points [{points}] with Sy [{sy}], Sx [{sx}], Sw [{sw}] do not compute a \
-         correlation (coefficient of g[{k}]*d[{l}] in y[{i}] is {got}, expected {expected}); \
-         the scalings must satisfy Sy*Sx*Sw = 1 element-wise"
-    )]
-    NotExact {
-        points: String,
-        sy: String,
-        sx: String,
-        sw: String,
-        i: usize,
-        k: usize,
-        l: usize,
-        got: String,
-        expected: String,
-    },
+    #[error("{0}")]
+    NotExact(Box<Inexact>),
+}
+
+/// Where a transform triple fails to be a correlation.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error(
+    "the transforms built from points [{points}] with Sy [{sy}], Sx [{sx}], Sw [{sw}] do not compute a \
+     correlation (coefficient of g[{k}]*d[{l}] in y[{i}] is {got}, expected {expected}); \
+     the scalings must satisfy Sy*Sx*Sw = 1 element-wise"
+)]
+pub struct Inexact {
+    pub points: String,
+    pub sy: String,
+    pub sx: String,
+    pub sw: String,
+    pub i: usize,
+    pub k: usize,
+    pub l: usize,
+    pub got: String,
+    pub expected: String,
 }

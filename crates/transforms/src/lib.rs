@@ -7,7 +7,7 @@ mod point;
 mod sets;
 mod toom_cook;
 
-pub use error::TransformError;
+pub use error::{Inexact, TransformError};
 pub use matrix::{rational_to_f64, Mat, RatMatrix};
 pub use point::{join, parse_points, parse_rational, parse_scaling, Point, Rational};
 pub use sets::{transform, PointSet};

@@ -81,13 +81,17 @@ impl RatMatrix {
         assert_eq!(self.rows, self.cols, "inverse of a non-square matrix");
         let n = self.rows;
         let mut a = self.clone();
-        let mut inv = RatMatrix::from_fn(n, n, |i, j| {
-            if i == j {
-                Rational::one()
-            } else {
-                Rational::zero()
-            }
-        });
+        let mut inv = RatMatrix::from_fn(
+            n,
+            n,
+            |i, j| {
+                if i == j {
+                    Rational::one()
+                } else {
+                    Rational::zero()
+                }
+            },
+        );
         for col in 0..n {
             let pivot = (col..n).find(|&r| !a.at(r, col).is_zero())?;
             if pivot != col {

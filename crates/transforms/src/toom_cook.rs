@@ -180,7 +180,7 @@ impl Transform {
                         Rational::zero()
                     };
                     if c != expected {
-                        return Err(TransformError::NotExact {
+                        return Err(TransformError::NotExact(Box::new(crate::error::Inexact {
                             points: join(&self.points),
                             sy: join(&self.scalings.sy),
                             sx: join(&self.scalings.sx),
@@ -190,7 +190,7 @@ impl Transform {
                             l,
                             got: c.to_string(),
                             expected: expected.to_string(),
-                        });
+                        })));
                     }
                 }
             }
