@@ -1,6 +1,7 @@
 //! Convolution kernels. `reference` holds the plain, obviously-correct implementations
 //! every fast kernel and every later test is compared against.
 
+pub mod gemm;
 pub mod reference;
 mod shape;
 
