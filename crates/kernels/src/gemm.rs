@@ -25,49 +25,77 @@ pub fn sgemm(
     accumulate: bool,
     threads: usize,
 ) {
-    assert!(
-        a.len() >= m * k,
-        "sgemm: A has {} elements, needs {}",
-        a.len(),
-        m * k
-    );
-    assert!(
-        b.len() >= k * n,
-        "sgemm: B has {} elements, needs {}",
-        b.len(),
-        k * n
-    );
-    assert!(
-        c.len() >= m * n,
-        "sgemm: C has {} elements, needs {}",
-        c.len(),
-        m * n
-    );
+    let a_view = match op_a {
+        Op::N => View { data: a, rs: k, cs: 1 },
+        Op::T => View { data: a, rs: 1, cs: m },
+    };
+    let b_view = match op_b {
+        Op::N => View { data: b, rs: n, cs: 1 },
+        Op::T => View { data: b, rs: 1, cs: k },
+    };
+    sgemm_view(m, n, k, a_view, b_view, c, n, accumulate, threads);
+}
+
+/// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl View<'_> {
+    fn check(&self, rows: usize, cols: usize, name: &str) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let last = (rows - 1) * self.rs + (cols - 1) * self.cs;
+        assert!(
+            last < self.data.len(),
+            "sgemm: {name} view {rows}x{cols} (rs {}, cs {}) needs {} elements, has {}",
+            self.rs,
+            self.cs,
+            last + 1,
+            self.data.len()
+        );
+    }
+}
+
+/// C (m×n, rows `c_rs` apart, unit column stride) = [C +] A·B for strided A (m×k), B (k×n).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_view(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: View,
+    b: View,
+    c: &mut [f32],
+    c_rs: usize,
+    accumulate: bool,
+    threads: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    assert!(c_rs >= n, "sgemm: C row stride {c_rs} < n {n}");
+    assert!(c.len() >= (m - 1) * c_rs + n, "sgemm: C is too small for {m}x{n}");
     if k == 0 {
         if !accumulate {
-            c[..m * n].fill(0.0);
+            for i in 0..m {
+                c[i * c_rs..i * c_rs + n].fill(0.0);
+            }
         }
         return;
     }
-    // (column stride, row stride) of each logical operand.
-    let (a_cs, a_rs) = match op_a {
-        Op::N => (1, k as isize),
-        Op::T => (m as isize, 1),
-    };
-    let (b_cs, b_rs) = match op_b {
-        Op::N => (1, n as isize),
-        Op::T => (k as isize, 1),
-    };
+    a.check(m, k, "A");
+    b.check(k, n, "B");
     let par = if threads > 1 {
         Parallelism::Rayon(threads)
     } else {
         Parallelism::None
     };
-    // SAFETY: the lengths were checked above against the strides used, and C does not alias
-    // A or B (distinct borrows).
+    // SAFETY: every index the views and C can reach was bounds-checked above, and C does not
+    // alias A or B (a unique borrow next to shared ones).
     unsafe {
         gemm::gemm(
             m,
@@ -75,14 +103,14 @@ pub fn sgemm(
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
+            c_rs as isize,
             accumulate,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
             1.0,
             1.0,
             false,

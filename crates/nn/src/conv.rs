@@ -1,0 +1,210 @@
+//! Convolution by im2row lowering (stride 1, "same" padding, r = 1 or 3) through GEMM,
+//! quantized at input, weights and output as the reference's plain Conv2d.
+
+use crate::layer::{path, BufferVisitor, Layer, Mode, Param, ParamVisitor};
+use crate::quant::{self, Precision};
+use crate::tensor::Tensor;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use winq_kernels::gemm::{sgemm, Op};
+use winq_quant::Quantizer;
+
+pub struct Conv2d {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub precision: Precision,
+    /// [K, C, r, r]
+    pub weight: Param,
+    q_in: Option<Quantizer>,
+    q_w: Option<Quantizer>,
+    q_out: Option<Quantizer>,
+    cache: Option<(Tensor, Vec<f32>)>,
+}
+
+/// Xavier (Glorot) uniform init of a [K, C, r, r] weight, as nn.init.xavier_uniform_.
+pub fn xavier_uniform(k: usize, c: usize, r: usize, rng: &mut ChaCha8Rng) -> Tensor {
+    let bound = (6.0 / ((c + k) * r * r) as f64).sqrt() as f32;
+    Tensor::from_vec(&[k, c, r, r], (0..k * c * r * r).map(|_| rng.gen_range(-bound..=bound)).collect())
+}
+
+/// PyTorch's default Conv2d init (kaiming-uniform with a = √5): U(±1/√fan_in).
+pub fn torch_default_uniform(k: usize, c: usize, r: usize, rng: &mut ChaCha8Rng) -> Tensor {
+    let bound = 1.0 / ((c * r * r) as f32).sqrt();
+    Tensor::from_vec(&[k, c, r, r], (0..k * c * r * r).map(|_| rng.gen_range(-bound..=bound)).collect())
+}
+
+impl Conv2d {
+    pub fn new(c: usize, k: usize, kernel: usize, precision: Precision, weight: Tensor) -> Conv2d {
+        assert!(kernel == 1 || kernel == 3, "im2row Conv2d supports 1x1 and 3x3 kernels");
+        assert_eq!(weight.shape, [k, c, kernel, kernel], "weight shape");
+        Conv2d {
+            in_channels: c,
+            out_channels: k,
+            kernel,
+            precision,
+            weight: Param::new(weight),
+            q_in: precision.quantizer(),
+            q_w: precision.quantizer(),
+            q_out: precision.quantizer(),
+            cache: None,
+        }
+    }
+}
+
+/// cols (C·r·r × H·W) of one image for a "same"-padded r×r kernel.
+pub fn im2col(x: &[f32], c: usize, h: usize, w: usize, r: usize, cols: &mut [f32]) {
+    let p = (r - 1) / 2;
+    let hw = h * w;
+    for ci in 0..c {
+        let xc = &x[ci * hw..(ci + 1) * hw];
+        for u in 0..r {
+            for v in 0..r {
+                let row = &mut cols[((ci * r + u) * r + v) * hw..][..hw];
+                for i in 0..h {
+                    let out = &mut row[i * w..(i + 1) * w];
+                    let Some(si) = (i + u).checked_sub(p).filter(|&s| s < h) else {
+                        out.fill(0.0);
+                        continue;
+                    };
+                    let src = &xc[si * w..(si + 1) * w];
+                    // out[j] = src[j + v - p] where in range.
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = match (j + v).checked_sub(p) {
+                            Some(s) if s < w => src[s],
+                            _ => 0.0,
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds cols (C·r·r × H·W) back into the image gradient (the adjoint of im2col).
+pub fn col2im(cols: &[f32], c: usize, h: usize, w: usize, r: usize, dx: &mut [f32]) {
+    let p = (r - 1) / 2;
+    let hw = h * w;
+    for ci in 0..c {
+        let dxc = &mut dx[ci * hw..(ci + 1) * hw];
+        for u in 0..r {
+            for v in 0..r {
+                let row = &cols[((ci * r + u) * r + v) * hw..][..hw];
+                for i in 0..h {
+                    let Some(si) = (i + u).checked_sub(p).filter(|&s| s < h) else {
+                        continue;
+                    };
+                    let src = &row[i * w..(i + 1) * w];
+                    let dst = &mut dxc[si * w..(si + 1) * w];
+                    let j0 = p.saturating_sub(v);
+                    let j1 = (w + p).saturating_sub(v).min(w);
+                    for j in j0..j1 {
+                        dst[j + v - p] += src[j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Layer for Conv2d {
+    fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
+        let (n, c, h, w) = x.dims4();
+        assert_eq!(c, self.in_channels, "Conv2d expects {} input channels, got {c}", self.in_channels);
+        let (k, r) = (self.out_channels, self.kernel);
+        let mut xq = x.clone();
+        quant::apply(&mut self.q_in, &mut xq.data, mode);
+        let mut wq = self.weight.value.data.clone();
+        quant::apply(&mut self.q_w, &mut wq, mode);
+        let hw = h * w;
+        let taps = c * r * r;
+        let mut y = Tensor::zeros(&[n, k, h, w]);
+        y.data
+            .par_chunks_mut(k * hw)
+            .zip(xq.data.par_chunks(c * hw))
+            .for_each_init(
+                || vec![0.0f32; if r == 1 { 0 } else { taps * hw }],
+                |cols, (yn, xn)| {
+                    let b = if r == 1 {
+                        xn
+                    } else {
+                        im2col(xn, c, h, w, r, cols);
+                        &cols[..]
+                    };
+                    sgemm(k, hw, taps, &wq, Op::N, b, Op::N, yn, false, 1);
+                },
+            );
+        quant::apply(&mut self.q_out, &mut y.data, mode);
+        if mode == Mode::Train {
+            self.cache = Some((xq, wq));
+        }
+        y
+    }
+
+    fn backward(&mut self, grad: &Tensor) -> Tensor {
+        let (xq, wq) = self.cache.take().expect("Conv2d::backward without a training forward");
+        let (n, c, h, w) = xq.dims4();
+        let (k, r) = (self.out_channels, self.kernel);
+        let (hw, taps) = (h * w, c * r * r);
+        let mut dx = Tensor::zeros(&xq.shape);
+        // Straight-through quantizers: gradients pass the output/input/weight quantizers as is.
+        let dw = dx
+            .data
+            .par_chunks_mut(c * hw)
+            .zip(xq.data.par_chunks(c * hw))
+            .zip(grad.data.par_chunks(k * hw))
+            .fold(
+                || (vec![0.0f32; k * taps], vec![0.0f32; taps * hw], vec![0.0f32; taps * hw]),
+                |(mut dw, mut cols, mut dcols), ((dxn, xn), gn)| {
+                    let b = if r == 1 {
+                        xn
+                    } else {
+                        im2col(xn, c, h, w, r, &mut cols);
+                        &cols[..]
+                    };
+                    // dW += dY (K×HW) · colsᵀ
+                    sgemm(k, taps, hw, gn, Op::N, b, Op::T, &mut dw, true, 1);
+                    // dcols = Wᵀ (taps×K) · dY
+                    if r == 1 {
+                        sgemm(taps, hw, k, &wq, Op::T, gn, Op::N, dxn, false, 1);
+                    } else {
+                        sgemm(taps, hw, k, &wq, Op::T, gn, Op::N, &mut dcols, false, 1);
+                        col2im(&dcols, c, h, w, r, dxn);
+                    }
+                    (dw, cols, dcols)
+                },
+            )
+            .map(|(dw, _, _)| dw)
+            .reduce(
+                || vec![0.0f32; k * taps],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        let _ = n;
+        self.weight.grad.data.iter_mut().zip(&dw).for_each(|(g, d)| *g += d);
+        dx
+    }
+
+    fn visit_params(&mut self, prefix: &str, f: ParamVisitor) {
+        f(&path(prefix, "weight"), &mut self.weight);
+    }
+
+    fn visit_buffers(&mut self, prefix: &str, f: BufferVisitor) {
+        quant::visit(&mut self.q_in, prefix, "q_input", f);
+        quant::visit(&mut self.q_w, prefix, "q_weight", f);
+        quant::visit(&mut self.q_out, prefix, "q_output", f);
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "conv{r}x{r} im2row {}->{} {}",
+            self.in_channels,
+            self.out_channels,
+            self.precision,
+            r = self.kernel
+        )
+    }
+}
