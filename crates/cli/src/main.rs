@@ -1,5 +1,6 @@
 //! `winq`: the command-line front end.
 
+mod cmd_bench;
 mod cmd_error;
 mod cmd_transforms;
 
@@ -29,6 +30,9 @@ enum Command {
     Transforms(cmd_transforms::Args),
     /// Numerical-error study: quantized im2row and Winograd vs the exact convolution.
     Error(cmd_error::Args),
+    /// Speed and memory benchmarks.
+    #[command(subcommand)]
+    Bench(cmd_bench::Bench),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +45,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Transforms(a) => cmd_transforms::run(a),
         Command::Error(a) => cmd_error::run(a),
+        Command::Bench(b) => cmd_bench::run(b),
     }
 }

@@ -26,12 +26,28 @@ pub fn sgemm(
     threads: usize,
 ) {
     let a_view = match op_a {
-        Op::N => View { data: a, rs: k, cs: 1 },
-        Op::T => View { data: a, rs: 1, cs: m },
+        Op::N => View {
+            data: a,
+            rs: k,
+            cs: 1,
+        },
+        Op::T => View {
+            data: a,
+            rs: 1,
+            cs: m,
+        },
     };
     let b_view = match op_b {
-        Op::N => View { data: b, rs: n, cs: 1 },
-        Op::T => View { data: b, rs: 1, cs: k },
+        Op::N => View {
+            data: b,
+            rs: n,
+            cs: 1,
+        },
+        Op::T => View {
+            data: b,
+            rs: 1,
+            cs: k,
+        },
     };
     sgemm_view(m, n, k, a_view, b_view, c, n, accumulate, threads);
 }

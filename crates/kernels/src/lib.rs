@@ -4,5 +4,6 @@
 pub mod gemm;
 pub mod reference;
 mod shape;
+pub mod tile;
 
 pub use shape::{Nchw, Tiling};

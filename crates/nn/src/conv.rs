@@ -26,18 +26,31 @@ pub struct Conv2d {
 /// Xavier (Glorot) uniform init of a [K, C, r, r] weight, as nn.init.xavier_uniform_.
 pub fn xavier_uniform(k: usize, c: usize, r: usize, rng: &mut ChaCha8Rng) -> Tensor {
     let bound = (6.0 / ((c + k) * r * r) as f64).sqrt() as f32;
-    Tensor::from_vec(&[k, c, r, r], (0..k * c * r * r).map(|_| rng.gen_range(-bound..=bound)).collect())
+    Tensor::from_vec(
+        &[k, c, r, r],
+        (0..k * c * r * r)
+            .map(|_| rng.gen_range(-bound..=bound))
+            .collect(),
+    )
 }
 
 /// PyTorch's default Conv2d init (kaiming-uniform with a = √5): U(±1/√fan_in).
 pub fn torch_default_uniform(k: usize, c: usize, r: usize, rng: &mut ChaCha8Rng) -> Tensor {
     let bound = 1.0 / ((c * r * r) as f32).sqrt();
-    Tensor::from_vec(&[k, c, r, r], (0..k * c * r * r).map(|_| rng.gen_range(-bound..=bound)).collect())
+    Tensor::from_vec(
+        &[k, c, r, r],
+        (0..k * c * r * r)
+            .map(|_| rng.gen_range(-bound..=bound))
+            .collect(),
+    )
 }
 
 impl Conv2d {
     pub fn new(c: usize, k: usize, kernel: usize, precision: Precision, weight: Tensor) -> Conv2d {
-        assert!(kernel == 1 || kernel == 3, "im2row Conv2d supports 1x1 and 3x3 kernels");
+        assert!(
+            kernel == 1 || kernel == 3,
+            "im2row Conv2d supports 1x1 and 3x3 kernels"
+        );
         assert_eq!(weight.shape, [k, c, kernel, kernel], "weight shape");
         Conv2d {
             in_channels: c,
@@ -111,7 +124,11 @@ pub fn col2im(cols: &[f32], c: usize, h: usize, w: usize, r: usize, dx: &mut [f3
 impl Layer for Conv2d {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
         let (n, c, h, w) = x.dims4();
-        assert_eq!(c, self.in_channels, "Conv2d expects {} input channels, got {c}", self.in_channels);
+        assert_eq!(
+            c, self.in_channels,
+            "Conv2d expects {} input channels, got {c}",
+            self.in_channels
+        );
         let (k, r) = (self.out_channels, self.kernel);
         let mut xq = x.clone();
         quant::apply(&mut self.q_in, &mut xq.data, mode);
@@ -143,7 +160,10 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, grad: &Tensor) -> Tensor {
-        let (xq, wq) = self.cache.take().expect("Conv2d::backward without a training forward");
+        let (xq, wq) = self
+            .cache
+            .take()
+            .expect("Conv2d::backward without a training forward");
         let (n, c, h, w) = xq.dims4();
         let (k, r) = (self.out_channels, self.kernel);
         let (hw, taps) = (h * w, c * r * r);
@@ -155,7 +175,13 @@ impl Layer for Conv2d {
             .zip(xq.data.par_chunks(c * hw))
             .zip(grad.data.par_chunks(k * hw))
             .fold(
-                || (vec![0.0f32; k * taps], vec![0.0f32; taps * hw], vec![0.0f32; taps * hw]),
+                || {
+                    (
+                        vec![0.0f32; k * taps],
+                        vec![0.0f32; taps * hw],
+                        vec![0.0f32; taps * hw],
+                    )
+                },
                 |(mut dw, mut cols, mut dcols), ((dxn, xn), gn)| {
                     let b = if r == 1 {
                         xn
@@ -184,7 +210,12 @@ impl Layer for Conv2d {
                 },
             );
         let _ = n;
-        self.weight.grad.data.iter_mut().zip(&dw).for_each(|(g, d)| *g += d);
+        self.weight
+            .grad
+            .data
+            .iter_mut()
+            .zip(&dw)
+            .for_each(|(g, d)| *g += d);
         dx
     }
 

@@ -37,10 +37,10 @@ impl std::fmt::Display for Precision {
 pub fn apply(q: &mut Option<Quantizer>, x: &mut [f32], mode: Mode) {
     let Some(q) = q else { return };
     if mode == Mode::Train {
-        let (lo, hi) = x
-            .par_chunks(CHUNK)
-            .map(min_max)
-            .reduce(|| (f64::INFINITY, f64::NEG_INFINITY), |a, b| (a.0.min(b.0), a.1.max(b.1)));
+        let (lo, hi) = x.par_chunks(CHUNK).map(min_max).reduce(
+            || (f64::INFINITY, f64::NEG_INFINITY),
+            |a, b| (a.0.min(b.0), a.1.max(b.1)),
+        );
         let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
         q.observer.observe(lo, hi);
     }
@@ -52,7 +52,13 @@ pub fn apply(q: &mut Option<Quantizer>, x: &mut [f32], mode: Mode) {
 pub fn visit(q: &mut Option<Quantizer>, prefix: &str, name: &str, f: BufferVisitor) {
     if let Some(q) = q {
         let p = path(prefix, name);
-        f(&format!("{p}.min"), Buffer::F64(std::slice::from_mut(&mut q.observer.min)));
-        f(&format!("{p}.max"), Buffer::F64(std::slice::from_mut(&mut q.observer.max)));
+        f(
+            &format!("{p}.min"),
+            Buffer::F64(std::slice::from_mut(&mut q.observer.min)),
+        );
+        f(
+            &format!("{p}.max"),
+            Buffer::F64(std::slice::from_mut(&mut q.observer.max)),
+        );
     }
 }

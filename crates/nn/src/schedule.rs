@@ -8,15 +8,10 @@ pub enum Schedule {
     #[default]
     Constant,
     /// Multiply by `gamma` at each milestone, given as a fraction of the total steps.
-    MultiStep {
-        milestones: Vec<f32>,
-        gamma: f32,
-    },
+    MultiStep { milestones: Vec<f32>, gamma: f32 },
     /// Cosine annealing from the base rate to `min_lr`, reached at `step == total_steps`
     /// (as `torch.optim.lr_scheduler.CosineAnnealingLR` with T_max = total).
-    Cosine {
-        min_lr: f32,
-    },
+    Cosine { min_lr: f32 },
 }
 
 impl Schedule {

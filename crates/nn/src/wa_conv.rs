@@ -4,124 +4,85 @@
 //! learnable transforms quantized on every forward.
 //!
 //! Fused forward and backward: the channel sum is one GEMM per tile position
-//! ([K×C]·[C×(N·tiles)]), so no N·K·C·tiles tensor is ever built. Layouts:
-//! U = G g Gᵀ as [K][C][T], V = Bᵀ d B as [C][T][P], M (Hadamard sum) as [T][K][P], with
-//! T = t² tile positions and P = N·tiles columns. Quantizers pass gradients straight through.
+//! ([K×C]·[C×(N·tiles)]), so no N·K·C·tiles tensor is ever built, and the small transforms run
+//! on blocks of tiles at once (`winq_kernels::tile`). Layouts, with T = t² tile positions and
+//! P = N·tiles columns: U = G g Gᵀ as [T][K][C], V = Bᵀ d B as [C][T][P], the Hadamard sum M
+//! as [T][K][P]. Quantizers pass gradients straight through.
 
 use crate::layer::{path, Buffer, BufferVisitor, Layer, Mode, Param, ParamVisitor};
 use crate::quant::{self, Precision};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use winq_kernels::gemm::{sgemm_view, View};
+use winq_kernels::tile::{sandwich_grad_lanes, sandwich_lanes};
 use winq_kernels::Tiling;
 use winq_quant::Quantizer;
 use winq_transforms::{transform, PointSet, TransformError};
 
-/// out (a×a) = L·X·Lᵀ for L (a×b) and X (b×b); zeros of L are skipped (static transforms are
-/// sparse). `tmp` holds a×b.
-fn sandwich(l: &[f32], a: usize, b: usize, x: &[f32], out: &mut [f32], tmp: &mut [f32]) {
-    // tmp = L·X
-    tmp[..a * b].fill(0.0);
-    for i in 0..a {
-        for q in 0..b {
-            let lv = l[i * b + q];
-            if lv != 0.0 {
-                for j in 0..b {
-                    tmp[i * b + j] += lv * x[q * b + j];
-                }
-            }
-        }
-    }
-    // out = tmp·Lᵀ
-    for i in 0..a {
-        for j in 0..a {
-            let mut s = 0.0;
-            for q in 0..b {
-                s += tmp[i * b + q] * l[j * b + q];
-            }
-            out[i * a + j] = s;
-        }
-    }
-}
-
-/// out (b×b) = Lᵀ·X·L for L (a×b) and X (a×a): the adjoint of `sandwich` in X.
-fn sandwich_t(l: &[f32], a: usize, b: usize, x: &[f32], out: &mut [f32], tmp: &mut [f32]) {
-    // tmp (b×a) = Lᵀ·X
-    tmp[..a * b].fill(0.0);
-    for q in 0..a {
-        for i in 0..b {
-            let lv = l[q * b + i];
-            if lv != 0.0 {
-                for j in 0..a {
-                    tmp[i * a + j] += lv * x[q * a + j];
-                }
-            }
-        }
-    }
-    // out = tmp·L
-    out[..b * b].fill(0.0);
-    for i in 0..b {
-        for q in 0..a {
-            let tv = tmp[i * a + q];
-            if tv != 0.0 {
-                for j in 0..b {
-                    out[i * b + j] += tv * l[q * b + j];
-                }
-            }
-        }
-    }
-}
-
-/// dL (a×b) += dOut·L·Xᵀ + dOutᵀ·L·X: the gradient of out = L·X·Lᵀ with respect to L.
-fn sandwich_grad_l(l: &[f32], a: usize, b: usize, x: &[f32], dout: &[f32], dl: &mut [f32], tmp: &mut [f32]) {
-    // tmp (a×b) = L·X, then dL += dOutᵀ·tmp
-    tmp[..a * b].fill(0.0);
-    for i in 0..a {
-        for q in 0..b {
-            let lv = l[i * b + q];
-            if lv != 0.0 {
-                for j in 0..b {
-                    tmp[i * b + j] += lv * x[q * b + j];
-                }
-            }
-        }
-    }
-    for p in 0..a {
-        for i in 0..a {
-            let d = dout[i * a + p];
-            if d != 0.0 {
-                for j in 0..b {
-                    dl[p * b + j] += d * tmp[i * b + j];
-                }
-            }
-        }
-    }
-    // tmp (a×b) = L·Xᵀ, then dL += dOut·tmp
-    tmp[..a * b].fill(0.0);
-    for i in 0..a {
-        for q in 0..b {
-            let lv = l[i * b + q];
-            if lv != 0.0 {
-                for j in 0..b {
-                    tmp[i * b + j] += lv * x[j * b + q];
-                }
-            }
-        }
-    }
-    for p in 0..a {
-        for i in 0..a {
-            let d = dout[p * a + i];
-            if d != 0.0 {
-                for j in 0..b {
-                    dl[p * b + j] += d * tmp[i * b + j];
-                }
-            }
-        }
-    }
-}
-
 fn add_into(acc: &mut [f32], v: &[f32]) {
     acc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+}
+
+/// Transposes a row-major r×c matrix.
+fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0.0; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = x[i * c + j];
+        }
+    }
+    out
+}
+
+/// [A][B][inner] -> [B][A][inner].
+fn swap_outer(x: &[f32], a: usize, b: usize, inner: usize) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    out.par_chunks_mut(a * inner).enumerate().for_each(|(bi, o)| {
+        for ai in 0..a {
+            o[ai * inner..(ai + 1) * inner].copy_from_slice(&x[(ai * b + bi) * inner..][..inner]);
+        }
+    });
+    out
+}
+
+/// Tiles transformed together: enough to vectorize, small enough to stay in cache.
+const LANES: usize = 256;
+
+/// Blocks of `LANES` columns out of `total`.
+fn blocks(total: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..total)
+        .step_by(LANES)
+        .map(move |p0| (p0, LANES.min(total - p0)))
+}
+
+/// Runs `f(j0, lanes, block)` on lane blocks of a [rows][total] output in parallel, each block
+/// computed into its own [rows][lanes] buffer, then copies the blocks into `out`. Returns the
+/// per-block accumulators `f` produced, summed.
+fn lane_blocks_par(
+    total: usize,
+    rows: usize,
+    out: &mut [f32],
+    acc_len: usize,
+    f: impl Fn(usize, usize, &mut [f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let starts: Vec<(usize, usize)> = blocks(total).collect();
+    let results: Vec<(Vec<f32>, Vec<f32>)> = starts
+        .par_iter()
+        .map(|&(j0, lanes)| {
+            let mut blk = vec![0.0f32; rows * lanes];
+            let mut acc = vec![0.0f32; acc_len];
+            f(j0, lanes, &mut blk, &mut acc);
+            (blk, acc)
+        })
+        .collect();
+    let mut total_acc = vec![0.0f32; acc_len];
+    for (&(j0, lanes), (blk, acc)) in starts.iter().zip(&results) {
+        for r in 0..rows {
+            out[r * total + j0..][..lanes].copy_from_slice(&blk[r * lanes..][..lanes]);
+        }
+        add_into(&mut total_acc, acc);
+    }
+    total_acc
 }
 
 /// Geometry of one forward.
@@ -148,37 +109,83 @@ impl Geo {
     fn tt(&self) -> usize {
         self.t * self.t
     }
-    /// Gathers the t×t input window of `tile` from one channel plane (zeros in padding).
-    fn gather(&self, plane: &[f32], tile: usize, d: &mut [f32]) {
-        let (tyi, txi) = (tile / self.tx.tiles, tile % self.tx.tiles);
-        for a in 0..self.t {
-            match self.ty.source(self.h, tyi, a) {
-                None => d[a * self.t..(a + 1) * self.t].fill(0.0),
-                Some(i) => {
-                    for b in 0..self.t {
-                        d[a * self.t + b] = self.tx.source(self.w, txi, b).map_or(0.0, |j| plane[i * self.w + j]);
+    /// (image, tile row, tile column) of column p.
+    fn locate(&self, p: usize) -> (usize, usize, usize) {
+        let tiles = self.tiles();
+        let (ni, tile) = (p / tiles, p % tiles);
+        (ni, tile / self.tx.tiles, tile % self.tx.tiles)
+    }
+    /// Input windows (t×t) of columns p0.. of channel `ci` of an NCHW tensor with `ch`
+    /// channels, lane-wise into d [t][t][lanes]; zeros in padding.
+    fn gather_in(&self, x: &[f32], ch: usize, ci: usize, p0: usize, lanes: usize, d: &mut [f32]) {
+        let (h, w, t) = (self.h, self.w, self.t);
+        for lane in 0..lanes {
+            let (ni, tyi, txi) = self.locate(p0 + lane);
+            let plane = &x[(ni * ch + ci) * h * w..][..h * w];
+            for a in 0..t {
+                let row = self.ty.source(h, tyi, a);
+                for b in 0..t {
+                    d[(a * t + b) * lanes + lane] = match (row, self.tx.source(w, txi, b)) {
+                        (Some(i), Some(j)) => plane[i * w + j],
+                        _ => 0.0,
+                    };
+                }
+            }
+        }
+    }
+    /// Adds lane-wise t×t window gradients into one channel's planes, laid out [N][H][W].
+    fn scatter_add_in(&self, dd: &[f32], p0: usize, lanes: usize, planes: &mut [f32]) {
+        let (h, w, t) = (self.h, self.w, self.t);
+        for lane in 0..lanes {
+            let (ni, tyi, txi) = self.locate(p0 + lane);
+            let plane = &mut planes[ni * h * w..][..h * w];
+            for a in 0..t {
+                let Some(i) = self.ty.source(h, tyi, a) else {
+                    continue;
+                };
+                for b in 0..t {
+                    if let Some(j) = self.tx.source(w, txi, b) {
+                        plane[i * w + j] += dd[(a * t + b) * lanes + lane];
                     }
                 }
             }
         }
     }
-    /// Adds a t×t window gradient back into a channel plane.
-    fn scatter_add(&self, plane: &mut [f32], tile: usize, d: &[f32]) {
-        let (tyi, txi) = (tile / self.tx.tiles, tile % self.tx.tiles);
-        for a in 0..self.t {
-            if let Some(i) = self.ty.source(self.h, tyi, a) {
-                for b in 0..self.t {
-                    if let Some(j) = self.tx.source(self.w, txi, b) {
-                        plane[i * self.w + j] += d[a * self.t + b];
-                    }
+    /// Output-tile values (m×m) of columns p0.. of channel `ko` of an [N][K][H][W] tensor,
+    /// lane-wise; zeros where the tile is cropped.
+    fn gather_out(&self, y: &[f32], ko: usize, p0: usize, lanes: usize, d: &mut [f32]) {
+        let (h, w, m) = (self.h, self.w, self.m);
+        for lane in 0..lanes {
+            let (ni, tyi, txi) = self.locate(p0 + lane);
+            let plane = &y[(ni * self.k + ko) * h * w..][..h * w];
+            for a in 0..m {
+                let row = self.ty.target(h, tyi, a);
+                for b in 0..m {
+                    d[(a * m + b) * lanes + lane] = match (row, self.tx.target(w, txi, b)) {
+                        (Some(i), Some(j)) => plane[i * w + j],
+                        _ => 0.0,
+                    };
                 }
             }
         }
     }
-    /// Output position (i, j) of element (a, b) of `tile`'s m×m output, if not cropped.
-    fn target(&self, tile: usize, a: usize, b: usize) -> Option<(usize, usize)> {
-        let (tyi, txi) = (tile / self.tx.tiles, tile % self.tx.tiles);
-        self.ty.target(self.h, tyi, a).zip(self.tx.target(self.w, txi, b))
+    /// Writes lane-wise output tiles into one channel's planes ([N][H][W]), cropping.
+    fn scatter_out(&self, yt: &[f32], p0: usize, lanes: usize, planes: &mut [f32]) {
+        let (h, w, m) = (self.h, self.w, self.m);
+        for lane in 0..lanes {
+            let (ni, tyi, txi) = self.locate(p0 + lane);
+            let plane = &mut planes[ni * h * w..][..h * w];
+            for a in 0..m {
+                let Some(i) = self.ty.target(h, tyi, a) else {
+                    continue;
+                };
+                for b in 0..m {
+                    if let Some(j) = self.tx.target(w, txi, b) {
+                        plane[i * w + j] = yt[(a * m + b) * lanes + lane];
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -268,8 +275,11 @@ impl WinogradConv2d {
 
     /// The transforms this forward uses: flex quantizes the float masters every time.
     fn transforms(&mut self, mode: Mode) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let (mut at, mut bt, mut g) =
-            (self.at.value.data.clone(), self.bt.value.data.clone(), self.g.value.data.clone());
+        let (mut at, mut bt, mut g) = (
+            self.at.value.data.clone(),
+            self.bt.value.data.clone(),
+            self.g.value.data.clone(),
+        );
         if self.flex {
             quant::apply(&mut self.q_a, &mut at, mode);
             quant::apply(&mut self.q_b, &mut bt, mode);
@@ -282,11 +292,25 @@ impl WinogradConv2d {
 impl Layer for WinogradConv2d {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
         let (n, c, h, w) = x.dims4();
-        assert_eq!(c, self.in_channels, "WinogradConv2d expects {} channels, got {c}", self.in_channels);
+        assert_eq!(
+            c, self.in_channels,
+            "WinogradConv2d expects {} channels, got {c}",
+            self.in_channels
+        );
         let (k, m) = (self.out_channels, self.m);
         let t = m + 2;
-        let geo = Geo { n, c, h, w, k, m, t, ty: Tiling::new(h, m, 3), tx: Tiling::new(w, m, 3) };
-        let (tt, p, tiles) = (geo.tt(), geo.p(), geo.tiles());
+        let geo = Geo {
+            n,
+            c,
+            h,
+            w,
+            k,
+            m,
+            t,
+            ty: Tiling::new(h, m, 3),
+            tx: Tiling::new(w, m, 3),
+        };
+        let (tt, p, kc) = (geo.tt(), geo.p(), k * c);
         let (at, bt, g) = self.transforms(mode);
 
         let mut xq = x.clone();
@@ -294,29 +318,23 @@ impl Layer for WinogradConv2d {
         let mut wq = self.weight.value.data.clone();
         quant::apply(&mut self.q_w, &mut wq, mode);
 
-        // U[k][c] = G g Gᵀ
-        let mut u = vec![0.0f32; k * c * tt];
-        u.par_chunks_mut(tt).zip(wq.par_chunks(9)).for_each_init(
-            || vec![0.0f32; t * 3],
-            |tmp, (uo, wkc)| sandwich(&g, t, 3, wkc, uo, tmp),
-        );
+        // U[e][k][c] = (G g Gᵀ)[e], lanes over (k, c).
+        let wt = transpose(&wq, kc, 9);
+        let mut u = vec![0.0f32; tt * kc];
+        lane_blocks_par(kc, tt, &mut u, 0, |j0, lanes, blk, _| {
+            let mut tmp = vec![0.0f32; t * 3 * lanes];
+            sandwich_lanes(&g, t, 3, &wt[j0..], kc, blk, lanes, lanes, &mut tmp);
+        });
         quant::apply(&mut self.q_u, &mut u, mode);
 
-        // V[c][e][p] = (Bᵀ d B)[e] for p = n·tiles + tile
+        // V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile.
         let mut v = vec![0.0f32; c * tt * p];
         v.par_chunks_mut(tt * p).enumerate().for_each_init(
-            || (vec![0.0f32; tt], vec![0.0f32; tt], vec![0.0f32; tt]),
-            |(d, vt, tmp), (ci, vc)| {
-                for ni in 0..n {
-                    let plane = &xq.data[(ni * c + ci) * h * w..][..h * w];
-                    for tile in 0..tiles {
-                        geo.gather(plane, tile, d);
-                        sandwich(&bt, t, t, d, vt, tmp);
-                        let col = ni * tiles + tile;
-                        for e in 0..tt {
-                            vc[e * p + col] = vt[e];
-                        }
-                    }
+            || (vec![0.0f32; tt * LANES], vec![0.0f32; tt * LANES]),
+            |(d, tmp), (ci, vc)| {
+                for (p0, lanes) in blocks(p) {
+                    geo.gather_in(&xq.data, c, ci, p0, lanes, d);
+                    sandwich_lanes(&bt, t, t, d, lanes, &mut vc[p0..], p, lanes, tmp);
                 }
             },
         );
@@ -325,158 +343,186 @@ impl Layer for WinogradConv2d {
         // M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position.
         let mut mh = vec![0.0f32; tt * k * p];
         mh.par_chunks_mut(k * p).enumerate().for_each(|(e, me)| {
-            let a = View { data: &u[e..], rs: c * tt, cs: tt };
-            let b = View { data: &v[e * p..], rs: tt * p, cs: 1 };
+            let a = View {
+                data: &u[e * kc..],
+                rs: c,
+                cs: 1,
+            };
+            let b = View {
+                data: &v[e * p..],
+                rs: tt * p,
+                cs: 1,
+            };
             sgemm_view(k, p, c, a, b, me, p, false, 1);
         });
         quant::apply(&mut self.q_m, &mut mh, mode);
 
-        // Y = Aᵀ M A per tile, cropped.
-        let mut y = Tensor::zeros(&[n, k, h, w]);
-        y.data.par_chunks_mut(h * w).enumerate().for_each_init(
-            || (vec![0.0f32; tt], vec![0.0f32; m * m], vec![0.0f32; m * t]),
-            |(mt, out, tmp), (nk, yc)| {
-                let (ni, ko) = (nk / k, nk % k);
-                for tile in 0..tiles {
-                    let col = ni * tiles + tile;
-                    for e in 0..tt {
-                        mt[e] = mh[(e * k + ko) * p + col];
-                    }
-                    sandwich(&at, m, t, mt, out, tmp);
-                    for a in 0..m {
-                        for b in 0..m {
-                            if let Some((i, j)) = geo.target(tile, a, b) {
-                                yc[i * w + j] = out[a * m + b];
-                            }
-                        }
-                    }
+        // Y = Aᵀ M A per tile, cropped; computed per output channel as [K][N][H][W].
+        let mut yk = vec![0.0f32; k * n * h * w];
+        yk.par_chunks_mut(n * h * w).enumerate().for_each_init(
+            || (vec![0.0f32; m * m * LANES], vec![0.0f32; m * t * LANES]),
+            |(yt, tmp), (ko, planes)| {
+                for (p0, lanes) in blocks(p) {
+                    sandwich_lanes(&at, m, t, &mh[ko * p + p0..], k * p, yt, lanes, lanes, tmp);
+                    geo.scatter_out(yt, p0, lanes, planes);
                 }
             },
         );
+        let mut y = Tensor::from_vec(&[n, k, h, w], swap_outer(&yk, k, n, h * w));
+        drop(yk);
         quant::apply(&mut self.q_out, &mut y.data, mode);
 
         if mode == Mode::Train {
             let mq = self.flex.then_some(mh);
-            self.cache = Some(Cache { geo, xq, wq, at, bt, g, u, v, mq });
+            self.cache = Some(Cache {
+                geo,
+                xq,
+                wq,
+                at,
+                bt,
+                g,
+                u,
+                v,
+                mq,
+            });
         }
         y
     }
 
     fn backward(&mut self, grad: &Tensor) -> Tensor {
-        let cache = self.cache.take().expect("WinogradConv2d::backward without a training forward");
-        let Cache { geo, xq, wq, at, bt, g, u, v, mq } = cache;
-        let Geo { n, c, h, w, k, m, t, .. } = geo;
-        let (tt, p, tiles) = (geo.tt(), geo.p(), geo.tiles());
+        let cache = self
+            .cache
+            .take()
+            .expect("WinogradConv2d::backward without a training forward");
+        let Cache {
+            geo,
+            xq,
+            wq,
+            at,
+            bt,
+            g,
+            u,
+            v,
+            mq,
+        } = cache;
+        let Geo {
+            n, c, h, w, k, m, t, ..
+        } = geo;
+        let (tt, p, kc) = (geo.tt(), geo.p(), k * c);
         let flex = self.flex;
+        let (a_t, b_t, g_t) = (transpose(&at, m, t), transpose(&bt, t, t), transpose(&g, t, 3));
 
-        // dM[k][e][p] = A dY Aᵀ per tile (and dAᵀ in flex mode).
+        // dM[k][e][p] = (A dY Aᵀ)[e] per tile; in flex mode also dAᵀ.
         let mut dm = vec![0.0f32; k * tt * p];
         let d_at = dm
             .par_chunks_mut(tt * p)
             .enumerate()
             .fold(
-                || (vec![0.0f32; m * t], vec![0.0f32; m * m], vec![0.0f32; tt], vec![0.0f32; tt], vec![0.0f32; m * t]),
-                |(mut dat, mut dy, mut dmt, mut mt, mut tmp), (ko, dmk)| {
-                    for ni in 0..n {
-                        let gplane = &grad.data[(ni * k + ko) * h * w..][..h * w];
-                        for tile in 0..tiles {
-                            for a in 0..m {
-                                for b in 0..m {
-                                    dy[a * m + b] = geo.target(tile, a, b).map_or(0.0, |(i, j)| gplane[i * w + j]);
-                                }
-                            }
-                            sandwich_t(&at, m, t, &dy, &mut dmt, &mut tmp);
-                            let col = ni * tiles + tile;
-                            for e in 0..tt {
-                                dmk[e * p + col] = dmt[e];
-                            }
-                            if let Some(mq) = &mq {
-                                for e in 0..tt {
-                                    mt[e] = mq[(e * k + ko) * p + col];
-                                }
-                                sandwich_grad_l(&at, m, t, &mt, &dy, &mut dat, &mut tmp);
-                            }
+                || {
+                    (
+                        vec![0.0f32; m * t],
+                        vec![0.0f32; m * m * LANES],
+                        vec![0.0f32; tt * LANES],
+                    )
+                },
+                |(mut dat, mut dy, mut tmp), (ko, dmk)| {
+                    for (p0, lanes) in blocks(p) {
+                        geo.gather_out(&grad.data, ko, p0, lanes, &mut dy);
+                        sandwich_lanes(&a_t, t, m, &dy, lanes, &mut dmk[p0..], p, lanes, &mut tmp);
+                        if let Some(mq) = &mq {
+                            let x = &mq[ko * p + p0..];
+                            sandwich_grad_lanes(&at, m, t, x, k * p, &dy, lanes, lanes, &mut dat, &mut tmp);
                         }
                     }
-                    (dat, dy, dmt, mt, tmp)
+                    (dat, dy, tmp)
                 },
             )
             .map(|s| s.0)
-            .reduce(|| vec![0.0f32; m * t], |mut a, b| {
-                add_into(&mut a, &b);
-                a
-            });
+            .reduce(
+                || vec![0.0f32; m * t],
+                |mut a, b| {
+                    add_into(&mut a, &b);
+                    a
+                },
+            );
 
         // Per tile position: dU[e] = dM[e]·V[e]ᵀ (K×C) and dV[e] = U[e]ᵀ·dM[e] (C×P).
-        let mut du = vec![0.0f32; tt * k * c];
+        let mut du = vec![0.0f32; tt * kc];
         let mut dv = vec![0.0f32; tt * c * p];
-        du.par_chunks_mut(k * c).zip(dv.par_chunks_mut(c * p)).enumerate().for_each(|(e, (due, dve))| {
-            let dme = View { data: &dm[e * p..], rs: tt * p, cs: 1 };
-            let vt = View { data: &v[e * p..], rs: 1, cs: tt * p };
-            sgemm_view(k, c, p, dme, vt, due, c, false, 1);
-            let ut = View { data: &u[e..], rs: tt, cs: c * tt };
-            sgemm_view(c, p, k, ut, dme, dve, p, false, 1);
-        });
+        du.par_chunks_mut(kc)
+            .zip(dv.par_chunks_mut(c * p))
+            .enumerate()
+            .for_each(|(e, (due, dve))| {
+                let dme = View {
+                    data: &dm[e * p..],
+                    rs: tt * p,
+                    cs: 1,
+                };
+                let vt = View {
+                    data: &v[e * p..],
+                    rs: 1,
+                    cs: tt * p,
+                };
+                sgemm_view(k, c, p, dme, vt, due, c, false, 1);
+                let ut = View {
+                    data: &u[e * kc..],
+                    rs: 1,
+                    cs: c,
+                };
+                sgemm_view(c, p, k, ut, dme, dve, p, false, 1);
+            });
         drop(dm);
 
-        // dx = Σ_tiles B dV Bᵀ (and dBᵀ in flex mode).
-        let mut dx = Tensor::zeros(&[n, c, h, w]);
-        let d_bt = dx
-            .data
-            .par_chunks_mut(h * w)
+        // dx = Σ_tiles B dV Bᵀ, per input channel as [C][N][H][W]; in flex mode also dBᵀ.
+        let mut dxc = vec![0.0f32; c * n * h * w];
+        let d_bt = dxc
+            .par_chunks_mut(n * h * w)
             .enumerate()
             .fold(
-                || (vec![0.0f32; tt], vec![0.0f32; tt], vec![0.0f32; tt], vec![0.0f32; tt], vec![0.0f32; tt]),
-                |(mut dbt, mut dvt, mut dd, mut d, mut tmp), (nc, dxc)| {
-                    let (ni, ci) = (nc / c, nc % c);
-                    let plane = &xq.data[nc * h * w..][..h * w];
-                    for tile in 0..tiles {
-                        let col = ni * tiles + tile;
-                        for e in 0..tt {
-                            dvt[e] = dv[(e * c + ci) * p + col];
-                        }
-                        sandwich_t(&bt, t, t, &dvt, &mut dd, &mut tmp);
-                        geo.scatter_add(dxc, tile, &dd);
+                || {
+                    (
+                        vec![0.0f32; tt],
+                        vec![0.0f32; tt * LANES],
+                        vec![0.0f32; tt * LANES],
+                        vec![0.0f32; tt * LANES],
+                    )
+                },
+                |(mut dbt, mut dd, mut d, mut tmp), (ci, planes)| {
+                    for (p0, lanes) in blocks(p) {
+                        let dvc = &dv[ci * p + p0..];
+                        sandwich_lanes(&b_t, t, t, dvc, c * p, &mut dd, lanes, lanes, &mut tmp);
+                        geo.scatter_add_in(&dd, p0, lanes, planes);
                         if flex {
-                            geo.gather(plane, tile, &mut d);
-                            sandwich_grad_l(&bt, t, t, &d, &dvt, &mut dbt, &mut tmp);
+                            geo.gather_in(&xq.data, c, ci, p0, lanes, &mut d);
+                            sandwich_grad_lanes(&bt, t, t, &d, lanes, dvc, c * p, lanes, &mut dbt, &mut tmp);
                         }
                     }
-                    (dbt, dvt, dd, d, tmp)
+                    (dbt, dd, d, tmp)
                 },
             )
             .map(|s| s.0)
-            .reduce(|| vec![0.0f32; tt], |mut a, b| {
-                add_into(&mut a, &b);
-                a
-            });
+            .reduce(
+                || vec![0.0f32; tt],
+                |mut a, b| {
+                    add_into(&mut a, &b);
+                    a
+                },
+            );
         drop(dv);
+        let dx = Tensor::from_vec(&[n, c, h, w], swap_outer(&dxc, c, n, h * w));
+        drop(dxc);
 
-        // dW = Gᵀ dU G per (k, c) (and dG in flex mode).
-        let mut dw = vec![0.0f32; k * c * 9];
-        let d_g = dw
-            .par_chunks_mut(9)
-            .enumerate()
-            .fold(
-                || (vec![0.0f32; t * 3], vec![0.0f32; tt], vec![0.0f32; t * t]),
-                |(mut dg, mut dut, mut tmp), (kc, dwkc)| {
-                    for e in 0..tt {
-                        dut[e] = du[e * k * c + kc];
-                    }
-                    sandwich_t(&g, t, 3, &dut, dwkc, &mut tmp);
-                    if flex {
-                        sandwich_grad_l(&g, t, 3, &wq[kc * 9..(kc + 1) * 9], &dut, &mut dg, &mut tmp);
-                    }
-                    (dg, dut, tmp)
-                },
-            )
-            .map(|s| s.0)
-            .reduce(|| vec![0.0f32; t * 3], |mut a, b| {
-                add_into(&mut a, &b);
-                a
-            });
-
-        add_into(&mut self.weight.grad.data, &dw);
+        // dW = Gᵀ dU G, lanes over (k, c); in flex mode also dG.
+        let wt = transpose(&wq, kc, 9);
+        let mut dwt = vec![0.0f32; 9 * kc];
+        let d_g = lane_blocks_par(kc, 9, &mut dwt, t * 3, |j0, lanes, blk, dg| {
+            let mut tmp = vec![0.0f32; tt * lanes];
+            sandwich_lanes(&g_t, 3, t, &du[j0..], kc, blk, lanes, lanes, &mut tmp);
+            if flex {
+                sandwich_grad_lanes(&g, t, 3, &wt[j0..], kc, &du[j0..], kc, lanes, dg, &mut tmp);
+            }
+        });
+        add_into(&mut self.weight.grad.data, &transpose(&dwt, 9, kc));
         if flex {
             add_into(&mut self.at.grad.data, &d_at);
             add_into(&mut self.bt.grad.data, &d_bt);

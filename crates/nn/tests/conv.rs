@@ -8,12 +8,23 @@ use winq_nn::{Conv2d, Layer, Mode, Precision};
 use winq_quant::fake_quant_dynamic;
 
 fn conv(c: usize, k: usize, r: usize, p: Precision, seed: u64) -> Conv2d {
-    Conv2d::new(c, k, r, p, xavier_uniform(k, c, r, &mut ChaCha8Rng::seed_from_u64(seed)))
+    Conv2d::new(
+        c,
+        k,
+        r,
+        p,
+        xavier_uniform(k, c, r, &mut ChaCha8Rng::seed_from_u64(seed)),
+    )
 }
 
 #[test]
 fn forward_matches_direct_for_awkward_shapes() {
-    for (n, c, h, w, k, r) in [(2, 3, 5, 7, 4, 3), (1, 1, 1, 1, 1, 3), (3, 2, 4, 9, 5, 1), (1, 17, 6, 6, 3, 3)] {
+    for (n, c, h, w, k, r) in [
+        (2, 3, 5, 7, 4, 3),
+        (1, 1, 1, 1, 1, 3),
+        (3, 2, 4, 9, 5, 1),
+        (1, 17, 6, 6, 3, 3),
+    ] {
         let mut l = conv(c, k, r, Precision::Fp32, 1);
         let x = random_tensor(&[n, c, h, w], 2);
         let y = l.forward(&x, Mode::Eval);
@@ -36,7 +47,12 @@ fn quantized_forward_is_quantize_conv_quantize() {
     fake_quant_dynamic(&mut wq, 8);
     let mut want = direct_conv(&xq, Nchw::new(n, c, h, w), &wq, k, 3);
     fake_quant_dynamic(&mut want, 8);
-    let off = y.data.iter().zip(&want).filter(|(a, b)| (*a - *b).abs() > 1e-6).count();
+    let off = y
+        .data
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| (*a - *b).abs() > 1e-6)
+        .count();
     assert!(off * 50 <= y.len(), "{off} of {} differ", y.len());
 }
 

@@ -120,7 +120,13 @@ fn unfused(
     let (n, c, h, wd) = x.dims4();
     let t = m + 2;
     let tb = flex.then_some(bits);
-    let tr = FloatTransform { m, r: 3, at: mat_q(at, m, t, tb), bt: mat_q(bt, t, t, tb), g: mat_q(g, t, 3, tb) };
+    let tr = FloatTransform {
+        m,
+        r: 3,
+        at: mat_q(at, m, t, tb),
+        bt: mat_q(bt, t, t, tb),
+        g: mat_q(g, t, 3, tb),
+    };
     // Quantized stage tensors, captured from the reference convolution's hook.
     let mut stages: Vec<(Stage, Vec<f32>)> = Vec::new();
     let mut hook = |s: Stage, d: &mut [f32]| {
@@ -129,7 +135,14 @@ fn unfused(
     };
     let y = winograd_conv(&x.data, Nchw::new(n, c, h, wd), w, k, &tr, &mut hook);
     let get = |s: Stage| {
-        stages.iter().find(|e| e.0 == s).unwrap().1.iter().map(|&v| v as f64).collect::<Vec<_>>()
+        stages
+            .iter()
+            .find(|e| e.0 == s)
+            .unwrap()
+            .1
+            .iter()
+            .map(|&v| v as f64)
+            .collect::<Vec<_>>()
     };
     let (xq, wq, u, v, mh) = (
         get(Stage::Input),
@@ -158,7 +171,9 @@ fn unfused(
                         }
                     }
                 }
-                let mt: Vec<f64> = (0..tt).map(|e| mh[((ni * k + ko) * tiles + tile) * tt + e]).collect();
+                let mt: Vec<f64> = (0..tt)
+                    .map(|e| mh[((ni * k + ko) * tiles + tile) * tt + e])
+                    .collect();
                 // out_ij = Σ_pq Aᵀ_ip M_pq Aᵀ_jq
                 let mut dmt = vec![0.0; tt];
                 for i in 0..m {
@@ -183,7 +198,8 @@ fn unfused(
                             let d = dmt[p * t + q] * ve[p * t + q];
                             for r1 in 0..3 {
                                 for r2 in 0..3 {
-                                    dw[(ko * c + ci) * 9 + r1 * 3 + r2] += gg[p * 3 + r1] * d * gg[q * 3 + r2];
+                                    dw[(ko * c + ci) * 9 + r1 * 3 + r2] +=
+                                        gg[p * 3 + r1] * d * gg[q * 3 + r2];
                                     dg[p * 3 + r1] += d * wkc[r1 * 3 + r2] * gg[q * 3 + r2];
                                     dg[q * 3 + r2] += d * gg[p * 3 + r1] * wkc[r1 * 3 + r2];
                                 }
@@ -196,7 +212,8 @@ fn unfused(
                             let d = dmt[p * t + q] * ue[p * t + q];
                             for i1 in 0..t {
                                 for i2 in 0..t {
-                                    let Some((sp, sq)) = ty.source(h, tyi, i1).zip(tx.source(wd, txi, i2)) else {
+                                    let Some((sp, sq)) = ty.source(h, tyi, i1).zip(tx.source(wd, txi, i2))
+                                    else {
                                         continue;
                                     };
                                     let idx = ((ni * c + ci) * h + sp) * wd + sq;
@@ -211,7 +228,14 @@ fn unfused(
             }
         }
     }
-    Unfused { y: y.iter().map(|&v| v as f64).collect(), dx, dw, dat, dbt, dg }
+    Unfused {
+        y: y.iter().map(|&v| v as f64).collect(),
+        dx,
+        dw,
+        dat,
+        dbt,
+        dg,
+    }
 }
 
 #[test]
@@ -220,29 +244,118 @@ fn quantized_fused_matches_unfused_composition() {
         for flex in [false, true] {
             let (n, c, k, h, w) = (2, 3, 4, 6, 7);
             let mut l = layer(c, k, m, flex, Precision::Int(bits), 21);
-            let (at0, bt0, g0) = (l.at.value.data.clone(), l.bt.value.data.clone(), l.g.value.data.clone());
+            let (at0, bt0, g0) = (
+                l.at.value.data.clone(),
+                l.bt.value.data.clone(),
+                l.g.value.data.clone(),
+            );
             let x = random_tensor(&[n, c, h, w], 22);
             let y = l.forward(&x, Mode::Train);
             let dy = random_tensor(&y.shape, 23);
             let dx = l.backward(&dy);
-            let r = unfused(&x, &l.weight.value.data, k, m, &at0, &bt0, &g0, bits, flex, &dy.data);
+            let r = unfused(
+                &x,
+                &l.weight.value.data,
+                k,
+                m,
+                &at0,
+                &bt0,
+                &g0,
+                bits,
+                flex,
+                &dy.data,
+            );
             // Forward: identical up to rare rounding-boundary flips from summation order.
             let step = y.data.iter().fold(0.0f32, |a, v| a.max(v.abs())) / ((1 << (bits - 1)) as f32 - 0.5);
-            let off = y.data.iter().zip(&r.y).filter(|(a, b)| (**a as f64 - **b).abs() > 1e-3 * step as f64).count();
-            assert!(off * 50 <= y.len(), "F{m} INT{bits} flex={flex}: {off} of {} outputs differ", y.len());
+            let off = y
+                .data
+                .iter()
+                .zip(&r.y)
+                .filter(|(a, b)| (**a as f64 - **b).abs() > 1e-3 * step as f64)
+                .count();
+            assert!(
+                off * 50 <= y.len(),
+                "F{m} INT{bits} flex={flex}: {off} of {} outputs differ",
+                y.len()
+            );
             let tol = 2e-3;
             let e = |a: &[f32], b: &[f64]| relative_l2(a, b);
             let ctx = format!("F{m} INT{bits} flex={flex}");
             assert!(e(&dx.data, &r.dx) < tol, "{ctx} dx {}", e(&dx.data, &r.dx));
-            assert!(e(&l.weight.grad.data, &r.dw) < tol, "{ctx} dw {}", e(&l.weight.grad.data, &r.dw));
+            assert!(
+                e(&l.weight.grad.data, &r.dw) < tol,
+                "{ctx} dw {}",
+                e(&l.weight.grad.data, &r.dw)
+            );
             if flex {
-                assert!(e(&l.at.grad.data, &r.dat) < tol, "{ctx} dAt {}", e(&l.at.grad.data, &r.dat));
-                assert!(e(&l.bt.grad.data, &r.dbt) < tol, "{ctx} dBt {}", e(&l.bt.grad.data, &r.dbt));
-                assert!(e(&l.g.grad.data, &r.dg) < tol, "{ctx} dG {}", e(&l.g.grad.data, &r.dg));
+                assert!(
+                    e(&l.at.grad.data, &r.dat) < tol,
+                    "{ctx} dAt {}",
+                    e(&l.at.grad.data, &r.dat)
+                );
+                assert!(
+                    e(&l.bt.grad.data, &r.dbt) < tol,
+                    "{ctx} dBt {}",
+                    e(&l.bt.grad.data, &r.dbt)
+                );
+                assert!(
+                    e(&l.g.grad.data, &r.dg) < tol,
+                    "{ctx} dG {}",
+                    e(&l.g.grad.data, &r.dg)
+                );
             } else {
-                assert!(l.at.grad.data.iter().all(|&v| v == 0.0), "static transforms get no gradient");
+                assert!(
+                    l.at.grad.data.iter().all(|&v| v == 0.0),
+                    "static transforms get no gradient"
+                );
             }
         }
+    }
+}
+
+/// More columns and (k, c) pairs than one lane block (256) holds.
+#[test]
+fn multi_block_shapes_match_unfused_composition() {
+    let (n, c, k, h, w, m, bits) = (2, 17, 17, 24, 23, 2, 8);
+    let mut l = layer(c, k, m, true, Precision::Int(bits), 31);
+    let (at0, bt0, g0) = (
+        l.at.value.data.clone(),
+        l.bt.value.data.clone(),
+        l.g.value.data.clone(),
+    );
+    let x = random_tensor(&[n, c, h, w], 32);
+    let y = l.forward(&x, Mode::Train);
+    let dy = random_tensor(&y.shape, 33);
+    let dx = l.backward(&dy);
+    let r = unfused(
+        &x,
+        &l.weight.value.data,
+        k,
+        m,
+        &at0,
+        &bt0,
+        &g0,
+        bits,
+        true,
+        &dy.data,
+    );
+    let step = y.data.iter().fold(0.0f32, |a, v| a.max(v.abs())) / 127.5;
+    let off = y
+        .data
+        .iter()
+        .zip(&r.y)
+        .filter(|(a, b)| (**a as f64 - **b).abs() > 1e-3 * step as f64)
+        .count();
+    assert!(off * 50 <= y.len(), "{off} of {} outputs differ", y.len());
+    for (name, got, want) in [
+        ("dx", &dx.data, &r.dx),
+        ("dw", &l.weight.grad.data, &r.dw),
+        ("dAt", &l.at.grad.data, &r.dat),
+        ("dBt", &l.bt.grad.data, &r.dbt),
+        ("dG", &l.g.grad.data, &r.dg),
+    ] {
+        let e = relative_l2(got, want);
+        assert!(e < 2e-3, "{name}: {e}");
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod observer;
 mod real;
+pub mod simd;
 
 pub use observer::{Observer, Quantizer};
 pub use real::Real;
@@ -37,14 +38,46 @@ pub fn scale_for(min: f64, max: f64, bits: u32) -> f64 {
 /// Quantizes one value to its integer code.
 pub fn quantize<T: Real>(x: T, scale: T, bits: u32) -> T {
     let (qmin, qmax) = qrange(bits);
-    (x / scale).round_even().max(T::of_f64(qmin)).min(T::of_f64(qmax))
+    let (lo, hi) = (T::of_f64(qmin), T::of_f64(qmax));
+    let q = (x / scale).round_even();
+    // Comparisons rather than max/min so that NaN propagates, as torch.clamp does.
+    if q < lo {
+        lo
+    } else if q > hi {
+        hi
+    } else {
+        q
+    }
 }
 
-/// Fake-quantizes in place with a given scale.
+/// Fake-quantizes in place with a given scale (f32 data takes the vectorized path).
 pub fn fake_quant<T: Real>(x: &mut [T], scale: f64, bits: u32) {
+    T::fake_quant_slice(x, scale, bits)
+}
+
+/// The plain per-element path (f64, and the reference the f32 kernels are tested against).
+pub fn fake_quant_plain<T: Real>(x: &mut [T], scale: f64, bits: u32) {
     let s = T::of_f64(scale);
     for v in x.iter_mut() {
         *v = quantize(*v, s, bits) * s;
+    }
+}
+
+/// Adding and subtracting 1.5·2^23 rounds an f32 of magnitude below 2^22 to the nearest
+/// integer, ties to even (the default rounding mode): torch.round without a libm call.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+multiversion! {
+    /// x̂ = clamp(round(x / s), qmin, qmax) · s in place. NaN stays NaN.
+    pub fn fake_quant_f32 / fake_quant_f32_isa(x: &mut [f32], scale: f32, bits: u32) {
+        let (qmin, qmax) = qrange(bits);
+        let (lo, hi) = (qmin as f32, qmax as f32);
+        for v in x.iter_mut() {
+            let q = *v / scale;
+            // Clamping first keeps |q| <= 2^15, inside the magic constant's exact range.
+            let q = if q < lo { lo } else if q > hi { hi } else { q };
+            *v = ((q + ROUND_MAGIC) - ROUND_MAGIC) * scale;
+        }
     }
 }
 
@@ -108,6 +141,43 @@ mod tests {
         let mut v = [0.26f64, -0.74, 0.5];
         fake_quant(&mut v, 0.5, 4);
         assert_eq!(v, [0.5, -0.5, 0.5]);
+    }
+
+    #[test]
+    fn every_isa_path_equals_the_plain_quantizer() {
+        let mut seed = 7u64;
+        let x: Vec<f32> = (0..1003)
+            .map(|i| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                // Exact ties (k + 0.5 steps) and out-of-range values included.
+                if i % 7 == 0 {
+                    (i as f32 / 7.0 - 70.0) + 0.5
+                } else {
+                    u * 300.0
+                }
+            })
+            .chain([f32::NAN, 1e30, -1e30, 0.0, -0.0])
+            .collect();
+        for bits in [2, 4, 8, 12, 16] {
+            for scale in [1.0f32, 0.37, 1e-3] {
+                let mut want = x.clone();
+                fake_quant_plain(&mut want, scale as f64, bits);
+                for isa in simd::available() {
+                    let mut got = x.clone();
+                    fake_quant_f32_isa(isa, &mut got, scale, bits);
+                    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            a == b || (a.is_nan() && b.is_nan() && x[i].is_nan()),
+                            "{isa:?} bits {bits} x {} -> {a} vs {b}",
+                            x[i]
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@ pub trait Real: num_traits::Float + Send + Sync + std::fmt::Debug + std::iter::S
     fn as_f64(self) -> f64;
     /// Round half to even (torch.round).
     fn round_even(self) -> Self;
+    /// Fake-quantizes a slice (see `crate::fake_quant`); f32 overrides with a SIMD path.
+    fn fake_quant_slice(x: &mut [Self], scale: f64, bits: u32) {
+        crate::fake_quant_plain(x, scale, bits)
+    }
 }
 
 impl Real for f32 {
@@ -16,6 +20,9 @@ impl Real for f32 {
     }
     fn round_even(self) -> Self {
         self.round_ties_even()
+    }
+    fn fake_quant_slice(x: &mut [Self], scale: f64, bits: u32) {
+        crate::fake_quant_f32(x, scale as f32, bits)
     }
 }
 

@@ -1,0 +1,209 @@
+//! `winq bench`: speed and memory measurements (commands, never timed tests).
+
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde_json::json;
+use std::process::Command;
+use std::time::Instant;
+use winq_nn::models::{resnet18like, Algo, ConvChoice, ResNetConfig};
+use winq_nn::{softmax_cross_entropy, zero_grads, Adam, Layer, Mode, Optimizer, Precision, Tensor};
+
+#[derive(clap::Subcommand)]
+pub enum Bench {
+    /// Training-step throughput and peak memory of ResNet18Like on synthetic CIFAR-sized data.
+    TrainStep(TrainStepArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TrainStepArgs {
+    /// Width multiplier of ResNet18Like.
+    #[arg(long, default_value_t = 0.5)]
+    mult: f32,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Input size (square) and channels.
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    #[arg(long, default_value_t = 3)]
+    channels: usize,
+    /// Measured steps (after the warm-up); the median is reported.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Configurations: fp32, int8 (im2row), static-f4, flex-f2, ... optionally with -int<b>/-fp32.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fp32,int8,static-f4,flex-f2,flex-f4,flex-f6"
+    )]
+    configs: Vec<String>,
+    /// Run all configurations in this process instead of one child process each (peak RSS is
+    /// then the maximum so far, not per configuration).
+    #[arg(long)]
+    in_process: bool,
+    /// Print one JSON object per configuration.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parses "fp32", "int8", "im2row-int4", "static-f4", "flex-f6-int8", "flex-f4-fp32".
+pub fn parse_choice(s: &str) -> Result<ConvChoice> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let (algo_parts, precision) = match parts.last().copied() {
+        Some("fp32") => (&parts[..parts.len() - 1], Precision::Fp32),
+        Some(p) if p.starts_with("int") => {
+            let b: u32 = p[3..]
+                .parse()
+                .with_context(|| format!("bad bit-width in '{s}'"))?;
+            if !(2..=16).contains(&b) {
+                bail!("'{s}': bit-widths must be 2..=16");
+            }
+            (&parts[..parts.len() - 1], Precision::Int(b))
+        }
+        _ => (&parts[..], Precision::Int(8)),
+    };
+    let algo = match algo_parts {
+        [] | ["im2row"] => Algo::Im2row,
+        [mode @ ("static" | "flex"), f] if f.starts_with('f') => {
+            let m: usize = f[1..].parse().with_context(|| format!("bad tile in '{s}'"))?;
+            if m < 1 {
+                bail!("'{s}': tile must be at least 1");
+            }
+            Algo::Winograd { m, flex: *mode == "flex" }
+        }
+        _ => bail!("unknown configuration '{s}': use fp32, int8, im2row[-intB], static-fM[-intB|-fp32], flex-fM[-intB|-fp32]"),
+    };
+    Ok(ConvChoice { algo, precision })
+}
+
+/// Peak resident set size of this process in bytes (VmHWM), where /proc is available.
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn run_one(a: &TrainStepArgs, name: &str) -> Result<serde_json::Value> {
+    let choice = parse_choice(name)?;
+    let cfg = ResNetConfig::uniform(a.channels, a.size, 10, a.mult, choice);
+    let (mut net, _) = resnet18like(&cfg)?;
+    let mut opt = Adam::new(4e-5)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let n = a.batch * a.channels * a.size * a.size;
+    let x = Tensor::from_vec(
+        &[a.batch, a.channels, a.size, a.size],
+        (0..n).map(|_| StandardNormal.sample(&mut rng)).collect(),
+    );
+    let labels: Vec<usize> = (0..a.batch).map(|_| rng.gen_range(0..10)).collect();
+    let mut times = Vec::new();
+    let mut loss = 0.0;
+    for step in 0..a.warmup + a.steps {
+        let t0 = Instant::now();
+        let logits = net.forward(&x, Mode::Train);
+        let (l, grad, _) = softmax_cross_entropy(&logits, &labels)?;
+        net.backward(&grad);
+        opt.step(&mut net, 1e-3);
+        zero_grads(&mut net);
+        let dt = t0.elapsed().as_secs_f64();
+        loss = l;
+        if step >= a.warmup {
+            times.push(dt);
+        }
+    }
+    let med = median(&mut times);
+    Ok(json!({
+        "config": name,
+        "choice": format!("{} {}", choice.algo, choice.precision),
+        "mult": a.mult,
+        "batch": a.batch,
+        "threads": rayon::current_num_threads(),
+        "median_step_s": med,
+        "img_per_s": a.batch as f64 / med,
+        "step_times_s": times,
+        "peak_rss_bytes": peak_rss(),
+        "final_loss": loss,
+    }))
+}
+
+pub fn run(b: Bench) -> Result<()> {
+    match b {
+        Bench::TrainStep(a) => train_step(a),
+    }
+}
+
+fn train_step(a: TrainStepArgs) -> Result<()> {
+    for c in &a.configs {
+        parse_choice(c)?;
+    }
+    if !a.json {
+        println!(
+            "ResNet18Like mult {} batch {} {}x{}x{}, {} threads, median of {} steps after {} warm-up",
+            a.mult,
+            a.batch,
+            a.channels,
+            a.size,
+            a.size,
+            rayon::current_num_threads(),
+            a.steps,
+            a.warmup
+        );
+        println!(
+            "{:<14} {:>12} {:>10} {:>12}",
+            "config", "step (ms)", "img/s", "peak RSS MB"
+        );
+    }
+    for c in &a.configs {
+        let v = if a.in_process || a.configs.len() == 1 {
+            run_one(&a, c)?
+        } else {
+            let exe = std::env::current_exe()?;
+            let mut cmd = Command::new(exe);
+            if let Ok(t) = std::env::var("RAYON_NUM_THREADS") {
+                cmd.env("RAYON_NUM_THREADS", t);
+            }
+            cmd.args(["bench", "train-step", "--json", "--configs", c]);
+            cmd.args(["--mult", &a.mult.to_string(), "--batch", &a.batch.to_string()]);
+            cmd.args([
+                "--size",
+                &a.size.to_string(),
+                "--channels",
+                &a.channels.to_string(),
+            ]);
+            cmd.args(["--steps", &a.steps.to_string(), "--warmup", &a.warmup.to_string()]);
+            let out = cmd.output()?;
+            if !out.status.success() {
+                bail!(
+                    "configuration {c} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            serde_json::from_slice(&out.stdout).with_context(|| format!("reading the result of {c}"))?
+        };
+        if a.json {
+            println!("{v}");
+        } else {
+            println!(
+                "{:<14} {:>12.1} {:>10.1} {:>12.0}",
+                c,
+                v["median_step_s"].as_f64().unwrap_or(f64::NAN) * 1e3,
+                v["img_per_s"].as_f64().unwrap_or(f64::NAN),
+                v["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6
+            );
+        }
+    }
+    Ok(())
+}

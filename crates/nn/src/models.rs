@@ -1,0 +1,216 @@
+//! Models as compositions of layers. `resnet18like` follows the authors' ResNet18Like:
+//! FP32 stem (3x3, 32 channels) + BN + ReLU; four stages of two BasicBlocks with
+//! 64·mult, 128·mult, 256·mult, 512·mult channels; the first block of stages 2-4 max-pools
+//! 2x2 before both branches (no strided convs); 1x1 quantized shortcut + BN where the shape
+//! changes; global average pool; FP32 Linear.
+
+use crate::act::Relu;
+use crate::container::{Residual, Sequential};
+use crate::conv::{torch_default_uniform, xavier_uniform, Conv2d};
+use crate::layer::Layer;
+use crate::linear::Linear;
+use crate::norm::BatchNorm2d;
+use crate::pool::{GlobalAvgPool, MaxPool2};
+use crate::quant::Precision;
+use crate::wa_conv::WinogradConv2d;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use winq_transforms::{PointSet, TransformError};
+
+/// How one 3x3 convolution is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algo {
+    Im2row,
+    /// Winograd F(m×m, 3×3); `flex` learns the transforms.
+    Winograd {
+        m: usize,
+        flex: bool,
+    },
+}
+
+impl std::fmt::Display for Algo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Algo::Im2row => write!(f, "im2row"),
+            Algo::Winograd { m, flex } => write!(f, "F{m} {}", if *flex { "flex" } else { "static" }),
+        }
+    }
+}
+
+/// Algorithm and arithmetic of one 3x3 layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvChoice {
+    pub algo: Algo,
+    pub precision: Precision,
+}
+
+/// The output tile a Winograd layer really uses on an h×w map: the requested m, or the largest
+/// smaller even tile that fits the map (the reference's F6 -> F4 on 4x4 maps); at least 2.
+pub fn fitted_tile(m: usize, h: usize, w: usize) -> usize {
+    let side = h.min(w);
+    let mut mm = m;
+    while mm > 2 && mm > side {
+        mm -= 2;
+    }
+    mm
+}
+
+/// Everything that defines a ResNet18Like.
+#[derive(Debug, Clone)]
+pub struct ResNetConfig {
+    pub in_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub classes: usize,
+    pub mult: f32,
+    /// One choice per block 3x3 convolution, in order (16 for ResNet18Like).
+    pub convs: Vec<ConvChoice>,
+    /// Precision of the 1x1 shortcut convolutions (the reference quantizes them like the rest).
+    pub shortcut: Precision,
+    pub points: PointSet,
+    pub seed: u64,
+}
+
+impl ResNetConfig {
+    pub const CONVS: usize = 16;
+
+    /// The same choice for every block convolution (the reference's only mode).
+    pub fn uniform(in_channels: usize, size: usize, classes: usize, mult: f32, choice: ConvChoice) -> Self {
+        ResNetConfig {
+            in_channels,
+            height: size,
+            width: size,
+            classes,
+            mult,
+            convs: vec![choice; Self::CONVS],
+            shortcut: choice.precision,
+            points: PointSet::Default,
+            seed: 0,
+        }
+    }
+}
+
+/// Where each block convolution ended up (after tile fitting), for summaries.
+#[derive(Debug, Clone)]
+pub struct ConvPlacement {
+    pub index: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub requested: ConvChoice,
+    pub used: ConvChoice,
+}
+
+fn conv3x3(
+    c: usize,
+    k: usize,
+    h: usize,
+    w: usize,
+    choice: ConvChoice,
+    points: &PointSet,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Box<dyn Layer>, ConvChoice), TransformError> {
+    match choice.algo {
+        Algo::Im2row => {
+            let wt = torch_default_uniform(k, c, 3, rng);
+            Ok((Box::new(Conv2d::new(c, k, 3, choice.precision, wt)), choice))
+        }
+        Algo::Winograd { m, flex } => {
+            let mm = fitted_tile(m, h, w);
+            let wt = xavier_uniform(k, c, 3, rng);
+            let layer = WinogradConv2d::new(c, k, mm, points.clone(), flex, choice.precision, wt)?;
+            Ok((
+                Box::new(layer),
+                ConvChoice {
+                    algo: Algo::Winograd { m: mm, flex },
+                    ..choice
+                },
+            ))
+        }
+    }
+}
+
+/// Builds ResNet18Like; returns the model and where its block convolutions went.
+pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
+    assert_eq!(
+        cfg.convs.len(),
+        ResNetConfig::CONVS,
+        "ResNet18Like has 16 block convolutions"
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let stem = 32;
+    let mut net = Sequential::new()
+        .push(
+            "conv1",
+            Conv2d::new(
+                cfg.in_channels,
+                stem,
+                3,
+                Precision::Fp32,
+                torch_default_uniform(stem, cfg.in_channels, 3, &mut rng),
+            ),
+        )
+        .push("bn1", BatchNorm2d::new(stem))
+        .push("relu", Relu::new());
+    let (mut h, mut w, mut c) = (cfg.height, cfg.width, stem);
+    let mut placements = Vec::new();
+    for (stage, base) in [64.0f32, 128.0, 256.0, 512.0].iter().enumerate() {
+        let planes = (base * cfg.mult) as usize;
+        let mut layer = Sequential::new();
+        for block in 0..2 {
+            let down = stage > 0 && block == 0;
+            let mut seq = Sequential::new();
+            if down {
+                seq = seq.push("pool", MaxPool2::new());
+                h /= 2;
+                w /= 2;
+            }
+            let mut body = Sequential::new();
+            for (i, (ci, name)) in [(c, "conv1"), (planes, "conv2")].into_iter().enumerate() {
+                let index = placements.len();
+                let requested = cfg.convs[index];
+                let (l, used) = conv3x3(ci, planes, h, w, requested, &cfg.points, &mut rng)?;
+                placements.push(ConvPlacement {
+                    index,
+                    in_channels: ci,
+                    out_channels: planes,
+                    height: h,
+                    width: w,
+                    requested,
+                    used,
+                });
+                body.push_boxed(name, l);
+                body = body.push(if i == 0 { "bn1" } else { "bn2" }, BatchNorm2d::new(planes));
+                if i == 0 {
+                    body = body.push("relu", Relu::new());
+                }
+            }
+            let shortcut = (down || c != planes).then(|| {
+                Sequential::new()
+                    .push(
+                        "conv",
+                        Conv2d::new(
+                            c,
+                            planes,
+                            1,
+                            cfg.shortcut,
+                            torch_default_uniform(planes, c, 1, &mut rng),
+                        ),
+                    )
+                    .push("bn", BatchNorm2d::new(planes))
+            });
+            seq = seq
+                .push("block", Residual { body, shortcut })
+                .push("relu", Relu::new());
+            layer.push_boxed(&block.to_string(), Box::new(seq));
+            c = planes;
+        }
+        net.push_boxed(&format!("layer{}", stage + 1), Box::new(layer));
+    }
+    let net = net
+        .push("pool", GlobalAvgPool::new())
+        .push("linear", Linear::new(c, cfg.classes, &mut rng));
+    Ok((net, placements))
+}

@@ -1,0 +1,96 @@
+//! Run-time selection of the instruction set for winq's hand-written loops.
+//!
+//! Hot loops are written once as plain Rust and compiled several times by `multiversion!`
+//! (AVX-512, AVX2+FMA, baseline); the best the CPU supports is chosen at run time.
+//! `WINQ_ISA=scalar` (or `avx2`) forces a lower path, and every path is callable explicitly
+//! (`*_isa` functions) so tests can compare them.
+
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Whatever the compilation target guarantees (SSE2 on x86_64, NEON on aarch64).
+    Scalar,
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// Instruction sets this CPU can run, lowest first.
+pub fn available() -> Vec<Isa> {
+    let mut v = vec![Isa::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            v.push(Isa::Avx2);
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                v.push(Isa::Avx512);
+            }
+        }
+    }
+    v
+}
+
+/// The instruction set in use: the best available, capped by `WINQ_ISA`.
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let best = *available().last().unwrap_or(&Isa::Scalar);
+        let cap = match std::env::var("WINQ_ISA").as_deref() {
+            Ok("scalar") => Isa::Scalar,
+            Ok("avx2") => Isa::Avx2,
+            _ => Isa::Avx512,
+        };
+        best.min(cap)
+    })
+}
+
+/// Defines `$name(args)` (dispatching on `isa()`) and `$name_isa(isa, args)` from one body.
+/// The body is inlined into `#[target_feature]` wrappers so the compiler vectorizes it for
+/// each instruction set. Asking for an ISA the CPU lacks falls back to the scalar path.
+#[macro_export]
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident / $name_isa:ident ($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            $name_isa($crate::simd::isa(), $($arg),*)
+        }
+
+        /// The same function on an explicit instruction set.
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name_isa(isa: $crate::simd::Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+            let isa = if $crate::simd::available().contains(&isa) { isa } else { $crate::simd::Isa::Scalar };
+            match isa {
+                // SAFETY: the CPU supports the features (checked just above).
+                #[cfg(target_arch = "x86_64")]
+                $crate::simd::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                $crate::simd::Isa::Avx2 => unsafe { avx2($($arg),*) },
+                _ => imp($($arg),*),
+            }
+        }
+    };
+}
