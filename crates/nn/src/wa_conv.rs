@@ -85,8 +85,8 @@ fn lane_blocks_par(
     total_acc
 }
 
-/// Geometry of one forward.
-#[derive(Debug, Clone, Copy)]
+/// Geometry of one forward, with per-tile index tables (-1 marks padding or crop).
+#[derive(Debug, Clone)]
 struct Geo {
     n: usize,
     c: usize,
@@ -95,25 +95,50 @@ struct Geo {
     k: usize,
     m: usize,
     t: usize,
-    ty: Tiling,
-    tx: Tiling,
+    tiles_x: usize,
+    tiles: usize,
+    /// Input row (column) of window element a of tile row (column) i: [tiles][t].
+    rows_in: Vec<i32>,
+    cols_in: Vec<i32>,
+    /// Output row (column) of tile element a: [tiles][m].
+    rows_out: Vec<i32>,
+    cols_out: Vec<i32>,
+}
+
+fn table(tl: &Tiling, size: usize, len: usize, f: impl Fn(&Tiling, usize, usize, usize) -> Option<usize>) -> Vec<i32> {
+    (0..tl.tiles).flat_map(|i| (0..len).map(move |a| (i, a))).map(|(i, a)| f(tl, size, i, a).map_or(-1, |v| v as i32)).collect()
 }
 
 impl Geo {
-    fn tiles(&self) -> usize {
-        self.ty.tiles * self.tx.tiles
+    fn new(n: usize, c: usize, h: usize, w: usize, k: usize, m: usize) -> Geo {
+        let t = m + 2;
+        let (ty, tx) = (Tiling::new(h, m, 3), Tiling::new(w, m, 3));
+        Geo {
+            n,
+            c,
+            h,
+            w,
+            k,
+            m,
+            t,
+            tiles_x: tx.tiles,
+            tiles: ty.tiles * tx.tiles,
+            rows_in: table(&ty, h, t, Tiling::source),
+            cols_in: table(&tx, w, t, Tiling::source),
+            rows_out: table(&ty, h, m, Tiling::target),
+            cols_out: table(&tx, w, m, Tiling::target),
+        }
     }
     fn p(&self) -> usize {
-        self.n * self.tiles()
+        self.n * self.tiles
     }
     fn tt(&self) -> usize {
         self.t * self.t
     }
     /// (image, tile row, tile column) of column p.
     fn locate(&self, p: usize) -> (usize, usize, usize) {
-        let tiles = self.tiles();
-        let (ni, tile) = (p / tiles, p % tiles);
-        (ni, tile / self.tx.tiles, tile % self.tx.tiles)
+        let (ni, tile) = (p / self.tiles, p % self.tiles);
+        (ni, tile / self.tiles_x, tile % self.tiles_x)
     }
     /// Input windows (t×t) of columns p0.. of channel `ci` of an NCHW tensor with `ch`
     /// channels, lane-wise into d [t][t][lanes]; zeros in padding.
@@ -122,13 +147,16 @@ impl Geo {
         for lane in 0..lanes {
             let (ni, tyi, txi) = self.locate(p0 + lane);
             let plane = &x[(ni * ch + ci) * h * w..][..h * w];
-            for a in 0..t {
-                let row = self.ty.source(h, tyi, a);
-                for b in 0..t {
-                    d[(a * t + b) * lanes + lane] = match (row, self.tx.source(w, txi, b)) {
-                        (Some(i), Some(j)) => plane[i * w + j],
-                        _ => 0.0,
-                    };
+            let cols = &self.cols_in[txi * t..][..t];
+            for (a, &i) in self.rows_in[tyi * t..][..t].iter().enumerate() {
+                let dst = &mut d[a * t * lanes + lane..];
+                if i < 0 {
+                    (0..t).for_each(|b| dst[b * lanes] = 0.0);
+                    continue;
+                }
+                let row = &plane[i as usize * w..][..w];
+                for (b, &j) in cols.iter().enumerate() {
+                    dst[b * lanes] = if j < 0 { 0.0 } else { row[j as usize] };
                 }
             }
         }
@@ -139,13 +167,16 @@ impl Geo {
         for lane in 0..lanes {
             let (ni, tyi, txi) = self.locate(p0 + lane);
             let plane = &mut planes[ni * h * w..][..h * w];
-            for a in 0..t {
-                let Some(i) = self.ty.source(h, tyi, a) else {
+            let cols = &self.cols_in[txi * t..][..t];
+            for (a, &i) in self.rows_in[tyi * t..][..t].iter().enumerate() {
+                if i < 0 {
                     continue;
-                };
-                for b in 0..t {
-                    if let Some(j) = self.tx.source(w, txi, b) {
-                        plane[i * w + j] += dd[(a * t + b) * lanes + lane];
+                }
+                let row = &mut plane[i as usize * w..][..w];
+                let src = &dd[a * t * lanes + lane..];
+                for (b, &j) in cols.iter().enumerate() {
+                    if j >= 0 {
+                        row[j as usize] += src[b * lanes];
                     }
                 }
             }
@@ -158,13 +189,16 @@ impl Geo {
         for lane in 0..lanes {
             let (ni, tyi, txi) = self.locate(p0 + lane);
             let plane = &y[(ni * self.k + ko) * h * w..][..h * w];
-            for a in 0..m {
-                let row = self.ty.target(h, tyi, a);
-                for b in 0..m {
-                    d[(a * m + b) * lanes + lane] = match (row, self.tx.target(w, txi, b)) {
-                        (Some(i), Some(j)) => plane[i * w + j],
-                        _ => 0.0,
-                    };
+            let cols = &self.cols_out[txi * m..][..m];
+            for (a, &i) in self.rows_out[tyi * m..][..m].iter().enumerate() {
+                let dst = &mut d[a * m * lanes + lane..];
+                if i < 0 {
+                    (0..m).for_each(|b| dst[b * lanes] = 0.0);
+                    continue;
+                }
+                let row = &plane[i as usize * w..][..w];
+                for (b, &j) in cols.iter().enumerate() {
+                    dst[b * lanes] = if j < 0 { 0.0 } else { row[j as usize] };
                 }
             }
         }
@@ -175,13 +209,16 @@ impl Geo {
         for lane in 0..lanes {
             let (ni, tyi, txi) = self.locate(p0 + lane);
             let plane = &mut planes[ni * h * w..][..h * w];
-            for a in 0..m {
-                let Some(i) = self.ty.target(h, tyi, a) else {
+            let cols = &self.cols_out[txi * m..][..m];
+            for (a, &i) in self.rows_out[tyi * m..][..m].iter().enumerate() {
+                if i < 0 {
                     continue;
-                };
-                for b in 0..m {
-                    if let Some(j) = self.tx.target(w, txi, b) {
-                        plane[i * w + j] = yt[(a * m + b) * lanes + lane];
+                }
+                let row = &mut plane[i as usize * w..][..w];
+                let src = &yt[a * m * lanes + lane..];
+                for (b, &j) in cols.iter().enumerate() {
+                    if j >= 0 {
+                        row[j as usize] = src[b * lanes];
                     }
                 }
             }
@@ -299,17 +336,7 @@ impl Layer for WinogradConv2d {
         );
         let (k, m) = (self.out_channels, self.m);
         let t = m + 2;
-        let geo = Geo {
-            n,
-            c,
-            h,
-            w,
-            k,
-            m,
-            t,
-            ty: Tiling::new(h, m, 3),
-            tx: Tiling::new(w, m, 3),
-        };
+        let geo = Geo::new(n, c, h, w, k, m);
         let (tt, p, kc) = (geo.tt(), geo.p(), k * c);
         let (at, bt, g) = self.transforms(mode);
 

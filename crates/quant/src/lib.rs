@@ -83,6 +83,37 @@ multiversion! {
 
 /// (min, max) of a slice; (0, 0) when empty. NaNs are ignored.
 pub fn min_max<T: Real>(x: &[T]) -> (f64, f64) {
+    T::min_max_slice(x)
+}
+
+multiversion! {
+    /// (min, max) of an f32 slice with 16 independent lanes so it vectorizes; NaNs ignored.
+    pub fn min_max_f32 / min_max_f32_isa(x: &[f32]) -> (f64, f64) {
+        let mut lo = [f32::INFINITY; 16];
+        let mut hi = [f32::NEG_INFINITY; 16];
+        let mut chunks = x.chunks_exact(16);
+        for c in &mut chunks {
+            for k in 0..16 {
+                lo[k] = if c[k] < lo[k] { c[k] } else { lo[k] };
+                hi[k] = if c[k] > hi[k] { c[k] } else { hi[k] };
+            }
+        }
+        for &v in chunks.remainder() {
+            lo[0] = if v < lo[0] { v } else { lo[0] };
+            hi[0] = if v > hi[0] { v } else { hi[0] };
+        }
+        let lo = lo.iter().fold(f32::INFINITY, |a, &b| if b < a { b } else { a });
+        let hi = hi.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+        if lo > hi {
+            (0.0, 0.0)
+        } else {
+            (lo as f64, hi as f64)
+        }
+    }
+}
+
+/// The plain min/max (f64 data, and the reference for the f32 kernel).
+pub fn min_max_plain<T: Real>(x: &[T]) -> (f64, f64) {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
     for v in x {
@@ -177,6 +208,19 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn min_max_paths_agree() {
+        let x: Vec<f32> = (0..1001).map(|i| ((i * 7919) % 1000) as f32 - 400.5).chain([f32::NAN]).collect();
+        let want = min_max_plain(&x);
+        assert_eq!(want, (-400.5, 598.5));
+        for isa in simd::available() {
+            assert_eq!(min_max_f32_isa(isa, &x), want, "{isa:?}");
+            assert_eq!(min_max_f32_isa(isa, &x[..5]), min_max_plain(&x[..5]));
+            assert_eq!(min_max_f32_isa(isa, &[]), (0.0, 0.0));
+            assert_eq!(min_max_f32_isa(isa, &[f32::NAN]), (0.0, 0.0));
         }
     }
 

@@ -9,6 +9,9 @@ pub trait Real: num_traits::Float + Send + Sync + std::fmt::Debug + std::iter::S
     fn fake_quant_slice(x: &mut [Self], scale: f64, bits: u32) {
         crate::fake_quant_plain(x, scale, bits)
     }
+    fn min_max_slice(x: &[Self]) -> (f64, f64) {
+        crate::min_max_plain(x)
+    }
 }
 
 impl Real for f32 {
@@ -23,6 +26,9 @@ impl Real for f32 {
     }
     fn fake_quant_slice(x: &mut [Self], scale: f64, bits: u32) {
         crate::fake_quant_f32(x, scale as f32, bits)
+    }
+    fn min_max_slice(x: &[Self]) -> (f64, f64) {
+        crate::min_max_f32(x)
     }
 }
 
