@@ -66,6 +66,11 @@ impl Conv2d {
     }
 }
 
+/// Valid output columns [j0, j1) for kernel column v: those whose source j + v - p is inside.
+fn valid_cols(w: usize, v: usize, p: usize) -> (usize, usize) {
+    (p.saturating_sub(v), (w + p).saturating_sub(v).min(w))
+}
+
 /// cols (C·r·r × H·W) of one image for a "same"-padded r×r kernel.
 pub fn im2col(x: &[f32], c: usize, h: usize, w: usize, r: usize, cols: &mut [f32]) {
     let p = (r - 1) / 2;
@@ -75,19 +80,18 @@ pub fn im2col(x: &[f32], c: usize, h: usize, w: usize, r: usize, cols: &mut [f32
         for u in 0..r {
             for v in 0..r {
                 let row = &mut cols[((ci * r + u) * r + v) * hw..][..hw];
+                let (j0, j1) = valid_cols(w, v, p);
                 for i in 0..h {
                     let out = &mut row[i * w..(i + 1) * w];
                     let Some(si) = (i + u).checked_sub(p).filter(|&s| s < h) else {
                         out.fill(0.0);
                         continue;
                     };
-                    let src = &xc[si * w..(si + 1) * w];
-                    // out[j] = src[j + v - p] where in range.
-                    for (j, o) in out.iter_mut().enumerate() {
-                        *o = match (j + v).checked_sub(p) {
-                            Some(s) if s < w => src[s],
-                            _ => 0.0,
-                        };
+                    out[..j0].fill(0.0);
+                    out[j1..].fill(0.0);
+                    if j0 < j1 {
+                        let s0 = si * w + j0 + v - p;
+                        out[j0..j1].copy_from_slice(&xc[s0..s0 + (j1 - j0)]);
                     }
                 }
             }
@@ -104,21 +108,41 @@ pub fn col2im(cols: &[f32], c: usize, h: usize, w: usize, r: usize, dx: &mut [f3
         for u in 0..r {
             for v in 0..r {
                 let row = &cols[((ci * r + u) * r + v) * hw..][..hw];
+                let (j0, j1) = valid_cols(w, v, p);
+                if j0 >= j1 {
+                    continue;
+                }
                 for i in 0..h {
                     let Some(si) = (i + u).checked_sub(p).filter(|&s| s < h) else {
                         continue;
                     };
-                    let src = &row[i * w..(i + 1) * w];
-                    let dst = &mut dxc[si * w..(si + 1) * w];
-                    let j0 = p.saturating_sub(v);
-                    let j1 = (w + p).saturating_sub(v).min(w);
-                    for j in j0..j1 {
-                        dst[j + v - p] += src[j];
+                    let s0 = si * w + j0 + v - p;
+                    let dst = &mut dxc[s0..s0 + (j1 - j0)];
+                    for (d, s) in dst.iter_mut().zip(&row[i * w + j0..i * w + j1]) {
+                        *d += s;
                     }
                 }
             }
         }
     }
+}
+
+thread_local! {
+    /// Per-thread im2col buffers, reused across layers and steps (no page faults per call).
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with two per-thread scratch buffers of at least `len` values each.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        let (a, b) = &mut *s;
+        if a.len() < len {
+            a.resize(len, 0.0);
+            b.resize(len, 0.0);
+        }
+        f(&mut a[..len], &mut b[..len])
+    })
 }
 
 impl Layer for Conv2d {
@@ -140,18 +164,16 @@ impl Layer for Conv2d {
         y.data
             .par_chunks_mut(k * hw)
             .zip(xq.data.par_chunks(c * hw))
-            .for_each_init(
-                || vec![0.0f32; if r == 1 { 0 } else { taps * hw }],
-                |cols, (yn, xn)| {
-                    let b = if r == 1 {
-                        xn
-                    } else {
+            .for_each(|(yn, xn)| {
+                if r == 1 {
+                    sgemm(k, hw, taps, &wq, Op::N, xn, Op::N, yn, false, 1);
+                } else {
+                    with_scratch(taps * hw, |cols, _| {
                         im2col(xn, c, h, w, r, cols);
-                        &cols[..]
-                    };
-                    sgemm(k, hw, taps, &wq, Op::N, b, Op::N, yn, false, 1);
-                },
-            );
+                        sgemm(k, hw, taps, &wq, Op::N, cols, Op::N, yn, false, 1);
+                    });
+                }
+            });
         quant::apply(&mut self.q_out, &mut y.data, mode);
         if mode == Mode::Train {
             self.cache = Some((xq, wq));
@@ -164,7 +186,7 @@ impl Layer for Conv2d {
             .cache
             .take()
             .expect("Conv2d::backward without a training forward");
-        let (n, c, h, w) = xq.dims4();
+        let (_, c, h, w) = xq.dims4();
         let (k, r) = (self.out_channels, self.kernel);
         let (hw, taps) = (h * w, c * r * r);
         let mut dx = Tensor::zeros(&xq.shape);
@@ -209,7 +231,6 @@ impl Layer for Conv2d {
                     a
                 },
             );
-        let _ = n;
         self.weight
             .grad
             .data

@@ -105,8 +105,16 @@ struct Geo {
     cols_out: Vec<i32>,
 }
 
-fn table(tl: &Tiling, size: usize, len: usize, f: impl Fn(&Tiling, usize, usize, usize) -> Option<usize>) -> Vec<i32> {
-    (0..tl.tiles).flat_map(|i| (0..len).map(move |a| (i, a))).map(|(i, a)| f(tl, size, i, a).map_or(-1, |v| v as i32)).collect()
+fn table(
+    tl: &Tiling,
+    size: usize,
+    len: usize,
+    f: impl Fn(&Tiling, usize, usize, usize) -> Option<usize>,
+) -> Vec<i32> {
+    (0..tl.tiles)
+        .flat_map(|i| (0..len).map(move |a| (i, a)))
+        .map(|(i, a)| f(tl, size, i, a).map_or(-1, |v| v as i32))
+        .collect()
 }
 
 impl Geo {

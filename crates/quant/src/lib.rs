@@ -213,7 +213,10 @@ mod tests {
 
     #[test]
     fn min_max_paths_agree() {
-        let x: Vec<f32> = (0..1001).map(|i| ((i * 7919) % 1000) as f32 - 400.5).chain([f32::NAN]).collect();
+        let x: Vec<f32> = (0..1001)
+            .map(|i| ((i * 7919) % 1000) as f32 - 400.5)
+            .chain([f32::NAN])
+            .collect();
         let want = min_max_plain(&x);
         assert_eq!(want, (-400.5, 598.5));
         for isa in simd::available() {
