@@ -39,6 +39,12 @@ pub struct Args {
     /// Also quantize the transforms Aᵀ, Bᵀ, G (the reference's static mode).
     #[arg(long)]
     quantize_transforms: bool,
+    /// One weight scale per output channel (research option; the reference uses one per tensor).
+    #[arg(long)]
+    per_channel: bool,
+    /// One scale per tile position for G g Gᵀ, Bᵀ d B and the Hadamard sum.
+    #[arg(long)]
+    per_tap: bool,
     /// Print JSON instead of the text tables.
     #[arg(long)]
     json: bool,
@@ -60,6 +66,8 @@ pub fn run(a: Args) -> Result<()> {
         points: a.points.parse::<PointSet>()?,
         quantize_transforms: a.quantize_transforms,
         attribution_bits: a.attribution_bits,
+        per_channel: a.per_channel,
+        per_tap: a.per_tap,
     };
     let res = run_study(&cfg)?;
     if a.json {

@@ -2,13 +2,12 @@
 //! quantized at input, weights and output as the reference's plain Conv2d.
 
 use crate::layer::{path, BufferVisitor, Layer, Mode, Param, ParamVisitor};
-use crate::quant::{self, Precision};
+use crate::quant::{Precision, TensorQuant};
 use crate::tensor::Tensor;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use winq_kernels::gemm::{sgemm, Op};
-use winq_quant::Quantizer;
 
 pub struct Conv2d {
     pub in_channels: usize,
@@ -17,9 +16,9 @@ pub struct Conv2d {
     pub precision: Precision,
     /// [K, C, r, r]
     pub weight: Param,
-    q_in: Option<Quantizer>,
-    q_w: Option<Quantizer>,
-    q_out: Option<Quantizer>,
+    q_in: TensorQuant,
+    q_w: TensorQuant,
+    q_out: TensorQuant,
     cache: Option<(Tensor, Vec<f32>)>,
 }
 
@@ -46,6 +45,13 @@ pub fn torch_default_uniform(k: usize, c: usize, r: usize, rng: &mut ChaCha8Rng)
 }
 
 impl Conv2d {
+    /// One weight scale per output channel instead of one per tensor.
+    pub fn with_per_channel_weights(mut self, on: bool) -> Conv2d {
+        let p = self.precision;
+        self.q_w = TensorQuant::new(p, if on { self.out_channels } else { 1 });
+        self
+    }
+
     pub fn new(c: usize, k: usize, kernel: usize, precision: Precision, weight: Tensor) -> Conv2d {
         assert!(
             kernel == 1 || kernel == 3,
@@ -58,9 +64,9 @@ impl Conv2d {
             kernel,
             precision,
             weight: Param::new(weight),
-            q_in: precision.quantizer(),
-            q_w: precision.quantizer(),
-            q_out: precision.quantizer(),
+            q_in: TensorQuant::new(precision, 1),
+            q_w: TensorQuant::new(precision, 1),
+            q_out: TensorQuant::new(precision, 1),
             cache: None,
         }
     }
@@ -155,9 +161,9 @@ impl Layer for Conv2d {
         );
         let (k, r) = (self.out_channels, self.kernel);
         let mut xq = x.clone();
-        quant::apply(&mut self.q_in, &mut xq.data, mode);
+        self.q_in.apply(&mut xq.data, mode, 1);
         let mut wq = self.weight.value.data.clone();
-        quant::apply(&mut self.q_w, &mut wq, mode);
+        self.q_w.apply(&mut wq, mode, 1);
         let hw = h * w;
         let taps = c * r * r;
         let mut y = Tensor::zeros(&[n, k, h, w]);
@@ -174,7 +180,7 @@ impl Layer for Conv2d {
                     });
                 }
             });
-        quant::apply(&mut self.q_out, &mut y.data, mode);
+        self.q_out.apply(&mut y.data, mode, 1);
         if mode == Mode::Train {
             self.cache = Some((xq, wq));
         }
@@ -245,9 +251,9 @@ impl Layer for Conv2d {
     }
 
     fn visit_buffers(&mut self, prefix: &str, f: BufferVisitor) {
-        quant::visit(&mut self.q_in, prefix, "q_input", f);
-        quant::visit(&mut self.q_w, prefix, "q_weight", f);
-        quant::visit(&mut self.q_out, prefix, "q_output", f);
+        self.q_in.visit(prefix, "q_input", f);
+        self.q_w.visit(prefix, "q_weight", f);
+        self.q_out.visit(prefix, "q_output", f);
     }
 
     fn describe(&self) -> String {

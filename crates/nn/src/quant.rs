@@ -1,9 +1,10 @@
-//! Glue between layers and `winq-quant`: optional quantizers, applied in parallel chunks.
+//! Glue between layers and `winq-quant`: per-tensor or grouped quantizers applied over rayon
+//! chunks.
 
 use crate::layer::{path, Buffer, BufferVisitor, Mode};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use winq_quant::{fake_quant, min_max, Quantizer};
+use winq_quant::{fake_quant, min_max, observe};
 
 const CHUNK: usize = 1 << 16;
 
@@ -12,15 +13,6 @@ const CHUNK: usize = 1 << 16;
 pub enum Precision {
     Fp32,
     Int(u32),
-}
-
-impl Precision {
-    pub fn quantizer(self) -> Option<Quantizer> {
-        match self {
-            Precision::Fp32 => None,
-            Precision::Int(b) => Some(Quantizer::new(b)),
-        }
-    }
 }
 
 impl std::fmt::Display for Precision {
@@ -32,33 +24,160 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// Fake-quantizes `x` in place (observer updated in training mode); no-op without a
-/// quantizer. Same result as `Quantizer::forward`, computed over rayon chunks.
-pub fn apply(q: &mut Option<Quantizer>, x: &mut [f32], mode: Mode) {
-    let Some(q) = q else { return };
-    if mode == Mode::Train {
-        let (lo, hi) = x.par_chunks(CHUNK).map(min_max).reduce(
-            || (f64::INFINITY, f64::NEG_INFINITY),
-            |a, b| (a.0.min(b.0), a.1.max(b.1)),
-        );
-        let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
-        q.observer.observe(lo, hi);
-    }
-    let (scale, bits) = (q.scale(), q.bits);
-    x.par_chunks_mut(CHUNK).for_each(|c| fake_quant(c, scale, bits));
+/// Fake quantization of one tensor of a layer: off (FP32), per tensor, or with one scale per
+/// group of a [outer][groups][inner] view (per output channel, per Winograd tap). Observers
+/// follow the reference: the first batch copies its range, later ones move it by EMA (0.01).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorQuant {
+    pub bits: Option<u32>,
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+    pub momentum: f64,
 }
 
-/// Exposes a quantizer's observed range as checkpoint buffers "<name>.min" / "<name>.max".
-pub fn visit(q: &mut Option<Quantizer>, prefix: &str, name: &str, f: BufferVisitor) {
-    if let Some(q) = q {
-        let p = path(prefix, name);
-        f(
-            &format!("{p}.min"),
-            Buffer::F64(std::slice::from_mut(&mut q.observer.min)),
+impl TensorQuant {
+    pub fn new(precision: Precision, groups: usize) -> TensorQuant {
+        let bits = match precision {
+            Precision::Fp32 => None,
+            Precision::Int(b) => {
+                winq_quant::qrange(b); // validates the bit-width
+                Some(b)
+            }
+        };
+        let groups = groups.max(1);
+        TensorQuant {
+            bits,
+            min: vec![0.0; groups],
+            max: vec![0.0; groups],
+            momentum: 0.01,
+        }
+    }
+
+    pub fn groups(&self) -> usize {
+        self.min.len()
+    }
+
+    /// Current scale of each group.
+    pub fn scales(&self) -> Vec<f64> {
+        let bits = self.bits.unwrap_or(8);
+        self.min
+            .iter()
+            .zip(&self.max)
+            .map(|(&l, &h)| winq_quant::scale_for(l, h, bits))
+            .collect()
+    }
+
+    /// Fake-quantizes `x`, viewed as [outer][groups][len / (outer·groups)], in place; updates
+    /// the observers first in training mode. No-op for FP32.
+    pub fn apply(&mut self, x: &mut [f32], mode: Mode, outer: usize) {
+        let Some(bits) = self.bits else { return };
+        let groups = self.groups();
+        let slices = outer * groups;
+        assert!(
+            slices > 0 && x.len() % slices == 0,
+            "quantizer groups do not divide the tensor"
         );
-        f(
-            &format!("{p}.max"),
-            Buffer::F64(std::slice::from_mut(&mut q.observer.max)),
-        );
+        let inner = x.len() / slices;
+        // Work items: (group, sub-slice) pieces of at most CHUNK values, for rayon.
+        let piece = inner.clamp(1, CHUNK);
+        if mode == Mode::Train {
+            let ranges: Vec<(usize, (f64, f64))> = x
+                .par_chunks(inner.max(1))
+                .enumerate()
+                .flat_map_iter(|(s, sl)| sl.chunks(piece).map(move |c| (s % groups, min_max(c))))
+                .collect();
+            let mut agg = vec![(f64::INFINITY, f64::NEG_INFINITY); groups];
+            for (g, (lo, hi)) in ranges {
+                agg[g] = (agg[g].0.min(lo), agg[g].1.max(hi));
+            }
+            for (g, (lo, hi)) in agg.into_iter().enumerate() {
+                let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+                observe(&mut self.min[g], &mut self.max[g], lo, hi, self.momentum);
+            }
+        }
+        let scales = self.scales();
+        x.par_chunks_mut(inner.max(1)).enumerate().for_each(|(s, sl)| {
+            sl.chunks_mut(piece)
+                .for_each(|c| fake_quant(c, scales[s % groups], bits))
+        });
+    }
+
+    /// Exposes the observed ranges as checkpoint buffers "<name>.min" / "<name>.max".
+    pub fn visit(&mut self, prefix: &str, name: &str, f: BufferVisitor) {
+        if self.bits.is_some() {
+            let p = path(prefix, name);
+            f(&format!("{p}.min"), Buffer::F64(&mut self.min));
+            f(&format!("{p}.max"), Buffer::F64(&mut self.max));
+        }
+    }
+}
+
+/// Whether weights and Winograd-domain tensors get one scale each or one per group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Granularity {
+    /// One weight scale per output channel.
+    pub per_channel_weights: bool,
+    /// One scale per tile position for G g Gᵀ, Bᵀ d B and the Hadamard sum.
+    pub per_tap: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use winq_quant::{fake_quant_dynamic, fake_quant_dynamic_groups, Groups};
+
+    fn data(n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i * 7919) % 1013) as f32 / 1013.0 - 0.3) * (1.0 + (i % 5) as f32))
+            .collect()
+    }
+
+    #[test]
+    fn per_tensor_equals_dynamic_quantization_on_first_batch() {
+        for len in [1, 1000, 200_000] {
+            let x = data(len);
+            let mut a = x.clone();
+            TensorQuant::new(Precision::Int(8), 1).apply(&mut a, Mode::Train, 1);
+            let mut b = x.clone();
+            fake_quant_dynamic(&mut b, 8);
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn grouped_equals_per_group_dynamic_quantization() {
+        let (outer, groups, inner) = (3, 5, 7000);
+        let x: Vec<f32> = data(outer * groups * inner)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1 + (i / inner) % groups) as f32)
+            .collect();
+        let mut a = x.clone();
+        let mut q = TensorQuant::new(Precision::Int(6), groups);
+        q.apply(&mut a, Mode::Train, outer);
+        let mut b = x.clone();
+        let scales = fake_quant_dynamic_groups(&mut b, Groups { outer, groups, inner }, 6);
+        assert_eq!(a, b);
+        assert_eq!(q.scales(), scales);
+        assert!(scales.windows(2).any(|w| w[0] != w[1]), "groups should differ");
+        // Second batch: EMA per group, eval leaves the ranges alone.
+        let before = q.clone();
+        let mut c = x.iter().map(|v| v * 2.0).collect::<Vec<_>>();
+        q.apply(&mut c, Mode::Train, outer);
+        for g in 0..groups {
+            let want = before.max[g] + 0.01 * (2.0 * before.max[g] - before.max[g]);
+            assert!((q.max[g] - want).abs() < 1e-9);
+        }
+        let frozen = q.clone();
+        q.apply(&mut c, Mode::Eval, outer);
+        assert_eq!(q, frozen);
+    }
+
+    #[test]
+    fn fp32_is_a_no_op() {
+        let x = data(100);
+        let mut a = x.clone();
+        TensorQuant::new(Precision::Fp32, 1).apply(&mut a, Mode::Train, 1);
+        assert_eq!(a, x);
     }
 }

@@ -10,13 +10,12 @@
 //! as [T][K][P]. Quantizers pass gradients straight through.
 
 use crate::layer::{path, Buffer, BufferVisitor, Layer, Mode, Param, ParamVisitor};
-use crate::quant::{self, Precision};
+use crate::quant::{Granularity, Precision, TensorQuant};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use winq_kernels::gemm::{sgemm_view, View};
 use winq_kernels::tile::{sandwich_grad_lanes, sandwich_lanes};
 use winq_kernels::Tiling;
-use winq_quant::Quantizer;
 use winq_transforms::{transform, PointSet, TransformError};
 
 fn add_into(acc: &mut [f32], v: &[f32]) {
@@ -255,6 +254,7 @@ pub struct WinogradConv2d {
     pub flex: bool,
     pub precision: Precision,
     pub points: PointSet,
+    pub granularity: Granularity,
     /// [K, C, 3, 3]
     pub weight: Param,
     /// Aᵀ (m×t), Bᵀ (t×t), G (t×3): learned in flex mode; in static mode fixed (and, when
@@ -262,15 +262,15 @@ pub struct WinogradConv2d {
     pub at: Param,
     pub bt: Param,
     pub g: Param,
-    q_in: Option<Quantizer>,
-    q_w: Option<Quantizer>,
-    q_u: Option<Quantizer>,
-    q_v: Option<Quantizer>,
-    q_m: Option<Quantizer>,
-    q_out: Option<Quantizer>,
-    q_a: Option<Quantizer>,
-    q_b: Option<Quantizer>,
-    q_g: Option<Quantizer>,
+    q_in: TensorQuant,
+    q_w: TensorQuant,
+    q_u: TensorQuant,
+    q_v: TensorQuant,
+    q_m: TensorQuant,
+    q_out: TensorQuant,
+    q_a: TensorQuant,
+    q_b: TensorQuant,
+    q_g: TensorQuant,
     cache: Option<Cache>,
 }
 
@@ -294,28 +294,48 @@ impl WinogradConv2d {
             flex,
             precision,
             points,
+            granularity: Granularity::default(),
             weight: Param::new(weight),
             at: Param::new(Tensor::from_vec(&[m, t], tr.at.data)),
             bt: Param::new(Tensor::from_vec(&[t, t], tr.bt.data)),
             g: Param::new(Tensor::from_vec(&[t, 3], tr.g.data)),
-            q_in: precision.quantizer(),
-            q_w: precision.quantizer(),
-            q_u: precision.quantizer(),
-            q_v: precision.quantizer(),
-            q_m: precision.quantizer(),
-            q_out: precision.quantizer(),
-            q_a: precision.quantizer(),
-            q_b: precision.quantizer(),
-            q_g: precision.quantizer(),
+            q_in: TensorQuant::new(precision, 1),
+            q_w: TensorQuant::new(precision, 1),
+            q_u: TensorQuant::new(precision, 1),
+            q_v: TensorQuant::new(precision, 1),
+            q_m: TensorQuant::new(precision, 1),
+            q_out: TensorQuant::new(precision, 1),
+            q_a: TensorQuant::new(precision, 1),
+            q_b: TensorQuant::new(precision, 1),
+            q_g: TensorQuant::new(precision, 1),
             cache: None,
         };
         if !flex {
             // Static: quantize the transforms once, from their own range.
-            quant::apply(&mut layer.q_a, &mut layer.at.value.data, Mode::Train);
-            quant::apply(&mut layer.q_b, &mut layer.bt.value.data, Mode::Train);
-            quant::apply(&mut layer.q_g, &mut layer.g.value.data, Mode::Train);
+            layer.q_a.apply(&mut layer.at.value.data, Mode::Train, 1);
+            layer.q_b.apply(&mut layer.bt.value.data, Mode::Train, 1);
+            layer.q_g.apply(&mut layer.g.value.data, Mode::Train, 1);
         }
         Ok(layer)
+    }
+
+    /// Per-output-channel weight scales and/or per-tap Winograd-domain scales (research
+    /// options; the reference uses one scale per tensor).
+    pub fn with_granularity(mut self, g: Granularity) -> WinogradConv2d {
+        let (p, t) = (self.precision, self.m + 2);
+        self.q_w = TensorQuant::new(
+            p,
+            if g.per_channel_weights {
+                self.out_channels
+            } else {
+                1
+            },
+        );
+        for q in [&mut self.q_u, &mut self.q_v, &mut self.q_m] {
+            *q = TensorQuant::new(p, if g.per_tap { t * t } else { 1 });
+        }
+        self.granularity = g;
+        self
     }
 
     /// The transforms this forward uses: flex quantizes the float masters every time.
@@ -326,9 +346,9 @@ impl WinogradConv2d {
             self.g.value.data.clone(),
         );
         if self.flex {
-            quant::apply(&mut self.q_a, &mut at, mode);
-            quant::apply(&mut self.q_b, &mut bt, mode);
-            quant::apply(&mut self.q_g, &mut g, mode);
+            self.q_a.apply(&mut at, mode, 1);
+            self.q_b.apply(&mut bt, mode, 1);
+            self.q_g.apply(&mut g, mode, 1);
         }
         (at, bt, g)
     }
@@ -349,9 +369,9 @@ impl Layer for WinogradConv2d {
         let (at, bt, g) = self.transforms(mode);
 
         let mut xq = x.clone();
-        quant::apply(&mut self.q_in, &mut xq.data, mode);
+        self.q_in.apply(&mut xq.data, mode, 1);
         let mut wq = self.weight.value.data.clone();
-        quant::apply(&mut self.q_w, &mut wq, mode);
+        self.q_w.apply(&mut wq, mode, 1);
 
         // U[e][k][c] = (G g Gᵀ)[e], lanes over (k, c).
         let wt = transpose(&wq, kc, 9);
@@ -360,7 +380,7 @@ impl Layer for WinogradConv2d {
             let mut tmp = vec![0.0f32; t * 3 * lanes];
             sandwich_lanes(&g, t, 3, &wt[j0..], kc, blk, lanes, lanes, &mut tmp);
         });
-        quant::apply(&mut self.q_u, &mut u, mode);
+        self.q_u.apply(&mut u, mode, 1); // [T][K][C]: taps outermost
 
         // V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile.
         let mut v = vec![0.0f32; c * tt * p];
@@ -373,7 +393,7 @@ impl Layer for WinogradConv2d {
                 }
             },
         );
-        quant::apply(&mut self.q_v, &mut v, mode);
+        self.q_v.apply(&mut v, mode, c); // [C][T][P]
 
         // M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position.
         let mut mh = vec![0.0f32; tt * k * p];
@@ -390,7 +410,7 @@ impl Layer for WinogradConv2d {
             };
             sgemm_view(k, p, c, a, b, me, p, false, 1);
         });
-        quant::apply(&mut self.q_m, &mut mh, mode);
+        self.q_m.apply(&mut mh, mode, 1); // [T][K][P]
 
         // Y = Aᵀ M A per tile, cropped; computed per output channel as [K][N][H][W].
         let mut yk = vec![0.0f32; k * n * h * w];
@@ -405,7 +425,7 @@ impl Layer for WinogradConv2d {
         );
         let mut y = Tensor::from_vec(&[n, k, h, w], swap_outer(&yk, k, n, h * w));
         drop(yk);
-        quant::apply(&mut self.q_out, &mut y.data, mode);
+        self.q_out.apply(&mut y.data, mode, 1);
 
         if mode == Mode::Train {
             let mq = self.flex.then_some(mh);
@@ -592,7 +612,7 @@ impl Layer for WinogradConv2d {
             (&mut self.q_b, "q_bt"),
             (&mut self.q_g, "q_g"),
         ] {
-            quant::visit(q, prefix, name, f);
+            q.visit(prefix, name, f);
         }
     }
 

@@ -5,8 +5,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use winq_nn::conv::{torch_default_uniform, xavier_uniform};
 use winq_nn::{
-    softmax_cross_entropy, zero_grads, Adam, BatchNorm2d, Conv2d, GlobalAvgPool, Layer, Linear, Mode, Optimizer,
-    Precision, Relu, Sequential, Tensor, WinogradConv2d,
+    softmax_cross_entropy, zero_grads, Adam, BatchNorm2d, Conv2d, GlobalAvgPool, Layer, Linear, Mode,
+    Optimizer, Precision, Relu, Sequential, Tensor, WinogradConv2d,
 };
 use winq_transforms::PointSet;
 

@@ -7,7 +7,7 @@ mod observer;
 mod real;
 pub mod simd;
 
-pub use observer::{Observer, Quantizer};
+pub use observer::{observe, Observer, Quantizer};
 pub use real::Real;
 
 /// Smallest and largest bit-widths a quantizer accepts.
@@ -126,6 +126,66 @@ pub fn min_max_plain<T: Real>(x: &[T]) -> (f64, f64) {
     } else {
         (lo, hi)
     }
+}
+
+/// A tensor viewed as [outer][groups][inner] and quantized with one scale per group (per
+/// output channel: outer 1, groups K; per Winograd tap of a [.., t·t] tensor: inner 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Groups {
+    pub outer: usize,
+    pub groups: usize,
+    pub inner: usize,
+}
+
+impl Groups {
+    pub fn per_tensor(len: usize) -> Groups {
+        Groups {
+            outer: 1,
+            groups: 1,
+            inner: len,
+        }
+    }
+    pub fn group_of(&self, index: usize) -> usize {
+        (index / self.inner) % self.groups
+    }
+    /// (min, max) of each group; (0, 0) for an empty group.
+    pub fn min_max<T: Real>(&self, x: &[T]) -> Vec<(f64, f64)> {
+        assert_eq!(
+            x.len(),
+            self.outer * self.groups * self.inner,
+            "group layout does not match the tensor"
+        );
+        let mut r = vec![(f64::INFINITY, f64::NEG_INFINITY); self.groups];
+        for (i, chunk) in x.chunks(self.inner.max(1)).enumerate() {
+            let (lo, hi) = min_max(chunk);
+            let g = &mut r[i % self.groups];
+            if chunk.is_empty() || lo > hi {
+                continue;
+            }
+            *g = (g.0.min(lo), g.1.max(hi));
+        }
+        r.into_iter()
+            .map(|(l, h)| if l > h { (0.0, 0.0) } else { (l, h) })
+            .collect()
+    }
+    /// Fake-quantizes each group with its own scale.
+    pub fn fake_quant<T: Real>(&self, x: &mut [T], scales: &[f64], bits: u32) {
+        assert_eq!(scales.len(), self.groups);
+        for (i, chunk) in x.chunks_mut(self.inner.max(1)).enumerate() {
+            fake_quant(chunk, scales[i % self.groups], bits);
+        }
+    }
+}
+
+/// Fake-quantizes each group with the range taken from the group itself; returns the scales.
+pub fn fake_quant_dynamic_groups<T: Real>(x: &mut [T], groups: Groups, bits: u32) -> Vec<f64> {
+    let scales: Vec<f64> = groups
+        .min_max(x)
+        .iter()
+        .map(|&(l, h)| scale_for(l, h, bits))
+        .collect();
+    groups.fake_quant(x, &scales, bits);
+    scales
 }
 
 /// Fake-quantizes in place with the range taken from the tensor itself; returns the scale.

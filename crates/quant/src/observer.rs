@@ -27,13 +27,19 @@ impl Observer {
     }
 
     pub fn observe(&mut self, batch_min: f64, batch_max: f64) {
-        if self.is_empty() {
-            self.min = batch_min;
-            self.max = batch_max;
-        } else {
-            self.min += self.momentum * (batch_min - self.min);
-            self.max += self.momentum * (batch_max - self.max);
-        }
+        observe(&mut self.min, &mut self.max, batch_min, batch_max, self.momentum);
+    }
+}
+
+/// The observer update on a (min, max) pair stored elsewhere (grouped quantizers keep them in
+/// flat vectors so checkpoints can store them as tensors).
+pub fn observe(min: &mut f64, max: &mut f64, batch_min: f64, batch_max: f64, momentum: f64) {
+    if *min == *max {
+        *min = batch_min;
+        *max = batch_max;
+    } else {
+        *min += momentum * (batch_min - *min);
+        *max += momentum * (batch_max - *max);
     }
 }
 

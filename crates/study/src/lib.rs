@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::fmt;
 use winq_kernels::reference::{direct_conv, im2row_conv, relative_l2, winograd_conv, Stage};
 use winq_kernels::Nchw;
-use winq_quant::fake_quant_dynamic;
+use winq_quant::{fake_quant_dynamic, fake_quant_dynamic_groups, Groups};
 use winq_transforms::{transform, FloatTransform, Mat, PointSet, TransformError};
 
 /// A convolution algorithm under study.
@@ -70,6 +70,10 @@ pub struct StudyConfig {
     pub quantize_transforms: bool,
     /// Bit-width of the per-stage attribution table.
     pub attribution_bits: u32,
+    /// One scale per output channel for the weights (instead of per tensor).
+    pub per_channel: bool,
+    /// One scale per tile position for the three Winograd-domain tensors.
+    pub per_tap: bool,
 }
 
 fn display<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -90,6 +94,8 @@ impl Default for StudyConfig {
             points: PointSet::Default,
             quantize_transforms: false,
             attribution_bits: 8,
+            per_channel: false,
+            per_tap: false,
         }
     }
 }
@@ -196,13 +202,33 @@ impl Problem {
         }
     }
 
-    fn run(&self, algo: Algo, tr: Option<&FloatTransform<f32>>, src: Option<&Sources>) -> f64 {
+    fn run(
+        &self,
+        algo: Algo,
+        tr: Option<&FloatTransform<f32>>,
+        src: Option<&Sources>,
+        cfg: &StudyConfig,
+    ) -> f64 {
+        let tt = tr.map_or(1, |t| (t.m + 2) * (t.m + 2));
         let mut hook = |stage: Stage, data: &mut [f32]| {
-            if let Some(s) = src {
-                if s.stages.contains(&stage) {
-                    fake_quant_dynamic(data, s.bits);
-                }
-            }
+            let Some(s) = src.filter(|s| s.stages.contains(&stage)) else {
+                return;
+            };
+            let groups = match stage {
+                Stage::Weight if cfg.per_channel => Groups {
+                    outer: 1,
+                    groups: self.k,
+                    inner: data.len() / self.k,
+                },
+                // Winograd-domain tensors end in [.., t, t]: one group per tap.
+                Stage::WinogradWeight | Stage::WinogradInput | Stage::Hadamard if cfg.per_tap => Groups {
+                    outer: data.len() / tt,
+                    groups: tt,
+                    inner: 1,
+                },
+                _ => Groups::per_tensor(data.len()),
+            };
+            fake_quant_dynamic_groups(data, groups, s.bits);
         };
         let y = match (algo, tr) {
             (Algo::Winograd(_), Some(tr)) => {
@@ -378,7 +404,14 @@ pub fn run(cfg: &StudyConfig) -> Result<StudyResult, StudyError> {
         .map(|seed| {
             let p = Problem::new(cfg, seed);
             jobs.par_iter()
-                .map(|j| p.run(j.algo, j.tr.and_then(|i| algos[i].1.as_ref()), j.src.as_ref()))
+                .map(|j| {
+                    p.run(
+                        j.algo,
+                        j.tr.and_then(|i| algos[i].1.as_ref()),
+                        j.src.as_ref(),
+                        cfg,
+                    )
+                })
                 .collect()
         })
         .collect();

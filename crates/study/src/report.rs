@@ -23,7 +23,7 @@ pub fn render_text(res: &StudyResult) -> String {
         c.seeds
     );
     out += &format!(
-        "layer: batch {}, {} -> {} channels, {}x{}; inputs ReLU(N(0,1)), Xavier-uniform weights; points: {}; transforms {}\n\n",
+        "layer: batch {}, {} -> {} channels, {}x{}; inputs ReLU(N(0,1)), Xavier-uniform weights; points: {}; transforms {}\n",
         c.batch,
         c.in_channels,
         c.out_channels,
@@ -32,6 +32,22 @@ pub fn render_text(res: &StudyResult) -> String {
         c.points,
         if c.quantize_transforms { "quantized" } else { "exact (f32)" }
     );
+    if c.per_channel || c.per_tap {
+        out += &format!(
+            "scales: {}{}\n",
+            if c.per_channel {
+                "per output channel for weights; "
+            } else {
+                ""
+            },
+            if c.per_tap {
+                "per tap in the Winograd domain"
+            } else {
+                "per tensor in the Winograd domain"
+            }
+        );
+    }
+    out += "\n";
     let precisions: Vec<Precision> = std::iter::once(Precision::Fp32)
         .chain(c.bits.iter().map(|&b| Precision::Int(b)))
         .collect();
