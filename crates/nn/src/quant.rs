@@ -74,7 +74,7 @@ impl TensorQuant {
         let groups = self.groups();
         let slices = outer * groups;
         assert!(
-            slices > 0 && x.len() % slices == 0,
+            slices > 0 && x.len().is_multiple_of(slices),
             "quantizer groups do not divide the tensor"
         );
         let inner = x.len() / slices;
