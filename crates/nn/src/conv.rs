@@ -192,51 +192,43 @@ impl Layer for Conv2d {
             .cache
             .take()
             .expect("Conv2d::backward without a training forward");
-        let (_, c, h, w) = xq.dims4();
+        let (n, c, h, w) = xq.dims4();
         let (k, r) = (self.out_channels, self.kernel);
         let (hw, taps) = (h * w, c * r * r);
         let mut dx = Tensor::zeros(&xq.shape);
         // Straight-through quantizers: gradients pass the output/input/weight quantizers as is.
-        let dw = dx
+        // dW is summed per fixed group of images, then over groups in order: the result does
+        // not depend on how rayon schedules the work (bit-identical resume).
+        let per = n.div_ceil(n.clamp(1, 16));
+        let parts: Vec<Vec<f32>> = dx
             .data
-            .par_chunks_mut(c * hw)
-            .zip(xq.data.par_chunks(c * hw))
-            .zip(grad.data.par_chunks(k * hw))
-            .fold(
-                || {
-                    (
-                        vec![0.0f32; k * taps],
-                        vec![0.0f32; taps * hw],
-                        vec![0.0f32; taps * hw],
-                    )
-                },
-                |(mut dw, mut cols, mut dcols), ((dxn, xn), gn)| {
-                    let b = if r == 1 {
-                        xn
-                    } else {
-                        im2col(xn, c, h, w, r, &mut cols);
-                        &cols[..]
-                    };
-                    // dW += dY (K×HW) · colsᵀ
-                    sgemm(k, taps, hw, gn, Op::N, b, Op::T, &mut dw, true, 1);
-                    // dcols = Wᵀ (taps×K) · dY
+            .par_chunks_mut(per * c * hw)
+            .zip(xq.data.par_chunks(per * c * hw))
+            .zip(grad.data.par_chunks(per * k * hw))
+            .map(|((dxg, xg), gg)| {
+                let mut dw = vec![0.0f32; k * taps];
+                for ((dxn, xn), gn) in dxg
+                    .chunks_mut(c * hw)
+                    .zip(xg.chunks(c * hw))
+                    .zip(gg.chunks(k * hw))
+                {
                     if r == 1 {
+                        // dW += dY (K×HW) · xᵀ; dx = Wᵀ (C×K) · dY
+                        sgemm(k, taps, hw, gn, Op::N, xn, Op::T, &mut dw, true, 1);
                         sgemm(taps, hw, k, &wq, Op::T, gn, Op::N, dxn, false, 1);
                     } else {
-                        sgemm(taps, hw, k, &wq, Op::T, gn, Op::N, &mut dcols, false, 1);
-                        col2im(&dcols, c, h, w, r, dxn);
+                        with_scratch(taps * hw, |cols, dcols| {
+                            im2col(xn, c, h, w, r, cols);
+                            sgemm(k, taps, hw, gn, Op::N, cols, Op::T, &mut dw, true, 1);
+                            sgemm(taps, hw, k, &wq, Op::T, gn, Op::N, dcols, false, 1);
+                            col2im(dcols, c, h, w, r, dxn);
+                        });
                     }
-                    (dw, cols, dcols)
-                },
-            )
-            .map(|(dw, _, _)| dw)
-            .reduce(
-                || vec![0.0f32; k * taps],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
+                }
+                dw
+            })
+            .collect();
+        let dw = crate::par::ordered_sum(&parts, k * taps);
         self.weight
             .grad
             .data

@@ -58,9 +58,12 @@ pub trait Layer: Send {
     }
 }
 
-/// Joins a prefix and a name with a dot.
+/// Joins a prefix and a name with a dot (an empty name adds nothing, so containers can be
+/// transparent in paths).
 pub fn path(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
+    if name.is_empty() {
+        prefix.to_string()
+    } else if prefix.is_empty() {
         name.to_string()
     } else {
         format!("{prefix}.{name}")

@@ -11,6 +11,7 @@ pub mod loss;
 pub mod models;
 pub mod norm;
 pub mod optim;
+pub mod par;
 pub mod pool;
 pub mod quant;
 pub mod schedule;

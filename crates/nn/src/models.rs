@@ -190,7 +190,7 @@ pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement
             let shortcut = (down || c != planes).then(|| {
                 Sequential::new()
                     .push(
-                        "conv",
+                        "0",
                         Conv2d::new(
                             c,
                             planes,
@@ -199,10 +199,12 @@ pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement
                             torch_default_uniform(planes, c, 1, &mut rng),
                         ),
                     )
-                    .push("bn", BatchNorm2d::new(planes))
+                    .push("1", BatchNorm2d::new(planes))
             });
+            // The residual is transparent in parameter paths ("layer1.0.conv1.weight", as the
+            // reference's state_dict names them).
             seq = seq
-                .push("block", Residual { body, shortcut })
+                .push("", Residual { body, shortcut })
                 .push("relu", Relu::new());
             layer.push_boxed(&block.to_string(), Box::new(seq));
             c = planes;

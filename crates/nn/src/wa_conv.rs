@@ -10,6 +10,7 @@
 //! as [T][K][P]. Quantizers pass gradients straight through.
 
 use crate::layer::{path, Buffer, BufferVisitor, Layer, Mode, Param, ParamVisitor};
+use crate::par::ordered_sum;
 use crate::quant::{Granularity, Precision, TensorQuant};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -469,37 +470,26 @@ impl Layer for WinogradConv2d {
 
         // dM[k][e][p] = (A dY Aᵀ)[e] per tile; in flex mode also dAᵀ.
         let mut dm = vec![0.0f32; k * tt * p];
-        let d_at = dm
+        let parts: Vec<Vec<f32>> = dm
             .par_chunks_mut(tt * p)
             .enumerate()
-            .fold(
-                || {
-                    (
-                        vec![0.0f32; m * t],
-                        vec![0.0f32; m * m * LANES],
-                        vec![0.0f32; tt * LANES],
-                    )
-                },
-                |(mut dat, mut dy, mut tmp), (ko, dmk)| {
+            .map_init(
+                || (vec![0.0f32; m * m * LANES], vec![0.0f32; tt * LANES]),
+                |(dy, tmp), (ko, dmk)| {
+                    let mut dat = vec![0.0f32; if flex { m * t } else { 0 }];
                     for (p0, lanes) in blocks(p) {
-                        geo.gather_out(&grad.data, ko, p0, lanes, &mut dy);
-                        sandwich_lanes(&a_t, t, m, &dy, lanes, &mut dmk[p0..], p, lanes, &mut tmp);
+                        geo.gather_out(&grad.data, ko, p0, lanes, dy);
+                        sandwich_lanes(&a_t, t, m, dy, lanes, &mut dmk[p0..], p, lanes, tmp);
                         if let Some(mq) = &mq {
                             let x = &mq[ko * p + p0..];
-                            sandwich_grad_lanes(&at, m, t, x, k * p, &dy, lanes, lanes, &mut dat, &mut tmp);
+                            sandwich_grad_lanes(&at, m, t, x, k * p, dy, lanes, lanes, &mut dat, tmp);
                         }
                     }
-                    (dat, dy, tmp)
+                    dat
                 },
             )
-            .map(|s| s.0)
-            .reduce(
-                || vec![0.0f32; m * t],
-                |mut a, b| {
-                    add_into(&mut a, &b);
-                    a
-                },
-            );
+            .collect();
+        let d_at = ordered_sum(&parts, m * t);
 
         // Per tile position: dU[e] = dM[e]·V[e]ᵀ (K×C) and dV[e] = U[e]ᵀ·dM[e] (C×P).
         let mut du = vec![0.0f32; tt * kc];
@@ -530,39 +520,33 @@ impl Layer for WinogradConv2d {
 
         // dx = Σ_tiles B dV Bᵀ, per input channel as [C][N][H][W]; in flex mode also dBᵀ.
         let mut dxc = vec![0.0f32; c * n * h * w];
-        let d_bt = dxc
+        let parts: Vec<Vec<f32>> = dxc
             .par_chunks_mut(n * h * w)
             .enumerate()
-            .fold(
+            .map_init(
                 || {
                     (
-                        vec![0.0f32; tt],
                         vec![0.0f32; tt * LANES],
                         vec![0.0f32; tt * LANES],
                         vec![0.0f32; tt * LANES],
                     )
                 },
-                |(mut dbt, mut dd, mut d, mut tmp), (ci, planes)| {
+                |(dd, d, tmp), (ci, planes)| {
+                    let mut dbt = vec![0.0f32; if flex { tt } else { 0 }];
                     for (p0, lanes) in blocks(p) {
                         let dvc = &dv[ci * p + p0..];
-                        sandwich_lanes(&b_t, t, t, dvc, c * p, &mut dd, lanes, lanes, &mut tmp);
-                        geo.scatter_add_in(&dd, p0, lanes, planes);
+                        sandwich_lanes(&b_t, t, t, dvc, c * p, dd, lanes, lanes, tmp);
+                        geo.scatter_add_in(dd, p0, lanes, planes);
                         if flex {
-                            geo.gather_in(&xq.data, c, ci, p0, lanes, &mut d);
-                            sandwich_grad_lanes(&bt, t, t, &d, lanes, dvc, c * p, lanes, &mut dbt, &mut tmp);
+                            geo.gather_in(&xq.data, c, ci, p0, lanes, d);
+                            sandwich_grad_lanes(&bt, t, t, d, lanes, dvc, c * p, lanes, &mut dbt, tmp);
                         }
                     }
-                    (dbt, dd, d, tmp)
+                    dbt
                 },
             )
-            .map(|s| s.0)
-            .reduce(
-                || vec![0.0f32; tt],
-                |mut a, b| {
-                    add_into(&mut a, &b);
-                    a
-                },
-            );
+            .collect();
+        let d_bt = ordered_sum(&parts, tt);
         drop(dv);
         let dx = Tensor::from_vec(&[n, c, h, w], swap_outer(&dxc, c, n, h * w));
         drop(dxc);
@@ -589,17 +573,17 @@ impl Layer for WinogradConv2d {
     fn visit_params(&mut self, prefix: &str, f: ParamVisitor) {
         f(&path(prefix, "weight"), &mut self.weight);
         if self.flex {
-            f(&path(prefix, "at"), &mut self.at);
-            f(&path(prefix, "bt"), &mut self.bt);
-            f(&path(prefix, "g"), &mut self.g);
+            f(&path(prefix, "A_t"), &mut self.at);
+            f(&path(prefix, "B_t"), &mut self.bt);
+            f(&path(prefix, "G"), &mut self.g);
         }
     }
 
     fn visit_buffers(&mut self, prefix: &str, f: BufferVisitor) {
         if !self.flex {
-            f(&path(prefix, "at"), Buffer::F32(&mut self.at.value.data));
-            f(&path(prefix, "bt"), Buffer::F32(&mut self.bt.value.data));
-            f(&path(prefix, "g"), Buffer::F32(&mut self.g.value.data));
+            f(&path(prefix, "A_t"), Buffer::F32(&mut self.at.value.data));
+            f(&path(prefix, "B_t"), Buffer::F32(&mut self.bt.value.data));
+            f(&path(prefix, "G"), Buffer::F32(&mut self.g.value.data));
         }
         for (q, name) in [
             (&mut self.q_in, "q_input"),

@@ -65,3 +65,71 @@ fn forward_backward_shapes_on_fashion_mnist_input() {
     assert_eq!(dx.shape, x.shape);
     assert!(dx.data.iter().all(|v| v.is_finite()) && dx.data.iter().any(|v| *v != 0.0));
 }
+
+/// Two training steps give bit-identical parameters on every run and for 1 or 2 threads: the
+/// basis of bit-identical resume.
+#[test]
+fn training_steps_are_deterministic_across_runs_and_threads() {
+    use winq_nn::{softmax_cross_entropy, zero_grads, Adam, Optimizer};
+    let run = || {
+        let cfg = ResNetConfig::uniform(
+            1,
+            12,
+            10,
+            0.125,
+            choice(Algo::Winograd { m: 4, flex: true }, Precision::Int(8)),
+        );
+        let (mut net, _) = resnet18like(&cfg).unwrap();
+        let mut opt = Adam::new(4e-5).unwrap();
+        for step in 0..2 {
+            let x = random_tensor(&[20, 1, 12, 12], 10 + step);
+            let logits = net.forward(&x, Mode::Train);
+            let labels: Vec<usize> = (0..20).map(|i| i % 10).collect();
+            let (_, g, _) = softmax_cross_entropy(&logits, &labels).unwrap();
+            net.backward(&g);
+            opt.step(&mut net, 1e-3);
+            zero_grads(&mut net);
+        }
+        let mut all = Vec::new();
+        net.visit_params("", &mut |_, p| {
+            all.extend(p.value.data.iter().map(|v| v.to_bits()))
+        });
+        all
+    };
+    let a = run();
+    assert_eq!(a, run());
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap()
+        .install(run);
+    assert_eq!(a, one, "1 thread differs from the default pool");
+}
+
+#[test]
+fn parameter_names_follow_the_reference_state_dict() {
+    let cfg = ResNetConfig::uniform(
+        3,
+        32,
+        10,
+        0.5,
+        choice(Algo::Winograd { m: 4, flex: true }, Precision::Int(8)),
+    );
+    let (mut net, _) = resnet18like(&cfg).unwrap();
+    let mut names = Vec::new();
+    net.visit_params("", &mut |n, _| names.push(n.to_string()));
+    for want in [
+        "conv1.weight",
+        "bn1.weight",
+        "layer1.0.conv1.weight",
+        "layer1.0.conv1.A_t",
+        "layer1.0.bn2.bias",
+        "layer2.0.shortcut.0.weight",
+        "layer2.0.shortcut.1.weight",
+        "layer4.1.conv2.G",
+        "linear.weight",
+        "linear.bias",
+    ] {
+        assert!(names.iter().any(|n| n == want), "missing {want} in {names:?}");
+    }
+}

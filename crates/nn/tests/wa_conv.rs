@@ -75,7 +75,7 @@ fn fp32_gradients_match_finite_differences() {
             assert!(rep.worst < 1e-2, "F{m} flex={flex}: {:?}", rep.details);
             let names: Vec<&str> = rep.details.iter().map(|d| d.0.as_str()).collect();
             if flex {
-                assert_eq!(names, ["input", "weight", "at", "bt", "g"]);
+                assert_eq!(names, ["input", "weight", "A_t", "B_t", "G"]);
             } else {
                 assert_eq!(names, ["input", "weight"]);
             }
