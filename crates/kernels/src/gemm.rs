@@ -65,7 +65,12 @@ impl View<'_> {
         if rows == 0 || cols == 0 {
             return;
         }
-        let last = (rows - 1) * self.rs + (cols - 1) * self.cs;
+        // Checked arithmetic: a wrapped product must not pass the bounds check.
+        let last = (rows - 1)
+            .checked_mul(self.rs)
+            .and_then(|a| (cols - 1).checked_mul(self.cs).and_then(|b| a.checked_add(b)))
+            .filter(|_| self.rs <= isize::MAX as usize && self.cs <= isize::MAX as usize);
+        let last = last.unwrap_or(usize::MAX);
         assert!(
             last < self.data.len(),
             "sgemm: {name} view {rows}x{cols} (rs {}, cs {}) needs {} elements, has {}",
@@ -93,8 +98,9 @@ pub fn sgemm_view(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(c_rs >= n, "sgemm: C row stride {c_rs} < n {n}");
-    assert!(c.len() >= (m - 1) * c_rs + n, "sgemm: C is too small for {m}x{n}");
+    assert!(c_rs >= n && c_rs <= isize::MAX as usize, "sgemm: bad C row stride {c_rs} for n {n}");
+    let c_need = (m - 1).checked_mul(c_rs).and_then(|v| v.checked_add(n));
+    assert!(c_need.is_some_and(|need| c.len() >= need), "sgemm: C is too small for {m}x{n}");
     if k == 0 {
         if !accumulate {
             for i in 0..m {

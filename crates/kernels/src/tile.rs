@@ -152,7 +152,7 @@ mod tests {
             l[1] = 0.0; // exercise the zero skip
             let x_rs = lanes + 3;
             let x: Vec<f32> = (0..b * b * x_rs).map(|_| rnd(&mut seed)).collect();
-            for isa in simd::available() {
+            for isa in simd::available().iter().copied() {
                 let out_rs = lanes + 1;
                 let mut out = vec![f32::NAN; a * a * out_rs];
                 let mut tmp = vec![0.0; a * b * lanes];
@@ -192,7 +192,7 @@ mod tests {
                 })
                 .sum()
         };
-        for isa in simd::available() {
+        for isa in simd::available().iter().copied() {
             let mut dl = vec![0.0f32; a * b];
             let mut tmp = vec![0.0; a * b * lanes];
             sandwich_grad_lanes_isa(isa, &l, a, b, &x, lanes, &d, lanes, lanes, &mut dl, &mut tmp);

@@ -11,7 +11,7 @@ use crate::layer::Layer;
 use crate::linear::Linear;
 use crate::norm::BatchNorm2d;
 use crate::pool::{GlobalAvgPool, MaxPool2};
-use crate::quant::Precision;
+use crate::quant::{Granularity, Precision};
 use crate::wa_conv::WinogradConv2d;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -69,6 +69,8 @@ pub struct ResNetConfig {
     /// Precision of the 1x1 shortcut convolutions (the reference quantizes them like the rest).
     pub shortcut: Precision,
     pub points: PointSet,
+    /// Per-channel / per-tap quantization scales (research options).
+    pub granularity: Granularity,
     pub seed: u64,
 }
 
@@ -86,6 +88,7 @@ impl ResNetConfig {
             convs: vec![choice; Self::CONVS],
             shortcut: choice.precision,
             points: PointSet::Default,
+            granularity: Granularity::default(),
             seed: 0,
         }
     }
@@ -109,18 +112,21 @@ fn conv3x3(
     h: usize,
     w: usize,
     choice: ConvChoice,
-    points: &PointSet,
+    cfg: &ResNetConfig,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Box<dyn Layer>, ConvChoice), TransformError> {
+    let points = &cfg.points;
+    let g = cfg.granularity;
     match choice.algo {
         Algo::Im2row => {
             let wt = torch_default_uniform(k, c, 3, rng);
-            Ok((Box::new(Conv2d::new(c, k, 3, choice.precision, wt)), choice))
+            let conv = Conv2d::new(c, k, 3, choice.precision, wt).with_per_channel_weights(g.per_channel_weights);
+            Ok((Box::new(conv), choice))
         }
         Algo::Winograd { m, flex } => {
             let mm = fitted_tile(m, h, w);
             let wt = xavier_uniform(k, c, 3, rng);
-            let layer = WinogradConv2d::new(c, k, mm, points.clone(), flex, choice.precision, wt)?;
+            let layer = WinogradConv2d::new(c, k, mm, points.clone(), flex, choice.precision, wt)?.with_granularity(g);
             Ok((
                 Box::new(layer),
                 ConvChoice {
@@ -171,7 +177,7 @@ pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement
             for (i, (ci, name)) in [(c, "conv1"), (planes, "conv2")].into_iter().enumerate() {
                 let index = placements.len();
                 let requested = cfg.convs[index];
-                let (l, used) = conv3x3(ci, planes, h, w, requested, &cfg.points, &mut rng)?;
+                let (l, used) = conv3x3(ci, planes, h, w, requested, cfg, &mut rng)?;
                 placements.push(ConvPlacement {
                     index,
                     in_channels: ci,
@@ -214,5 +220,36 @@ pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement
     let net = net
         .push("pool", GlobalAvgPool::new())
         .push("linear", Linear::new(c, cfg.classes, &mut rng));
+    Ok((net, placements))
+}
+
+/// A small CNN for quick runs: FP32 3x3 stem (16) + BN + ReLU + max-pool, two configurable
+/// 3x3 layers (16→32 at half size, then a max-pool, 32→64 at quarter size), each with BN and
+/// ReLU, global average pool, FP32 Linear. `cfg.convs` has 2 entries; `mult` scales widths.
+pub fn lenet(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
+    assert_eq!(cfg.convs.len(), 2, "lenet has 2 configurable convolutions");
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let width = |base: f32| ((base * cfg.mult * 4.0) as usize).max(1);
+    let (c0, c1, c2) = (width(4.0), width(8.0), width(16.0));
+    let mut net = Sequential::new()
+        .push("conv1", Conv2d::new(cfg.in_channels, c0, 3, Precision::Fp32, torch_default_uniform(c0, cfg.in_channels, 3, &mut rng)))
+        .push("bn1", BatchNorm2d::new(c0))
+        .push("relu1", Relu::new())
+        .push("pool1", MaxPool2::new());
+    let (mut h, mut w) = (cfg.height / 2, cfg.width / 2);
+    let mut placements = Vec::new();
+    for (i, (ci, co)) in [(c0, c1), (c1, c2)].into_iter().enumerate() {
+        if i == 1 {
+            net = net.push("pool2", MaxPool2::new());
+            h /= 2;
+            w /= 2;
+        }
+        let requested = cfg.convs[i];
+        let (l, used) = conv3x3(ci, co, h, w, requested, cfg, &mut rng)?;
+        placements.push(ConvPlacement { index: i, in_channels: ci, out_channels: co, height: h, width: w, requested, used });
+        net.push_boxed(&format!("conv{}", i + 2), l);
+        net = net.push(&format!("bn{}", i + 2), BatchNorm2d::new(co)).push(&format!("relu{}", i + 2), Relu::new());
+    }
+    let net = net.push("pool", GlobalAvgPool::new()).push("linear", Linear::new(c2, cfg.classes, &mut rng));
     Ok((net, placements))
 }

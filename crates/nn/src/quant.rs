@@ -71,6 +71,9 @@ impl TensorQuant {
     /// the observers first in training mode. No-op for FP32.
     pub fn apply(&mut self, x: &mut [f32], mode: Mode, outer: usize) {
         let Some(bits) = self.bits else { return };
+        if x.is_empty() {
+            return;
+        }
         let groups = self.groups();
         let slices = outer * groups;
         assert!(
@@ -82,9 +85,9 @@ impl TensorQuant {
         let piece = inner.clamp(1, CHUNK);
         if mode == Mode::Train {
             let ranges: Vec<(usize, (f64, f64))> = x
-                .par_chunks(inner.max(1))
+                .par_chunks(inner)
                 .enumerate()
-                .flat_map_iter(|(s, sl)| sl.chunks(piece).map(move |c| (s % groups, min_max(c))))
+                .flat_map(|(s, sl)| sl.par_chunks(piece).map(move |c| (s % groups, min_max(c))))
                 .collect();
             let mut agg = vec![(f64::INFINITY, f64::NEG_INFINITY); groups];
             for (g, (lo, hi)) in ranges {

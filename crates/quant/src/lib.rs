@@ -256,7 +256,7 @@ mod tests {
             for scale in [1.0f32, 0.37, 1e-3] {
                 let mut want = x.clone();
                 fake_quant_plain(&mut want, scale as f64, bits);
-                for isa in simd::available() {
+                for isa in simd::available().iter().copied() {
                     let mut got = x.clone();
                     fake_quant_f32_isa(isa, &mut got, scale, bits);
                     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
@@ -279,7 +279,7 @@ mod tests {
             .collect();
         let want = min_max_plain(&x);
         assert_eq!(want, (-400.5, 598.5));
-        for isa in simd::available() {
+        for isa in simd::available().iter().copied() {
             assert_eq!(min_max_f32_isa(isa, &x), want, "{isa:?}");
             assert_eq!(min_max_f32_isa(isa, &x[..5]), min_max_plain(&x[..5]));
             assert_eq!(min_max_f32_isa(isa, &[]), (0.0, 0.0));

@@ -25,8 +25,13 @@ impl Isa {
     }
 }
 
-/// Instruction sets this CPU can run, lowest first.
-pub fn available() -> Vec<Isa> {
+/// Instruction sets this CPU can run, lowest first (detected once).
+pub fn available() -> &'static [Isa] {
+    static AVAILABLE: OnceLock<Vec<Isa>> = OnceLock::new();
+    AVAILABLE.get_or_init(detect)
+}
+
+fn detect() -> Vec<Isa> {
     let mut v = vec![Isa::Scalar];
     #[cfg(target_arch = "x86_64")]
     {
@@ -46,7 +51,7 @@ pub fn available() -> Vec<Isa> {
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        let best = *available().last().unwrap_or(&Isa::Scalar);
+        let best = available().last().copied().unwrap_or(Isa::Scalar);
         let cap = match std::env::var("WINQ_ISA").as_deref() {
             Ok("scalar") => Isa::Scalar,
             Ok("avx2") => Isa::Avx2,
@@ -82,7 +87,7 @@ macro_rules! multiversion {
             #[target_feature(enable = "avx2,fma")]
             #[allow(clippy::too_many_arguments)]
             unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
-            let isa = if $crate::simd::available().contains(&isa) { isa } else { $crate::simd::Isa::Scalar };
+            let isa = if isa == $crate::simd::isa() || $crate::simd::available().contains(&isa) { isa } else { $crate::simd::Isa::Scalar };
             match isa {
                 // SAFETY: the CPU supports the features (checked just above).
                 #[cfg(target_arch = "x86_64")]
