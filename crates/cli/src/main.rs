@@ -2,6 +2,7 @@
 
 mod cmd_bench;
 mod cmd_error;
+mod cmd_train;
 mod cmd_transforms;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,19 @@ enum Command {
     Transforms(cmd_transforms::Args),
     /// Numerical-error study: quantized im2row and Winograd vs the exact convolution.
     Error(cmd_error::Args),
+    /// Train a network (default: ResNet18Like x0.25, flex F4 INT8, on Fashion-MNIST).
+    Train(cmd_train::TrainArgs),
+    /// Test-set accuracy of a checkpoint or run directory.
+    Eval(cmd_train::EvalArgs),
+    /// Initialise a Winograd-aware model from a trained (im2row) checkpoint and fine-tune it.
+    Adapt(cmd_train::AdaptArgs),
+    /// Plot the training curves of a run directory (loss.svg, accuracy.svg).
+    Plot {
+        /// The run directory (holds metrics.jsonl).
+        dir: std::path::PathBuf,
+    },
+    /// Convert the authors' PyTorch ResNet18Like state_dict (as safetensors) to a winq checkpoint.
+    Import(cmd_train::ImportArgs),
     /// Speed and memory benchmarks.
     #[command(subcommand)]
     Bench(cmd_bench::Bench),
@@ -51,5 +65,10 @@ fn main() -> anyhow::Result<()> {
         Command::Transforms(a) => cmd_transforms::run(a),
         Command::Error(a) => cmd_error::run(a),
         Command::Bench(b) => cmd_bench::run(b),
+        Command::Train(a) => cmd_train::train(a),
+        Command::Eval(a) => cmd_train::eval(a),
+        Command::Adapt(a) => cmd_train::adapt(a),
+        Command::Plot { dir } => cmd_train::plot(dir),
+        Command::Import(a) => cmd_train::import(a),
     }
 }

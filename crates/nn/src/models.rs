@@ -120,13 +120,15 @@ fn conv3x3(
     match choice.algo {
         Algo::Im2row => {
             let wt = torch_default_uniform(k, c, 3, rng);
-            let conv = Conv2d::new(c, k, 3, choice.precision, wt).with_per_channel_weights(g.per_channel_weights);
+            let conv =
+                Conv2d::new(c, k, 3, choice.precision, wt).with_per_channel_weights(g.per_channel_weights);
             Ok((Box::new(conv), choice))
         }
         Algo::Winograd { m, flex } => {
             let mm = fitted_tile(m, h, w);
             let wt = xavier_uniform(k, c, 3, rng);
-            let layer = WinogradConv2d::new(c, k, mm, points.clone(), flex, choice.precision, wt)?.with_granularity(g);
+            let layer = WinogradConv2d::new(c, k, mm, points.clone(), flex, choice.precision, wt)?
+                .with_granularity(g);
             Ok((
                 Box::new(layer),
                 ConvChoice {
@@ -232,7 +234,16 @@ pub fn lenet(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), Tra
     let width = |base: f32| ((base * cfg.mult * 4.0) as usize).max(1);
     let (c0, c1, c2) = (width(4.0), width(8.0), width(16.0));
     let mut net = Sequential::new()
-        .push("conv1", Conv2d::new(cfg.in_channels, c0, 3, Precision::Fp32, torch_default_uniform(c0, cfg.in_channels, 3, &mut rng)))
+        .push(
+            "conv1",
+            Conv2d::new(
+                cfg.in_channels,
+                c0,
+                3,
+                Precision::Fp32,
+                torch_default_uniform(c0, cfg.in_channels, 3, &mut rng),
+            ),
+        )
         .push("bn1", BatchNorm2d::new(c0))
         .push("relu1", Relu::new())
         .push("pool1", MaxPool2::new());
@@ -246,10 +257,22 @@ pub fn lenet(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), Tra
         }
         let requested = cfg.convs[i];
         let (l, used) = conv3x3(ci, co, h, w, requested, cfg, &mut rng)?;
-        placements.push(ConvPlacement { index: i, in_channels: ci, out_channels: co, height: h, width: w, requested, used });
+        placements.push(ConvPlacement {
+            index: i,
+            in_channels: ci,
+            out_channels: co,
+            height: h,
+            width: w,
+            requested,
+            used,
+        });
         net.push_boxed(&format!("conv{}", i + 2), l);
-        net = net.push(&format!("bn{}", i + 2), BatchNorm2d::new(co)).push(&format!("relu{}", i + 2), Relu::new());
+        net = net
+            .push(&format!("bn{}", i + 2), BatchNorm2d::new(co))
+            .push(&format!("relu{}", i + 2), Relu::new());
     }
-    let net = net.push("pool", GlobalAvgPool::new()).push("linear", Linear::new(c2, cfg.classes, &mut rng));
+    let net = net
+        .push("pool", GlobalAvgPool::new())
+        .push("linear", Linear::new(c2, cfg.classes, &mut rng));
     Ok((net, placements))
 }

@@ -1,0 +1,393 @@
+//! `winq train`, `eval`, `adapt`, `plot`, `import`.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use winq_data::{Augment, DatasetKind};
+use winq_nn::quant::Granularity;
+use winq_train::checkpoint::Checkpoint;
+use winq_train::config::{Arch, LayerFile, LayerSpec, ModelConfig, OptimKind, ScheduleKind, TrainConfig};
+use winq_train::runner::{self, Start};
+
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// Network: resnet18like (the paper's ResNet18Like) or lenet (a small CNN for quick runs).
+    #[arg(long, default_value = "resnet18like")]
+    model: String,
+    /// Width multiplier (ResNet18Like stages have 64·mult … 512·mult channels).
+    #[arg(long, default_value_t = 0.25)]
+    mult: f32,
+    /// Algorithm of every 3x3 layer: im2row, F2, F4, F6 (F<m>).
+    #[arg(long, default_value = "F4")]
+    algo: String,
+    /// Winograd transforms: flex (learned, quantized every step) or static (fixed, quantized once).
+    #[arg(long, default_value = "flex")]
+    mode: String,
+    /// Bit-width of every quantized tensor; 32 trains in FP32.
+    #[arg(long, default_value_t = 8)]
+    bits: u32,
+    /// Per-layer configuration file (JSON: {"layers": [{"algo": "F4", "flex": true, "bits": 8}, …]}),
+    /// e.g. a wiNAS result; overrides --algo/--flex/--bits.
+    #[arg(long)]
+    layers: Option<PathBuf>,
+    /// Winograd interpolation points: default, paper, lavin or a list like 0,1,-1,2,-2,1/2,-1/2,inf.
+    #[arg(long, default_value = "default", allow_hyphen_values = true)]
+    points: String,
+    /// One weight scale per output channel (research option).
+    #[arg(long)]
+    per_channel: bool,
+    /// One scale per tile position in the Winograd domain (research option).
+    #[arg(long)]
+    per_tap: bool,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct DataArgs {
+    /// fashion-mnist, mnist, cifar10 or cifar100.
+    #[arg(long, default_value = "fashion-mnist")]
+    dataset: String,
+    /// Directory of the dataset files (default: where the dataset normally lives).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    /// Fraction of the training set held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f32,
+    /// Random-crop padding in pixels (0 disables).
+    #[arg(long, default_value_t = 2)]
+    crop_pad: usize,
+    /// Disable random horizontal flips.
+    #[arg(long)]
+    no_flip: bool,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// L2 weight decay (added to the gradient, as the reference).
+    #[arg(long, default_value_t = 4e-5)]
+    weight_decay: f32,
+    /// adam or sgd.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f32,
+    #[arg(long)]
+    nesterov: bool,
+    /// multistep (x0.1 at 60% and 80%), cosine or constant.
+    #[arg(long, default_value = "multistep")]
+    schedule: String,
+    /// Linear warm-up length in epochs.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output directory (default: runs/<dataset>-<model>-<algo>).
+    #[arg(long, short = 'o')]
+    out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Stop after this many steps (quick checks).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// No progress bars or per-epoch lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+pub struct AdaptArgs {
+    /// Checkpoint of a trained (im2row) model, or its run directory.
+    #[arg(long)]
+    from: PathBuf,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// A checkpoint file or a run directory (uses best.safetensors).
+    path: PathBuf,
+    /// In a run directory: best or last.
+    #[arg(long, default_value = "best")]
+    which: String,
+    /// Dataset directory, if it moved since training.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The authors' state_dict saved as safetensors (see docs/TRAINING.md).
+    src: PathBuf,
+    /// Output winq checkpoint.
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    /// The model was trained with --flex (learned transforms).
+    #[arg(long)]
+    flex: bool,
+    /// Bit-width it was trained with.
+    #[arg(long, default_value_t = 8)]
+    bits: u32,
+}
+
+fn dataset(d: &DataArgs) -> Result<(DatasetKind, PathBuf)> {
+    let kind: DatasetKind = d.dataset.parse().map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
+    Ok((kind, d.data.clone().unwrap_or_else(|| kind.default_dir())))
+}
+
+fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
+    let arch = match m.model.as_str() {
+        "resnet18like" | "resnet18" => Arch::Resnet18like,
+        "lenet" => Arch::Lenet,
+        other => bail!("unknown --model '{other}': use resnet18like or lenet"),
+    };
+    let n = match arch {
+        Arch::Resnet18like => 16,
+        Arch::Lenet => 2,
+    };
+    let (layers, shortcut_bits) = match &m.layers {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let f: LayerFile = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid layer file", p.display()))?;
+            if f.layers.len() != n {
+                bail!(
+                    "{} lists {} layers; {} has {n}",
+                    p.display(),
+                    f.layers.len(),
+                    m.model
+                );
+            }
+            let sb = f.shortcut_bits.unwrap_or(f.layers[0].bits);
+            (f.layers, sb)
+        }
+        None => {
+            let flex = match m.mode.as_str() {
+                "flex" => true,
+                "static" => false,
+                o => bail!("unknown --mode '{o}': use flex or static"),
+            };
+            (
+                vec![
+                    LayerSpec {
+                        algo: m.algo.clone(),
+                        flex,
+                        bits: m.bits
+                    };
+                    n
+                ],
+                m.bits,
+            )
+        }
+    };
+    for (i, l) in layers.iter().enumerate() {
+        l.to_choice().map_err(|e| anyhow::anyhow!("layer {i}: {e}"))?;
+    }
+    Ok(ModelConfig {
+        arch,
+        mult: m.mult,
+        layers,
+        shortcut_bits,
+        points: m.points.clone(),
+        granularity: Granularity {
+            per_channel_weights: m.per_channel,
+            per_tap: m.per_tap,
+        },
+        seed,
+    })
+}
+
+fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
+    let (kind, dir) = dataset(&a.data)?;
+    let optimizer = match a.optimizer.as_str() {
+        "adam" => OptimKind::Adam,
+        "sgd" => OptimKind::Sgd,
+        o => bail!("unknown --optimizer '{o}': use adam or sgd"),
+    };
+    let schedule = match a.schedule.as_str() {
+        "multistep" => ScheduleKind::Multistep,
+        "cosine" => ScheduleKind::Cosine,
+        "constant" => ScheduleKind::Constant,
+        s => bail!("unknown --schedule '{s}': use multistep, cosine or constant"),
+    };
+    if a.batch == 0 || a.epochs == 0 {
+        bail!("--batch and --epochs must be at least 1");
+    }
+    Ok(TrainConfig {
+        model: model_config(&a.model, a.seed)?,
+        dataset: kind,
+        data_dir: dir,
+        val_fraction: a.val_fraction,
+        augment: Augment {
+            crop_pad: a.crop_pad,
+            hflip: !a.no_flip,
+        },
+        epochs: a.epochs,
+        batch: a.batch,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        optimizer,
+        momentum: a.momentum,
+        nesterov: a.nesterov,
+        schedule,
+        warmup_epochs: a.warmup,
+        seed: a.seed,
+        threads: rayon::current_num_threads(),
+        max_steps: a.max_steps,
+    })
+}
+
+fn default_out(a: &TrainArgs) -> PathBuf {
+    let mode = &a.model.mode;
+    let algo = if a.model.algo.eq_ignore_ascii_case("im2row") {
+        "im2row".to_string()
+    } else {
+        format!("{}-{mode}", a.model.algo)
+    };
+    let bits = if a.model.bits == 32 {
+        "fp32".to_string()
+    } else {
+        format!("int{}", a.model.bits)
+    };
+    PathBuf::from("runs").join(format!("{}-{}-{algo}-{bits}", a.data.dataset, a.model.model))
+}
+
+fn report(out: &Path, o: &runner::Outcome) {
+    println!(
+        "test accuracy: best (epoch {}) {:.2}%, last {:.2}%  [val best {:.2}%; {:.0} s; run in {}]",
+        o.best_epoch,
+        100.0 * o.test_acc_best,
+        100.0 * o.test_acc_last,
+        100.0 * o.best_val_acc,
+        o.seconds,
+        out.display()
+    );
+}
+
+pub fn train(a: TrainArgs) -> Result<()> {
+    let cfg = train_config(&a)?;
+    let out = a.out.clone().unwrap_or_else(|| default_out(&a));
+    let start = if a.resume { Start::Resume } else { Start::Fresh };
+    let o = runner::train(cfg, &out, start, a.quiet)?;
+    report(&out, &o);
+    Ok(())
+}
+
+pub fn adapt(a: AdaptArgs) -> Result<()> {
+    let from = if a.from.is_dir() {
+        a.from.join("best.safetensors")
+    } else {
+        a.from.clone()
+    };
+    let cfg = train_config(&a.train)?;
+    let out = a.train.out.clone().unwrap_or_else(|| {
+        let mut p = default_out(&a.train).into_os_string();
+        p.push("-adapted");
+        PathBuf::from(p)
+    });
+    let start = if a.train.resume {
+        Start::Resume
+    } else {
+        Start::InitFrom(from)
+    };
+    let o = runner::train(cfg, &out, start, a.train.quiet)?;
+    report(&out, &o);
+    Ok(())
+}
+
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let path = if a.path.is_dir() {
+        match a.which.as_str() {
+            "best" | "last" => a.path.join(format!("{}.safetensors", a.which)),
+            w => bail!("--which must be best or last, not '{w}'"),
+        }
+    } else {
+        a.path.clone()
+    };
+    let ck = Checkpoint::read(&path)?;
+    let mut cfg = ck.config.clone();
+    if let Some(d) = a.data {
+        cfg.data_dir = d;
+    }
+    let test = std::sync::Arc::new(winq_data::load(
+        cfg.dataset,
+        &cfg.data_dir,
+        winq_data::Split::Test,
+    )?);
+    let mut built = runner::build_model(&cfg, test.c, test.h, test.w, test.classes)?;
+    ck.load_model(&mut built.net, true)?;
+    let (loss, acc) = runner::evaluate(&mut built.net, &cfg, &test)?;
+    println!(
+        "{}: test accuracy {:.2}% (loss {:.4}) on {} {} images",
+        path.display(),
+        100.0 * acc,
+        loss,
+        test.n,
+        cfg.dataset
+    );
+    Ok(())
+}
+
+pub fn plot(dir: PathBuf) -> Result<()> {
+    for p in winq_train::plot::plot_run(&dir)? {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+pub fn import(a: ImportArgs) -> Result<()> {
+    let (kind, dir) = dataset(&a.data)?;
+    let base = TrainConfig {
+        model: model_config(
+            &ModelArgs {
+                model: "resnet18like".into(),
+                mult: 0.5,
+                algo: "im2row".into(),
+                mode: "static".into(),
+                bits: a.bits,
+                layers: None,
+                points: "paper".into(),
+                per_channel: false,
+                per_tap: false,
+            },
+            0,
+        )?,
+        dataset: kind,
+        data_dir: dir,
+        val_fraction: 0.1,
+        augment: Augment::default(),
+        epochs: 1,
+        batch: 64,
+        lr: 1e-3,
+        weight_decay: 4e-5,
+        optimizer: OptimKind::Adam,
+        momentum: 0.9,
+        nesterov: false,
+        schedule: ScheduleKind::Multistep,
+        warmup_epochs: 0.0,
+        seed: 0,
+        threads: rayon::current_num_threads(),
+        max_steps: None,
+    };
+    let unused = winq_train::import::import(&a.src, &a.out, &base, a.flex, a.bits)?;
+    println!("wrote {}", a.out.display());
+    if !unused.is_empty() {
+        println!(
+            "{} tensors of the source were not used, e.g. {}",
+            unused.len(),
+            unused[0]
+        );
+    }
+    Ok(())
+}

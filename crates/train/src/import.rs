@@ -1,0 +1,185 @@
+//! Import of the authors' PyTorch ResNet18Like (a state_dict a user saved as safetensors, see
+//! docs/TRAINING.md) into a winq checkpoint that `winq eval` and `winq export` read.
+//!
+//! Their names already match winq's paths ("layer1.0.conv1.weight", "layer2.0.shortcut.0.weight",
+//! "bn1.running_mean", "linear.bias", "layer1.0.conv1.A_t"); the differences are the shape of
+//! Winograd-aware weights ([K, C, 1, 3, 3]) and the quantizer names
+//! ("X.Quantize_input.min_val" is winq's "X.q_input.min").
+
+use crate::checkpoint::{self, RunState};
+use crate::config::{Arch, LayerSpec, ModelConfig, TrainConfig};
+use crate::runner::build_model;
+use anyhow::{anyhow, bail, Context, Result};
+use safetensors::tensor::{Dtype, SafeTensors};
+use std::collections::BTreeSet;
+use std::path::Path;
+use winq_nn::{Buffer, Layer};
+
+/// winq quantizer name -> the reference's module name.
+const QUANTIZERS: [(&str, &str); 9] = [
+    ("q_input", "Quantize_input"),
+    ("q_weight", "Quantize_weights"),
+    ("q_output", "Quantize_output"),
+    ("q_input_winograd", "Quantize_input_Winograd"),
+    ("q_weight_winograd", "Quantize_weights_Winograd"),
+    ("q_hadamard", "Quantize_Hadamard"),
+    ("q_at", "Quantize_A"),
+    ("q_bt", "Quantize_B"),
+    ("q_g", "Quantize_G"),
+];
+
+/// The reference's key for a winq parameter or buffer path.
+pub fn reference_name(ours: &str) -> String {
+    for (q, theirs) in QUANTIZERS {
+        for (suffix, their_suffix) in [("min", "min_val"), ("max", "max_val")] {
+            let tail = format!("{q}.{suffix}");
+            if let Some(base) = ours.strip_suffix(&tail) {
+                return format!("{base}{theirs}.{their_suffix}");
+            }
+        }
+    }
+    ours.to_string()
+}
+
+fn as_f32(st: &SafeTensors, key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
+    let v = st.tensor(key).map_err(|_| anyhow!("missing tensor {key}"))?;
+    let data = match v.dtype() {
+        Dtype::F32 => v
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => v
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+        d => bail!("tensor {key} has dtype {d:?}; convert the state_dict to float32"),
+    };
+    Ok((v.shape().to_vec(), data))
+}
+
+/// Infers the model configuration from the tensors: input channels from `conv1.weight`, width
+/// multiplier and classes from `linear.weight`, Winograd tile from each layer's `A_t`.
+pub fn infer_model(st: &SafeTensors, flex: bool, bits: u32) -> Result<(ModelConfig, usize, usize)> {
+    let (stem, _) = as_f32(st, "conv1.weight")?;
+    let (lin, _) = as_f32(st, "linear.weight")?;
+    if stem.len() != 4 || lin.len() != 2 {
+        bail!("conv1.weight must be [32, C, 3, 3] and linear.weight [classes, features]");
+    }
+    let mult = lin[1] as f32 / 512.0;
+    let mut layers = Vec::new();
+    for stage in 1..=4 {
+        for block in 0..2 {
+            for conv in 1..=2 {
+                let key = format!("layer{stage}.{block}.conv{conv}");
+                let algo = match st.tensor(&format!("{key}.A_t")) {
+                    Ok(a) => format!("F{}", a.shape()[0]),
+                    Err(_) => "im2row".to_string(),
+                };
+                let quantized = st.tensor(&format!("{key}.Quantize_input.min_val")).is_ok();
+                layers.push(LayerSpec {
+                    algo,
+                    flex,
+                    bits: if quantized { bits } else { 32 },
+                });
+            }
+        }
+    }
+    let shortcut_bits = if st.tensor("layer2.0.shortcut.0.Quantize_input.min_val").is_ok() {
+        bits
+    } else {
+        32
+    };
+    let model = ModelConfig {
+        arch: Arch::Resnet18like,
+        mult,
+        layers,
+        shortcut_bits,
+        points: "paper".into(),
+        granularity: Default::default(),
+        seed: 0,
+    };
+    Ok((model, stem[1], lin[0]))
+}
+
+/// Converts the reference's safetensors state_dict at `src` into a winq checkpoint at `dst`.
+/// `base` supplies the data settings (dataset, directory); the model is inferred.
+/// Returns the reference keys that were not used.
+pub fn import(src: &Path, dst: &Path, base: &TrainConfig, flex: bool, bits: u32) -> Result<Vec<String>> {
+    let bytes = std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("{} is not a readable safetensors file: {e}", src.display()))?;
+    let (model, in_c, classes) =
+        infer_model(&st, flex, bits).with_context(|| format!("reading {}", src.display()))?;
+    if classes != base.dataset.classes() {
+        bail!(
+            "the checkpoint has {classes} classes but {} has {}",
+            base.dataset,
+            base.dataset.classes()
+        );
+    }
+    let mut cfg = base.clone();
+    cfg.model = model;
+    let size = match in_c {
+        1 => 28,
+        _ => 32,
+    };
+    let mut built = build_model(&cfg, in_c, size, size, classes)?;
+    let mut used = BTreeSet::new();
+    let mut errors = Vec::new();
+    built.net.visit_params("", &mut |name, p| {
+        let key = reference_name(name);
+        match as_f32(&st, &key) {
+            Ok((_, v)) if v.len() == p.value.len() => {
+                // [K, C, 1, 3, 3] and [K, C, 3, 3] hold the same values in the same order.
+                p.value.data.copy_from_slice(&v);
+                used.insert(key);
+            }
+            Ok((shape, _)) => errors.push(format!(
+                "{key}: shape {shape:?}, winq expects {:?}",
+                p.value.shape
+            )),
+            Err(e) => errors.push(e.to_string()),
+        }
+    });
+    built.net.visit_buffers("", &mut |name, b| {
+        let key = reference_name(name);
+        let Ok((_, v)) = as_f32(&st, &key) else {
+            errors.push(format!("missing tensor {key}"));
+            return;
+        };
+        match b {
+            Buffer::F32(dst) if dst.len() == v.len() => dst.copy_from_slice(&v),
+            Buffer::F64(dst) if dst.len() == v.len() => {
+                dst.iter_mut().zip(&v).for_each(|(d, s)| *d = *s as f64)
+            }
+            _ => {
+                errors.push(format!("{key}: {} values do not fit winq's {name}", v.len()));
+                return;
+            }
+        }
+        used.insert(key);
+    });
+    if !errors.is_empty() {
+        bail!(
+            "{} does not match ResNet18Like: {}",
+            src.display(),
+            errors.join("; ")
+        );
+    }
+    let unused: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|k| !used.contains(*k) && !k.ends_with("num_batches_tracked"))
+        .cloned()
+        .collect();
+    let state = RunState {
+        epoch: 0,
+        step: 0,
+        best_val_acc: 0.0,
+        best_epoch: 0,
+    };
+    checkpoint::save(dst, &mut built.net, None, &cfg, &state)?;
+    Ok(unused)
+}

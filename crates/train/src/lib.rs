@@ -1,0 +1,9 @@
+//! End-to-end training for winq: configurations, datasets, the training loop with metrics,
+//! checkpoints and bit-identical resume, adapt (im2row -> Winograd-aware), import of the
+//! authors' checkpoints, and plots.
+
+pub mod checkpoint;
+pub mod config;
+pub mod import;
+pub mod plot;
+pub mod runner;

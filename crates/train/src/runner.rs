@@ -1,0 +1,418 @@
+//! The training loop: epochs over a seeded loader, validation, metrics, checkpoints, resume.
+
+use crate::checkpoint::{self, Checkpoint, RunState};
+use crate::config::{Arch, OptimKind, ScheduleKind, TrainConfig};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use winq_data::{load, split_train_val, Augment, Dataset, Loader, LoaderOptions, Split};
+use winq_nn::models::{lenet, resnet18like, Algo, ConvPlacement, ResNetConfig};
+use winq_nn::schedule::{LrSchedule, Schedule};
+use winq_nn::{
+    param_count, softmax_cross_entropy, zero_grads, Adam, Layer, Mode, Optimizer, Precision, Sequential, Sgd,
+    Tensor,
+};
+
+/// A built network and where its configurable layers went.
+pub struct Built {
+    pub net: Sequential,
+    pub placements: Vec<ConvPlacement>,
+}
+
+/// Builds the network of a configuration for inputs of c×h×w and `classes` outputs.
+pub fn build_model(cfg: &TrainConfig, c: usize, h: usize, w: usize, classes: usize) -> Result<Built> {
+    let m = &cfg.model;
+    let convs = m
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| l.to_choice().map_err(|e| anyhow::anyhow!("layer {i}: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let shortcut = crate::config::LayerSpec {
+        algo: "im2row".into(),
+        flex: false,
+        bits: m.shortcut_bits,
+    }
+    .to_choice()
+    .map_err(|e| anyhow::anyhow!("shortcut: {e}"))?
+    .precision;
+    let net_cfg = ResNetConfig {
+        in_channels: c,
+        height: h,
+        width: w,
+        classes,
+        mult: m.mult,
+        convs,
+        shortcut,
+        points: m.points.parse().map_err(|e| anyhow::anyhow!("points: {e}"))?,
+        granularity: m.granularity,
+        seed: m.seed,
+    };
+    let want = match m.arch {
+        Arch::Resnet18like => ResNetConfig::CONVS,
+        Arch::Lenet => 2,
+    };
+    if net_cfg.convs.len() != want {
+        bail!(
+            "{:?} has {want} configurable 3x3 layers; the configuration gives {}",
+            m.arch,
+            net_cfg.convs.len()
+        );
+    }
+    if m.mult <= 0.0 {
+        bail!("the width multiplier must be positive");
+    }
+    let (net, placements) = match m.arch {
+        Arch::Resnet18like => resnet18like(&net_cfg)?,
+        Arch::Lenet => lenet(&net_cfg)?,
+    };
+    Ok(Built { net, placements })
+}
+
+/// The model summary printed at start.
+pub fn summary(net: &mut Sequential, placements: &[ConvPlacement]) -> String {
+    let mut out = format!(
+        "{:<6} {:>14} {:>10} {:>7} {:>6} {:>9}\n",
+        "layer", "input", "algorithm", "flex", "bits", "params"
+    );
+    for p in placements {
+        let (algo, flex) = match p.used.algo {
+            Algo::Im2row => ("im2row".to_string(), "-"),
+            Algo::Winograd { m, flex } => (format!("F{m}"), if flex { "flex" } else { "static" }),
+        };
+        let bits = match p.used.precision {
+            Precision::Fp32 => "fp32".to_string(),
+            Precision::Int(b) => b.to_string(),
+        };
+        let params = p.in_channels * p.out_channels * 9;
+        let note = if p.used != p.requested {
+            format!(
+                "  (asked {}: {}x{} map is smaller than the tile)",
+                p.requested.algo, p.height, p.width
+            )
+        } else {
+            String::new()
+        };
+        out += &format!(
+            "{:<6} {:>14} {:>10} {:>7} {:>6} {:>9}{note}\n",
+            p.index,
+            format!("{}x{}x{}", p.in_channels, p.height, p.width),
+            algo,
+            flex,
+            bits,
+            params
+        );
+    }
+    out += &format!("total learnable parameters: {}\n", param_count(net));
+    out
+}
+
+fn optimizer(cfg: &TrainConfig) -> Result<Box<dyn Optimizer>> {
+    Ok(match cfg.optimizer {
+        OptimKind::Adam => Box::new(Adam::new(cfg.weight_decay)?),
+        OptimKind::Sgd => Box::new(Sgd::new(cfg.momentum, cfg.nesterov, cfg.weight_decay)?),
+    })
+}
+
+fn schedule(cfg: &TrainConfig, steps_per_epoch: usize) -> LrSchedule {
+    let s = match cfg.schedule {
+        ScheduleKind::Multistep => Schedule::multi_step(),
+        ScheduleKind::Cosine => Schedule::Cosine { min_lr: 0.0 },
+        ScheduleKind::Constant => Schedule::Constant,
+    };
+    LrSchedule::new(s, (cfg.warmup_epochs * steps_per_epoch as f32) as usize)
+}
+
+/// Train/val/test data of a run.
+pub struct Data {
+    pub train: Arc<Dataset>,
+    pub val: Arc<Dataset>,
+    pub test: Arc<Dataset>,
+}
+
+pub fn load_data(cfg: &TrainConfig) -> Result<Data> {
+    let full = load(cfg.dataset, &cfg.data_dir, Split::Train)?;
+    let test = load(cfg.dataset, &cfg.data_dir, Split::Test)?;
+    if !(0.0..1.0).contains(&cfg.val_fraction) {
+        bail!("--val-fraction must be in [0, 1), got {}", cfg.val_fraction);
+    }
+    let (train, val) = split_train_val(&full, cfg.val_fraction, cfg.seed);
+    Ok(Data {
+        train: Arc::new(train),
+        val: Arc::new(val),
+        test: Arc::new(test),
+    })
+}
+
+fn loader(cfg: &TrainConfig, ds: &Arc<Dataset>, epoch: u64, train: bool) -> Loader {
+    Loader::new(
+        ds.clone(),
+        LoaderOptions {
+            batch: cfg.batch,
+            shuffle: train,
+            seed: cfg.seed,
+            epoch,
+            augment: if train { cfg.augment } else { Augment::default() },
+            norm: cfg.dataset.normalization(),
+            drop_last: false,
+        },
+    )
+}
+
+/// (mean loss, accuracy) of `net` in eval mode over a dataset.
+pub fn evaluate(net: &mut dyn Layer, cfg: &TrainConfig, ds: &Arc<Dataset>) -> Result<(f64, f64)> {
+    if ds.n == 0 {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for b in loader(cfg, ds, 0, false) {
+        let x = Tensor::from_vec(&[b.n, b.c, b.h, b.w], b.x);
+        let logits = net.forward(&x, Mode::Eval);
+        let (l, _, c) = softmax_cross_entropy(&logits, &b.labels)?;
+        loss += l as f64 * b.n as f64;
+        correct += c;
+    }
+    Ok((loss / ds.n as f64, correct as f64 / ds.n as f64))
+}
+
+/// Paths of a run directory.
+pub struct RunDir {
+    pub dir: PathBuf,
+}
+
+impl RunDir {
+    pub fn last(&self) -> PathBuf {
+        self.dir.join("last.safetensors")
+    }
+    pub fn best(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.dir.join("metrics.jsonl")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn results(&self) -> PathBuf {
+        self.dir.join("results.json")
+    }
+}
+
+/// How a run starts.
+pub enum Start {
+    Fresh,
+    /// Continue from `<out>/last.safetensors`.
+    Resume,
+    /// Initialise from another checkpoint's matching tensors (adapt), then train.
+    InitFrom(PathBuf),
+}
+
+/// Final numbers of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub best_epoch: usize,
+    pub best_val_acc: f64,
+    pub test_acc_best: f64,
+    pub test_acc_last: f64,
+    pub test_loss_last: f64,
+    pub epochs: usize,
+    pub seconds: f64,
+}
+
+/// Runs (or resumes) training and evaluates best and last on the test set.
+pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Result<Outcome> {
+    let run = RunDir {
+        dir: out.to_path_buf(),
+    };
+    let mut state = RunState::default();
+    let resume_ck = match start {
+        Start::Resume => {
+            let ck = Checkpoint::read(&run.last())
+                .with_context(|| format!("--resume: no usable checkpoint in {}", out.display()))?;
+            if ck.config.model != cfg.model || ck.config.dataset != cfg.dataset {
+                eprintln!(
+                    "note: --resume continues the run saved in {} (its model and data settings win)",
+                    out.display()
+                );
+            }
+            let epochs = cfg.epochs;
+            cfg = ck.config.clone();
+            cfg.epochs = epochs.max(ck.state.epoch);
+            state = ck.state.clone();
+            Some(ck)
+        }
+        _ => None,
+    };
+    let data = load_data(&cfg)?;
+    let t = &data.train;
+    let Built { mut net, placements } = build_model(&cfg, t.c, t.h, t.w, t.classes)?;
+    let mut opt = optimizer(&cfg)?;
+    match (&start, &resume_ck) {
+        (Start::Resume, Some(ck)) => {
+            ck.load_model(&mut net, true)?;
+            ck.load_optimizer(&mut net, opt.as_mut())?;
+        }
+        (Start::InitFrom(p), _) => {
+            let ck = Checkpoint::read(p)?;
+            let fresh = ck.load_model(&mut net, false)?;
+            if !quiet {
+                eprintln!(
+                    "initialised from {} ({} tensors start fresh, e.g. Winograd transforms and Winograd-domain quantizers, which take their first range from live tensors)",
+                    p.display(),
+                    fresh.len()
+                );
+            }
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    checkpoint::write_atomic(&run.config(), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
+    if !quiet {
+        eprintln!(
+            "{} on {} ({} train / {} val / {} test, {}x{}x{}), {} epochs, batch {}, {} threads",
+            match cfg.model.arch {
+                Arch::Resnet18like => format!("resnet18like x{}", cfg.model.mult),
+                Arch::Lenet => format!("lenet x{}", cfg.model.mult),
+            },
+            cfg.dataset,
+            data.train.n,
+            data.val.n,
+            data.test.n,
+            t.c,
+            t.h,
+            t.w,
+            cfg.epochs,
+            cfg.batch,
+            rayon::current_num_threads()
+        );
+        eprint!("{}", summary(&mut net, &placements));
+    }
+    // Metrics of completed epochs survive a resume; later lines (a killed epoch) do not.
+    let kept: Vec<String> = std::fs::read_to_string(run.metrics())
+        .unwrap_or_default()
+        .lines()
+        .take(state.epoch)
+        .map(String::from)
+        .collect();
+    let mut metrics = std::fs::File::create(run.metrics())?;
+    for l in &kept {
+        writeln!(metrics, "{l}")?;
+    }
+
+    let steps_per_epoch = data.train.n.div_ceil(cfg.batch.max(1));
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let sched = schedule(&cfg, steps_per_epoch);
+    let t_run = Instant::now();
+    for epoch in state.epoch..cfg.epochs {
+        let t0 = Instant::now();
+        let pb = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(steps_per_epoch as u64)
+        };
+        pb.set_style(
+            ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
+        let (mut seen, mut loss_sum, mut correct) = (0usize, 0.0f64, 0usize);
+        let mut lr = cfg.lr;
+        for b in loader(&cfg, &data.train, epoch as u64, true) {
+            if cfg.max_steps.is_some_and(|m| state.step >= m) {
+                break;
+            }
+            lr = sched.lr(cfg.lr, state.step, total_steps);
+            let x = Tensor::from_vec(&[b.n, b.c, b.h, b.w], b.x);
+            let logits = net.forward(&x, Mode::Train);
+            let (loss, grad, c) = softmax_cross_entropy(&logits, &b.labels)?;
+            if !loss.is_finite() || logits.first_non_finite().is_some() {
+                pb.abandon();
+                bail!(
+                    "training diverged: the loss is {loss} at epoch {}, batch {} of {} (step {}); stopped without \
+                     touching the checkpoints in {} (last good: epoch {})",
+                    epoch + 1,
+                    b.index + 1,
+                    steps_per_epoch,
+                    state.step + 1,
+                    out.display(),
+                    state.epoch
+                );
+            }
+            net.backward(&grad);
+            opt.step(&mut net, lr);
+            zero_grads(&mut net);
+            state.step += 1;
+            seen += b.n;
+            loss_sum += loss as f64 * b.n as f64;
+            correct += c;
+            let dt = t0.elapsed().as_secs_f64();
+            pb.set_message(format!(
+                "loss {:.4} acc {:.2}% {:.0} img/s",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64,
+                seen as f64 / dt
+            ));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let train_time = t0.elapsed().as_secs_f64();
+        let (val_loss, val_acc) = evaluate(&mut net, &cfg, &data.val)?;
+        state.epoch = epoch + 1;
+        let line = json!({
+            "epoch": epoch + 1,
+            "step": state.step,
+            "lr": lr,
+            "train_loss": loss_sum / seen.max(1) as f64,
+            "train_acc": correct as f64 / seen.max(1) as f64,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "time_s": t0.elapsed().as_secs_f64(),
+            "img_per_s": seen as f64 / train_time,
+        });
+        writeln!(metrics, "{line}")?;
+        metrics.flush()?;
+        if !quiet {
+            eprintln!(
+                "epoch {}/{}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% | {:.0} img/s, {:.0} s",
+                epoch + 1,
+                cfg.epochs,
+                loss_sum / seen.max(1) as f64,
+                100.0 * correct as f64 / seen.max(1) as f64,
+                val_loss,
+                100.0 * val_acc,
+                seen as f64 / train_time,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        let improved = val_acc > state.best_val_acc || state.best_epoch == 0 || val_acc.is_nan();
+        if improved {
+            state.best_val_acc = if val_acc.is_nan() { 0.0 } else { val_acc };
+            state.best_epoch = epoch + 1;
+            checkpoint::save(&run.best(), &mut net, Some(opt.as_ref()), &cfg, &state)?;
+        }
+        checkpoint::save(&run.last(), &mut net, Some(opt.as_ref()), &cfg, &state)?;
+        if cfg.max_steps.is_some_and(|m| state.step >= m) {
+            break;
+        }
+    }
+
+    let (test_loss_last, test_acc_last) = evaluate(&mut net, &cfg, &data.test)?;
+    let best = Checkpoint::read(&run.best())?;
+    best.load_model(&mut net, true)?;
+    let (_, test_acc_best) = evaluate(&mut net, &cfg, &data.test)?;
+    let outcome = Outcome {
+        best_epoch: state.best_epoch,
+        best_val_acc: state.best_val_acc,
+        test_acc_best,
+        test_acc_last,
+        test_loss_last,
+        epochs: state.epoch,
+        seconds: t_run.elapsed().as_secs_f64(),
+    };
+    checkpoint::write_atomic(&run.results(), serde_json::to_string_pretty(&outcome)?.as_bytes())?;
+    Ok(outcome)
+}
