@@ -7,6 +7,7 @@
 mod error;
 mod loader;
 mod read;
+mod write;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use error::DataError;
 pub use loader::{Augment, Batch, Loader, LoaderOptions};
 pub use read::{read_cifar, read_idx_images, read_idx_labels};
+pub use write::{synthetic_images, write_idx};
 
 /// The datasets winq knows how to find and normalise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -98,9 +98,15 @@ pub fn sgemm_view(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(c_rs >= n && c_rs <= isize::MAX as usize, "sgemm: bad C row stride {c_rs} for n {n}");
+    assert!(
+        c_rs >= n && c_rs <= isize::MAX as usize,
+        "sgemm: bad C row stride {c_rs} for n {n}"
+    );
     let c_need = (m - 1).checked_mul(c_rs).and_then(|v| v.checked_add(n));
-    assert!(c_need.is_some_and(|need| c.len() >= need), "sgemm: C is too small for {m}x{n}");
+    assert!(
+        c_need.is_some_and(|need| c.len() >= need),
+        "sgemm: C is too small for {m}x{n}"
+    );
     if k == 0 {
         if !accumulate {
             for i in 0..m {

@@ -289,3 +289,22 @@ fn read_f64(st: &SafeTensors, key: &str, len: usize) -> Result<Option<Vec<f64>>,
     }
     Ok(Some(v))
 }
+
+/// Every tensor (name -> little-endian bytes) and metadata entry of a checkpoint, in sorted
+/// order: two checkpoints are the same when these are equal (the file bytes may differ,
+/// since safetensors writes metadata in hash order).
+pub type Contents = (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>);
+
+pub fn contents(path: &Path) -> Result<Contents> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{} is corrupt: {e}", path.display()))?;
+    let tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.data().to_vec()))
+        .collect();
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| anyhow!("{} is corrupt: {e}", path.display()))?;
+    let meta = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    Ok((tensors, meta))
+}

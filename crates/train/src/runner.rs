@@ -228,6 +228,12 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
     let run = RunDir {
         dir: out.to_path_buf(),
     };
+    if !matches!(start, Start::Resume) && run.last().exists() {
+        bail!(
+            "{} already holds a run (last.safetensors); use --resume to continue it or choose another --out",
+            out.display()
+        );
+    }
     let mut state = RunState::default();
     let resume_ck = match start {
         Start::Resume => {
@@ -239,9 +245,11 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
                     out.display()
                 );
             }
-            let epochs = cfg.epochs;
+            // The saved run defines model, data and optimization; how long to go on is the caller's.
+            let (epochs, max_steps) = (cfg.epochs, cfg.max_steps);
             cfg = ck.config.clone();
             cfg.epochs = epochs.max(ck.state.epoch);
+            cfg.max_steps = max_steps;
             state = ck.state.clone();
             Some(ck)
         }

@@ -1,0 +1,143 @@
+//! `winq train` as a user runs it: SIGKILL in the second epoch and --resume must end exactly
+//! where an uninterrupted run ends; bad input must fail cleanly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use winq_data::{synthetic_images, write_idx, Split};
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("winq-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn train_cmd(data: &Path, out: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_winq"));
+    c.args([
+        "train",
+        "--model",
+        "lenet",
+        "--mult",
+        "1",
+        "--algo",
+        "F4",
+        "--mode",
+        "flex",
+        "--dataset",
+        "fashion-mnist",
+    ]);
+    c.args(["--epochs", "3", "--seed", "7", "--quiet", "--data"])
+        .arg(data)
+        .arg("-o")
+        .arg(out);
+    c.env("RAYON_NUM_THREADS", "2");
+    c
+}
+
+fn metrics(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for k in ["time_s", "img_per_s"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_in_the_second_epoch_then_resume_matches_an_uninterrupted_run() {
+    let dir = temp("kill");
+    let data = dir.join("data");
+    let (img, lab) = synthetic_images(2400, 1);
+    write_idx(&data, Split::Train, &img, &lab, 28, 28).unwrap();
+    let (img, lab) = synthetic_images(200, 2);
+    write_idx(&data, Split::Test, &img, &lab, 28, 28).unwrap();
+
+    let a = dir.join("a");
+    let st = train_cmd(&data, &a).stdout(Stdio::null()).status().unwrap();
+    assert!(st.success());
+
+    let b = dir.join("b");
+    let mut child = train_cmd(&data, &b)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !(metrics(&b).len() == 1 && b.join("last.safetensors").exists()) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "epoch 1 never finished");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(metrics(&b).len(), 1, "the kill did not land in the second epoch");
+
+    let st = train_cmd(&data, &b)
+        .arg("--resume")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(metrics(&a), metrics(&b));
+    let res = |p: &Path| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.join("results.json")).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("seconds");
+        v
+    };
+    assert_eq!(res(&a), res(&b));
+    let ca = winq_train::checkpoint::contents(&a.join("last.safetensors")).unwrap();
+    let cb = winq_train::checkpoint::contents(&b.join("last.safetensors")).unwrap();
+    assert!(
+        ca == cb,
+        "the resumed run's last checkpoint differs from the uninterrupted one"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_training_input_fails_cleanly() {
+    let dir = temp("bad");
+    let layers = dir.join("layers.json");
+    std::fs::write(&layers, r#"{"layers": [{"algo": "F4", "bits": 8}]}"#).unwrap();
+    let missing = dir.join("nowhere");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["--data".into(), missing.display().to_string()],
+            "apt-get install -y dataset-fashion-mnist",
+        ),
+        (vec!["--algo".into(), "F0".into()], "unknown algorithm"),
+        (vec!["--bits".into(), "1".into()], "bits must be"),
+        (
+            vec!["--layers".into(), layers.display().to_string()],
+            "lists 1 layers",
+        ),
+        (vec!["--dataset".into(), "imagenet".into()], "imagenet"),
+        (vec!["--mode".into(), "fast".into()], "unknown --mode"),
+    ];
+    for (args, want) in cases {
+        let o = Command::new(env!("CARGO_BIN_EXE_winq"))
+            .arg("train")
+            .args(&args)
+            .arg("-o")
+            .arg(dir.join("out"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: expected '{want}' in {err}");
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

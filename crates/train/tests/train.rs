@@ -1,0 +1,331 @@
+//! End-to-end training on a small synthetic dataset in Fashion-MNIST's file format: learning,
+//! checkpoints, bit-identical resume, divergence handling and the import of the authors'
+//! state_dicts.
+
+use std::path::{Path, PathBuf};
+use winq_data::{synthetic_images, write_idx, Augment, DatasetKind, Split};
+use winq_train::checkpoint::Checkpoint;
+use winq_train::config::{Arch, LayerSpec, ModelConfig, OptimKind, ScheduleKind, TrainConfig};
+use winq_train::runner::{self, Start};
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("winq-train-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn dataset(dir: &Path, train: usize, test: usize) {
+    let (img, lab) = synthetic_images(train, 1);
+    write_idx(dir, Split::Train, &img, &lab, 28, 28).unwrap();
+    let (img, lab) = synthetic_images(test, 2);
+    write_idx(dir, Split::Test, &img, &lab, 28, 28).unwrap();
+}
+
+fn config(data: &Path, algo: &str, flex: bool, bits: u32, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        model: ModelConfig {
+            arch: Arch::Lenet,
+            mult: 1.0,
+            layers: vec![
+                LayerSpec {
+                    algo: algo.into(),
+                    flex,
+                    bits
+                };
+                2
+            ],
+            shortcut_bits: bits,
+            points: "default".into(),
+            granularity: Default::default(),
+            seed: 3,
+        },
+        dataset: DatasetKind::FashionMnist,
+        data_dir: data.to_path_buf(),
+        val_fraction: 0.2,
+        augment: Augment {
+            crop_pad: 2,
+            hflip: true,
+        },
+        epochs,
+        batch: 32,
+        lr: 3e-3,
+        weight_decay: 4e-5,
+        optimizer: OptimKind::Adam,
+        momentum: 0.9,
+        nesterov: false,
+        schedule: ScheduleKind::Multistep,
+        warmup_epochs: 0.0,
+        seed: 5,
+        threads: 2,
+        max_steps: None,
+    }
+}
+
+#[test]
+fn learns_and_checkpoints_reload_exactly() {
+    let dir = temp("learn");
+    dataset(&dir.join("data"), 480, 160);
+    for (algo, flex, bits) in [("im2row", false, 32), ("F4", true, 8)] {
+        let out = dir.join(format!("run-{algo}"));
+        let cfg = config(&dir.join("data"), algo, flex, bits, 3);
+        let o = runner::train(cfg.clone(), &out, Start::Fresh, true).unwrap();
+        assert!(o.test_acc_last > 0.9, "{algo}: test accuracy {}", o.test_acc_last);
+        let lines = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 3);
+        // The last checkpoint reproduces the final test accuracy in a fresh model.
+        let ck = Checkpoint::read(&out.join("last.safetensors")).unwrap();
+        assert_eq!(ck.state.epoch, 3);
+        let test = std::sync::Arc::new(winq_data::load(cfg.dataset, &cfg.data_dir, Split::Test).unwrap());
+        let mut built = runner::build_model(&ck.config, 1, 28, 28, 10).unwrap();
+        ck.load_model(&mut built.net, true).unwrap();
+        let (loss, acc) = runner::evaluate(&mut built.net, &ck.config, &test).unwrap();
+        assert_eq!(acc, o.test_acc_last);
+        assert_eq!(loss, o.test_loss_last);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn resume_is_bit_identical() {
+    let dir = temp("resume");
+    dataset(&dir.join("data"), 320, 64);
+    let cfg = config(&dir.join("data"), "F4", true, 8, 3);
+    runner::train(cfg.clone(), &dir.join("a"), Start::Fresh, true).unwrap();
+    // Same run in two parts: stopped after the first epoch (8 steps), then resumed.
+    runner::train(
+        TrainConfig {
+            max_steps: Some(8),
+            ..cfg.clone()
+        },
+        &dir.join("b"),
+        Start::Fresh,
+        true,
+    )
+    .unwrap();
+    runner::train(cfg.clone(), &dir.join("b"), Start::Resume, true).unwrap();
+    let read = |p: &str| std::fs::read_to_string(dir.join(p).join("metrics.jsonl")).unwrap();
+    let strip = |s: String| {
+        s.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                // Wall-clock fields differ between runs; everything else must not.
+                for k in ["time_s", "img_per_s"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(read("a")), strip(read("b")));
+    let ca = winq_train::checkpoint::contents(&dir.join("a/last.safetensors")).unwrap();
+    let cb = winq_train::checkpoint::contents(&dir.join("b/last.safetensors")).unwrap();
+    for (n, v) in &ca.0 {
+        assert!(cb.0.get(n) == Some(v), "tensor {n} differs after resume");
+    }
+    assert_eq!(ca.0.len(), cb.0.len());
+    assert_eq!(ca.1, cb.1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn divergence_stops_with_a_message_and_keeps_checkpoints() {
+    let dir = temp("nan");
+    dataset(&dir.join("data"), 128, 32);
+    let out = dir.join("run");
+    runner::train(
+        config(&dir.join("data"), "im2row", false, 32, 1),
+        &out,
+        Start::Fresh,
+        true,
+    )
+    .unwrap();
+    // Rewrite the epoch-1 checkpoint with a learning rate that blows up, then resume: the
+    // second epoch diverges.
+    let last = out.join("last.safetensors");
+    let ck = Checkpoint::read(&last).unwrap();
+    let mut cfg = ck.config.clone();
+    cfg.lr = 1e30;
+    cfg.epochs = 2;
+    let mut built = runner::build_model(&cfg, 1, 28, 28, 10).unwrap();
+    ck.load_model(&mut built.net, true).unwrap();
+    winq_train::checkpoint::save(&last, &mut built.net, None, &cfg, &ck.state).unwrap();
+    let before = std::fs::read(&last).unwrap();
+    let err = runner::train(cfg, &out, Start::Resume, true).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("training diverged") && msg.contains("epoch 2") && msg.contains("last good: epoch 1"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&last).unwrap(),
+        before,
+        "the last good checkpoint was touched"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_fresh_run_refuses_to_overwrite_an_existing_one() {
+    let dir = temp("overwrite");
+    dataset(&dir.join("data"), 64, 16);
+    let cfg = config(&dir.join("data"), "im2row", false, 32, 1);
+    runner::train(cfg.clone(), &dir.join("run"), Start::Fresh, true).unwrap();
+    let msg = format!(
+        "{:#}",
+        runner::train(cfg, &dir.join("run"), Start::Fresh, true).unwrap_err()
+    );
+    assert!(msg.contains("--resume"), "{msg}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn damaged_checkpoints_are_clear_errors() {
+    let dir = temp("damaged");
+    dataset(&dir.join("data"), 64, 16);
+    let out = dir.join("run");
+    runner::train(
+        config(&dir.join("data"), "F2", false, 8, 1),
+        &out,
+        Start::Fresh,
+        true,
+    )
+    .unwrap();
+    let good = std::fs::read(out.join("last.safetensors")).unwrap();
+    let bad = dir.join("bad.safetensors");
+    for (what, bytes) in [
+        ("truncated", good[..good.len() / 2].to_vec()),
+        ("garbage", b"not a checkpoint at all".to_vec()),
+        ("empty", Vec::new()),
+    ] {
+        std::fs::write(&bad, &bytes).unwrap();
+        let err = Checkpoint::read(&bad)
+            .err()
+            .unwrap_or_else(|| panic!("{what} checkpoint was accepted"));
+        let msg = format!("{err:#}");
+        assert!(msg.contains("bad.safetensors"), "{what}: {msg}");
+    }
+    // A checkpoint of another model does not load into this one.
+    let ck = Checkpoint::read(&out.join("last.safetensors")).unwrap();
+    let mut other =
+        runner::build_model(&config(&dir.join("data"), "F2", false, 8, 1), 1, 28, 28, 10).unwrap();
+    ck.load_model(&mut other.net, true).unwrap();
+    let mut wider = config(&dir.join("data"), "F2", false, 8, 1);
+    wider.model.mult = 2.0;
+    let mut w = runner::build_model(&wider, 1, 28, 28, 10).unwrap();
+    let msg = format!("{:#}", ck.load_model(&mut w.net, true).unwrap_err());
+    assert!(msg.contains("shape"), "{msg}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A synthetic state_dict with the authors' names and shapes imports into a winq checkpoint
+/// that holds the same values.
+#[test]
+fn imports_the_reference_state_dict() {
+    use safetensors::tensor::{Dtype, TensorView};
+    use winq_nn::Layer;
+    let dir = temp("import");
+    let mut cfg = config(&dir, "F4", false, 8, 1);
+    cfg.model.arch = Arch::Resnet18like;
+    cfg.model.mult = 0.125;
+    cfg.model.layers = vec![
+        LayerSpec {
+            algo: "F4".into(),
+            flex: false,
+            bits: 8
+        };
+        16
+    ];
+    let mut built = runner::build_model(&cfg, 1, 28, 28, 10).unwrap();
+    // Their tensors: our names mapped back, WA weights as [K, C, 1, 3, 3], quantizer ranges f32 [1].
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut counter = 0.0f32;
+    let mut next = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                counter += 0.001;
+                counter
+            })
+            .collect()
+    };
+    built.net.visit_params("", &mut |name, p| {
+        let mut shape = p.value.shape.clone();
+        if name.starts_with("layer") && name.contains(".conv") && name.ends_with("weight") {
+            shape.insert(2, 1);
+        }
+        let v = next(p.value.len());
+        tensors.push((
+            winq_train::import::reference_name(name),
+            shape,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    });
+    built.net.visit_buffers("", &mut |name, b| {
+        let n = match b {
+            winq_nn::Buffer::F32(v) => v.len(),
+            winq_nn::Buffer::F64(v) => v.len(),
+        };
+        let v = next(n);
+        // Static transforms are 2-D in the reference: A_t [m, t], B_t [t, t], G [t, 3].
+        let m = ((1.0 + n as f64).sqrt() - 1.0).round() as usize;
+        let t = (n as f64).sqrt().round() as usize;
+        let shape = if name.ends_with("A_t") {
+            vec![m, m + 2]
+        } else if name.ends_with("B_t") {
+            vec![t, t]
+        } else if name.ends_with(".G") {
+            vec![n / 3, 3]
+        } else {
+            vec![n]
+        };
+        tensors.push((
+            winq_train::import::reference_name(name),
+            shape,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    });
+    tensors.push((
+        "bn1.num_batches_tracked".into(),
+        vec![1],
+        0f32.to_le_bytes().to_vec(),
+    ));
+    assert!(tensors
+        .iter()
+        .any(|t| t.0 == "layer1.0.conv1.Quantize_input_Winograd.min_val"));
+    assert!(tensors
+        .iter()
+        .any(|t| t.0 == "layer1.0.conv1.weight" && t.1 == [8, 32, 1, 3, 3]));
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    let src = dir.join("theirs.safetensors");
+    std::fs::write(&src, safetensors::tensor::serialize(views, &None).unwrap()).unwrap();
+
+    let dst = dir.join("ours.safetensors");
+    let unused = winq_train::import::import(&src, &dst, &cfg, false, 8).unwrap();
+    assert!(unused.is_empty(), "unused: {unused:?}");
+    let ck = Checkpoint::read(&dst).unwrap();
+    assert_eq!(ck.config.model.mult, 0.125);
+    assert_eq!(ck.config.model.layers[0].algo, "F4");
+    let mut fresh = runner::build_model(&ck.config, 1, 28, 28, 10).unwrap();
+    ck.load_model(&mut fresh.net, true).unwrap();
+    let mut first = Vec::new();
+    fresh
+        .net
+        .visit_params("", &mut |_, p| first.extend_from_slice(&p.value.data[..1]));
+    assert_eq!(first[0], 0.001);
+    // A state_dict missing a tensor is refused with its name.
+    let partial: Vec<(String, TensorView)> = tensors
+        .iter()
+        .filter(|t| t.0 != "layer3.1.bn2.running_var")
+        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(&src, safetensors::tensor::serialize(partial, &None).unwrap()).unwrap();
+    let msg = format!(
+        "{:#}",
+        winq_train::import::import(&src, &dst, &cfg, false, 8).unwrap_err()
+    );
+    assert!(msg.contains("layer3.1.bn2.running_var"), "{msg}");
+    std::fs::remove_dir_all(&dir).ok();
+}
