@@ -275,9 +275,30 @@ fn report(out: &Path, o: &runner::Outcome) {
     );
 }
 
+/// The default output directory, or a numbered sibling when it already holds a run (so that
+/// running the same command twice does not fail; an explicit --out is never renamed).
+fn fresh_default(base: PathBuf) -> PathBuf {
+    let taken = |p: &Path| p.join("last.safetensors").exists();
+    if !taken(&base) {
+        return base;
+    }
+    (2..)
+        .map(|i| {
+            let mut p = base.clone().into_os_string();
+            p.push(format!("-{i}"));
+            PathBuf::from(p)
+        })
+        .find(|p| !taken(p))
+        .unwrap_or(base)
+}
+
 pub fn train(a: TrainArgs) -> Result<()> {
     let cfg = train_config(&a)?;
-    let out = a.out.clone().unwrap_or_else(|| default_out(&a));
+    let out = match &a.out {
+        Some(o) => o.clone(),
+        None if a.resume => default_out(&a),
+        None => fresh_default(default_out(&a)),
+    };
     let start = if a.resume { Start::Resume } else { Start::Fresh };
     let o = runner::train(cfg, &out, start, a.quiet)?;
     report(&out, &o);

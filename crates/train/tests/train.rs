@@ -329,3 +329,38 @@ fn imports_the_reference_state_dict() {
     assert!(msg.contains("layer3.1.bn2.running_var"), "{msg}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Adapt: a Winograd-aware model initialised from an im2row checkpoint starts with its weights,
+/// BN statistics and input/weight/output quantizer ranges, and fresh transforms.
+#[test]
+fn adapt_copies_shared_tensors_and_starts_transforms_fresh() {
+    let dir = temp("adapt");
+    dataset(&dir.join("data"), 128, 32);
+    let src = dir.join("i2r");
+    runner::train(
+        config(&dir.join("data"), "im2row", false, 8, 1),
+        &src,
+        Start::Fresh,
+        true,
+    )
+    .unwrap();
+    let mut wa = config(&dir.join("data"), "F4", true, 8, 1);
+    wa.max_steps = Some(0); // initialise and checkpoint without training
+    let out = dir.join("wa");
+    runner::train(wa, &out, Start::InitFrom(src.join("last.safetensors")), true).unwrap();
+    let (a, _) = winq_train::checkpoint::contents(&src.join("last.safetensors")).unwrap();
+    let (b, _) = winq_train::checkpoint::contents(&out.join("last.safetensors")).unwrap();
+    for k in [
+        "param/conv2.weight",
+        "param/conv3.weight",
+        "buffer/bn2.running_mean",
+        "buffer/conv2.q_input.max",
+    ] {
+        assert!(
+            a.get(k).is_some() && a.get(k) == b.get(k),
+            "{k} was not carried over"
+        );
+    }
+    assert!(b.contains_key("param/conv2.A_t") && !a.contains_key("param/conv2.A_t"));
+    std::fs::remove_dir_all(&dir).ok();
+}
