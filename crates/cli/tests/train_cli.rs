@@ -103,6 +103,26 @@ fn sigkill_in_the_second_epoch_then_resume_matches_an_uninterrupted_run() {
         ca == cb,
         "the resumed run's last checkpoint differs from the uninterrupted one"
     );
+
+    // eval and plot on the finished run.
+    let o = Command::new(env!("CARGO_BIN_EXE_winq"))
+        .arg("eval")
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let acc = res(&a)["test_acc_best"].as_f64().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("test accuracy {:.2}%", 100.0 * acc)));
+    let o = Command::new(env!("CARGO_BIN_EXE_winq"))
+        .arg("plot")
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["loss.svg", "accuracy.svg"] {
+        let svg = std::fs::read_to_string(a.join(f)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("val"), "{f}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 
