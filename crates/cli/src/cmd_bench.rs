@@ -14,6 +14,84 @@ use winq_nn::{softmax_cross_entropy, zero_grads, Adam, Layer, Mode, Optimizer, P
 pub enum Bench {
     /// Training-step throughput and peak memory of ResNet18Like on synthetic CIFAR-sized data.
     TrainStep(TrainStepArgs),
+    /// INT8 GEMM throughput (GOP/s) per instruction-set path, single thread, beside f32 sgemm.
+    GemmInt8(GemmArgs),
+}
+
+#[derive(clap::Args)]
+pub struct GemmArgs {
+    #[arg(long, default_value_t = 256)]
+    m: usize,
+    #[arg(long, default_value_t = 2304)]
+    k: usize,
+    #[arg(long, default_value_t = 1024)]
+    n: usize,
+    /// Timed repetitions; the median is reported.
+    #[arg(long, default_value_t = 15)]
+    reps: usize,
+}
+
+fn gemm_int8(a: GemmArgs) -> Result<()> {
+    use winq_kernels::int8::{gemm_isa, PackedW, PackedX};
+    use winq_quant::simd;
+    let (m, k, n) = (a.m, a.k, a.n);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let w: Vec<i8> = (0..m * k).map(|_| rng.gen::<i8>()).collect();
+    let x: Vec<i8> = (0..k * n).map(|_| rng.gen::<i8>()).collect();
+    let (pw, px) = (PackedW::new(&w, m, k), PackedX::from_rows(&x, k, n, n));
+    let mut c = vec![0i32; m * n];
+    let ops = 2.0 * (m * k * n) as f64;
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        let mut t: Vec<f64> = (0..a.reps.max(1))
+            .map(|_| {
+                let t0 = Instant::now();
+                f();
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        median(&mut t)
+    };
+    println!(
+        "INT8 GEMM {m}x{k}x{n} (C = W·X), 1 thread, median of {} runs",
+        a.reps
+    );
+    for &isa in simd::available() {
+        let name = if isa == simd::Isa::Avx512 {
+            "avx512 (vnni)"
+        } else {
+            isa.name()
+        };
+        let dt = time(&mut || gemm_isa(isa, &pw, &px, &mut c, n));
+        println!(
+            "  int8 {name:<14} {:8.2} ms {:8.1} GOP/s",
+            dt * 1e3,
+            ops / dt / 1e9
+        );
+    }
+    let wf: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+    let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let mut cf = vec![0f32; m * n];
+    let dt = time(&mut || {
+        winq_kernels::gemm::sgemm(
+            m,
+            n,
+            k,
+            &wf,
+            winq_kernels::gemm::Op::N,
+            &xf,
+            winq_kernels::gemm::Op::N,
+            &mut cf,
+            false,
+            1,
+        )
+    });
+    println!(
+        "  f32 sgemm (gemm crate) {:8.2} ms {:8.1} GFLOP/s",
+        dt * 1e3,
+        ops / dt / 1e9
+    );
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -142,6 +220,7 @@ fn run_one(a: &TrainStepArgs, name: &str) -> Result<serde_json::Value> {
 pub fn run(b: Bench) -> Result<()> {
     match b {
         Bench::TrainStep(a) => train_step(a),
+        Bench::GemmInt8(a) => gemm_int8(a),
     }
 }
 

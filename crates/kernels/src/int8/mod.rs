@@ -1,0 +1,263 @@
+//! INT8 matrix products for the integer engine: C (i32, M×N) = W (i8, M×K) · X (i8, K×N).
+//!
+//! X (activations) is packed in panels of 64 columns, each [K/4][64][4] bytes of x + 128
+//! (unsigned), so one 64-byte load holds 4 consecutive k of 16 columns — the operand layout of
+//! AVX-512 VNNI's vpdpbusd (u8 × i8, 4 products summed into each i32 lane) — and a panel is
+//! contiguous over K (no page-strided walks). The +128 is undone with per-row weight
+//! sums: Σ (x + 128)·w = Σ x·w + 128·Σ w. W (weights) stays row-major i8 with K padded to a
+//! multiple of 4 and M to a multiple of 4; it is packed once at model load.
+//!
+//! Paths: `x86::vnni` (AVX-512 VNNI), and a portable path compiled per ISA by `multiversion!`
+//! (scalar, AVX2). `WINQ_ISA` caps the choice; every path is tested against `reference`.
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use winq_quant::simd::{self, Isa};
+
+/// Rows of W per microkernel step.
+pub const MR: usize = 4;
+/// Columns per vector (i32 lanes of a 512-bit register).
+pub const NV: usize = 16;
+/// Columns per packed panel of X.
+pub const PANEL: usize = 64;
+
+fn round_up(v: usize, m: usize) -> usize {
+    v.div_ceil(m) * m
+}
+
+/// Weights packed for `gemm`: row-major, K padded to a multiple of 4, M to a multiple of MR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedW {
+    pub m: usize,
+    pub k: usize,
+    pub kp: usize,
+    pub mp: usize,
+    pub data: Vec<i8>,
+    /// 128 · Σ_k w[row][k], subtracted from every output of the row.
+    pub bias128: Vec<i32>,
+}
+
+impl PackedW {
+    pub fn new(w: &[i8], m: usize, k: usize) -> PackedW {
+        assert_eq!(w.len(), m * k, "weights must be M×K");
+        let (kp, mp) = (round_up(k.max(1), 4), round_up(m.max(1), MR));
+        let mut data = vec![0i8; mp * kp];
+        for r in 0..m {
+            data[r * kp..r * kp + k].copy_from_slice(&w[r * k..(r + 1) * k]);
+        }
+        let bias128 = (0..mp)
+            .map(|r| 128 * data[r * kp..(r + 1) * kp].iter().map(|&v| v as i32).sum::<i32>())
+            .collect();
+        PackedW {
+            m,
+            k,
+            kp,
+            mp,
+            data,
+            bias128,
+        }
+    }
+}
+
+/// Activations packed for `gemm`: panels of 64 columns (the last one narrower, a multiple of
+/// 16), each [K/4][width][4] bytes of x + 128; K padded to a multiple of 4 with x = 0 (byte 128,
+/// cancelled by the zero weights there), N padded to a multiple of 16.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedX {
+    pub k: usize,
+    pub n: usize,
+    pub kp: usize,
+    pub np: usize,
+    pub data: Vec<u8>,
+}
+
+impl PackedX {
+    /// An all-zero (x = 0) packed matrix to fill with `set`.
+    pub fn zeros(k: usize, n: usize) -> PackedX {
+        let (kp, np) = (round_up(k.max(1), 4), round_up(n.max(1), NV));
+        PackedX {
+            k,
+            n,
+            kp,
+            np,
+            data: vec![128u8; kp * np],
+        }
+    }
+
+    /// Packs a row-major K×N matrix whose rows are `rs` apart.
+    pub fn from_rows(x: &[i8], k: usize, n: usize, rs: usize) -> PackedX {
+        let mut p = PackedX::zeros(k, n);
+        for kk in 0..k {
+            for (j, &v) in x[kk * rs..kk * rs + n].iter().enumerate() {
+                p.set(kk, j, v);
+            }
+        }
+        p
+    }
+
+    /// Width of the panel starting at column j0.
+    #[inline]
+    pub fn panel_width(&self, j0: usize) -> usize {
+        PANEL.min(self.np - j0)
+    }
+
+    /// Byte offset of element (kk, j).
+    #[inline]
+    pub fn offset(&self, kk: usize, j: usize) -> usize {
+        let j0 = j / PANEL * PANEL;
+        j0 * self.kp + (kk / 4) * self.panel_width(j0) * 4 + (j - j0) * 4 + kk % 4
+    }
+
+    #[inline]
+    pub fn set(&mut self, kk: usize, j: usize, v: i8) {
+        let o = self.offset(kk, j);
+        self.data[o] = (v as i16 + 128) as u8;
+    }
+}
+
+/// Plain reference: C = W·X in i32 (W M×K, X K×N, both row-major).
+pub fn reference(w: &[i8], x: &[i8], m: usize, k: usize, n: usize) -> Vec<i32> {
+    let mut c = vec![0i32; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            let wv = w[i * k + p] as i32;
+            for j in 0..n {
+                c[i * n + j] += wv * x[p * n + j] as i32;
+            }
+        }
+    }
+    c
+}
+
+winq_quant::multiversion! {
+    /// The portable path: same packed operands, plain loops (vectorized per ISA by the compiler).
+    fn gemm_portable / gemm_portable_isa(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+        let (m, n, kq) = (w.m, x.n, w.kp / 4);
+        let mut acc = vec![0i32; x.np];
+        for i in 0..m {
+            acc.fill(0);
+            let wr = &w.data[i * w.kp..(i + 1) * w.kp];
+            for j0 in (0..x.np).step_by(PANEL) {
+                let pw = x.panel_width(j0);
+                let panel = &x.data[j0 * x.kp..j0 * x.kp + pw * x.kp];
+                let acc = &mut acc[j0..j0 + pw];
+                for q in 0..kq {
+                    let (w0, w1, w2, w3) =
+                        (wr[4 * q] as i32, wr[4 * q + 1] as i32, wr[4 * q + 2] as i32, wr[4 * q + 3] as i32);
+                    let xr = &panel[q * pw * 4..(q + 1) * pw * 4];
+                    for (a, xb) in acc.iter_mut().zip(xr.chunks_exact(4)) {
+                        *a += w0 * xb[0] as i32 + w1 * xb[1] as i32 + w2 * xb[2] as i32 + w3 * xb[3] as i32;
+                    }
+                }
+            }
+            let b = w.bias128[i];
+            for (o, a) in c[i * ldc..i * ldc + n].iter_mut().zip(&acc) {
+                *o = a - b;
+            }
+        }
+    }
+}
+
+/// C (M×N, rows `ldc` apart) = W·X, on the best instruction set available.
+pub fn gemm(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+    gemm_isa(simd::isa(), w, x, c, ldc)
+}
+
+/// The same on an explicit instruction set (falls back to the portable path when the CPU or
+/// the build lacks it).
+pub fn gemm_isa(isa: Isa, w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+    assert_eq!(
+        w.kp, x.kp,
+        "inner dimensions differ: W has K={}, X has K={}",
+        w.k, x.k
+    );
+    assert!(
+        ldc >= x.n && (w.m == 0 || c.len() >= (w.m - 1) * ldc + x.n),
+        "C is too small"
+    );
+    if w.m == 0 || x.n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && x86::has_vnni() {
+        // SAFETY: AVX-512F/BW and VNNI were detected at run time.
+        unsafe { x86::gemm_vnni(w, x, c, ldc) };
+        return;
+    }
+    gemm_portable_isa(isa, w, x, c, ldc)
+}
+
+/// Whether the VNNI path runs on this machine (for reports).
+pub fn path_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if simd::isa() == Isa::Avx512 && x86::has_vnni() {
+        return "avx512-vnni";
+    }
+    simd::isa().name()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rnd(seed: &mut u64) -> i8 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 56) as u8 as i8
+    }
+
+    #[test]
+    fn every_path_matches_the_reference_exactly() {
+        let mut seed = 11;
+        let shapes = [
+            (1, 1, 1),
+            (3, 5, 17),
+            (4, 4, 16),
+            (5, 9, 15),
+            (17, 288, 100),
+            (64, 36, 65),
+            (7, 1, 300),
+            (33, 130, 129),
+        ];
+        for (m, k, n) in shapes {
+            let mut w: Vec<i8> = (0..m * k).map(|_| rnd(&mut seed)).collect();
+            let mut x: Vec<i8> = (0..k * n).map(|_| rnd(&mut seed)).collect();
+            // Extremes included: -128 · -128 products and full 127 rows.
+            w[0] = -128;
+            x[0] = -128;
+            if k > 1 {
+                x[1] = 127;
+            }
+            let want = reference(&w, &x, m, k, n);
+            let pw = PackedW::new(&w, m, k);
+            let px = PackedX::from_rows(&x, k, n, n);
+            for &isa in simd::available() {
+                let ldc = n + 3;
+                let mut c = vec![i32::MIN; m * ldc];
+                gemm_isa(isa, &pw, &px, &mut c, ldc);
+                for i in 0..m {
+                    assert_eq!(
+                        &c[i * ldc..i * ldc + n],
+                        &want[i * n..(i + 1) * n],
+                        "{isa:?} {m}x{k}x{n} row {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn set_matches_from_rows() {
+        let x: Vec<i8> = (0..7 * 19).map(|v| (v * 37 % 256) as u8 as i8).collect();
+        let a = PackedX::from_rows(&x, 7, 19, 19);
+        let mut b = PackedX::zeros(7, 19);
+        for kk in 0..7 {
+            for j in 0..19 {
+                b.set(kk, j, x[kk * 19 + j]);
+            }
+        }
+        assert_eq!(a, b);
+    }
+}
