@@ -357,7 +357,7 @@ fn adapt_copies_shared_tensors_and_starts_transforms_fresh() {
         "buffer/conv2.q_input.max",
     ] {
         assert!(
-            a.get(k).is_some() && a.get(k) == b.get(k),
+            a.contains_key(k) && a.get(k) == b.get(k),
             "{k} was not carried over"
         );
     }

@@ -48,8 +48,8 @@ pub unsafe fn gemm_vnni(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
                     break;
                 }
                 let bias = _mm512_set1_epi32(w.bias128[i]);
-                for b in 0..nb {
-                    let v = _mm512_sub_epi32(accr[b], bias);
+                for (b, &ab) in accr.iter().enumerate().take(nb) {
+                    let v = _mm512_sub_epi32(ab, bias);
                     let col = j0 + b * NV;
                     if col + NV <= x.n {
                         _mm512_storeu_si512(c.as_mut_ptr().add(i * ldc + col) as *mut _, v);
