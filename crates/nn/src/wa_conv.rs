@@ -247,6 +247,29 @@ struct Cache {
     mq: Option<Vec<f32>>,
 }
 
+/// A Winograd-aware layer as the integer engine runs it (see `WinogradConv2d::export`).
+/// Values are the fake-quantized f32 values training uses (scale × integer code).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WinogradExport {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub m: usize,
+    pub bits: u32,
+    /// Aᵀ (m×t) and Bᵀ (t×t) as used, with their quantization scales.
+    pub at: Vec<f32>,
+    pub bt: Vec<f32>,
+    pub s_at: f64,
+    pub s_bt: f64,
+    /// G g Gᵀ quantized, [T][K][C], with one scale per tap or one for all.
+    pub u: Vec<f32>,
+    pub s_u: Vec<f64>,
+    pub s_in: f64,
+    /// Scales of Bᵀ d B and of the Hadamard sum (per tap or one).
+    pub s_v: Vec<f64>,
+    pub s_m: Vec<f64>,
+    pub s_out: f64,
+}
+
 pub struct WinogradConv2d {
     pub in_channels: usize,
     pub out_channels: usize,
@@ -339,6 +362,49 @@ impl WinogradConv2d {
         self
     }
 
+    /// Transforms, quantized weights and quantized U = G g Gᵀ ([T][K][C]) as a forward uses them.
+    #[allow(clippy::type_complexity)]
+    fn weights(&mut self, mode: Mode) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (at, bt, g) = self.transforms(mode);
+        let (k, c, t) = (self.out_channels, self.in_channels, self.m + 2);
+        let kc = k * c;
+        let mut wq = self.weight.value.data.clone();
+        self.q_w.apply(&mut wq, mode, 1);
+        let wt = transpose(&wq, kc, 9);
+        let mut u = vec![0.0f32; t * t * kc];
+        lane_blocks_par(kc, t * t, &mut u, 0, |j0, lanes, blk, _| {
+            let mut tmp = vec![0.0f32; t * 3 * lanes];
+            sandwich_lanes(&g, t, 3, &wt[j0..], kc, blk, lanes, lanes, &mut tmp);
+        });
+        self.q_u.apply(&mut u, mode, 1); // [T][K][C]: taps outermost
+        (at, bt, g, wq, u)
+    }
+
+    /// Everything an integer engine needs to compute this layer's eval forward: the quantized
+    /// transforms and pre-transformed weights exactly as the eval forward uses them, and the
+    /// scales of every quantizer. None for FP32 layers.
+    pub fn export(&mut self) -> Option<WinogradExport> {
+        let bits = self.q_in.bits?;
+        let (at, bt, _, _, u) = self.weights(Mode::Eval);
+        let one = |q: &TensorQuant| q.scales()[0];
+        Some(WinogradExport {
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            m: self.m,
+            bits,
+            at,
+            bt,
+            s_at: one(&self.q_a),
+            s_bt: one(&self.q_b),
+            u,
+            s_u: self.q_u.scales(),
+            s_in: one(&self.q_in),
+            s_v: self.q_v.scales(),
+            s_m: self.q_m.scales(),
+            s_out: one(&self.q_out),
+        })
+    }
+
     /// The transforms this forward uses: flex quantizes the float masters every time.
     fn transforms(&mut self, mode: Mode) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (mut at, mut bt, mut g) = (
@@ -367,21 +433,9 @@ impl Layer for WinogradConv2d {
         let t = m + 2;
         let geo = Geo::new(n, c, h, w, k, m);
         let (tt, p, kc) = (geo.tt(), geo.p(), k * c);
-        let (at, bt, g) = self.transforms(mode);
-
+        let (at, bt, g, wq, u) = self.weights(mode);
         let mut xq = x.clone();
         self.q_in.apply(&mut xq.data, mode, 1);
-        let mut wq = self.weight.value.data.clone();
-        self.q_w.apply(&mut wq, mode, 1);
-
-        // U[e][k][c] = (G g Gᵀ)[e], lanes over (k, c).
-        let wt = transpose(&wq, kc, 9);
-        let mut u = vec![0.0f32; tt * kc];
-        lane_blocks_par(kc, tt, &mut u, 0, |j0, lanes, blk, _| {
-            let mut tmp = vec![0.0f32; t * 3 * lanes];
-            sandwich_lanes(&g, t, 3, &wt[j0..], kc, blk, lanes, lanes, &mut tmp);
-        });
-        self.q_u.apply(&mut u, mode, 1); // [T][K][C]: taps outermost
 
         // V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile.
         let mut v = vec![0.0f32; c * tt * p];

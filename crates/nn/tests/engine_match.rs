@@ -1,0 +1,90 @@
+//! The integer Winograd kernel reproduces the training layer's fake-quantized eval forward:
+//! outputs within one output quantization step (almost always exactly equal).
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+use winq_nn::conv::xavier_uniform;
+use winq_nn::gradcheck::random_tensor;
+use winq_nn::quant::Granularity;
+use winq_nn::{Layer, Mode, Precision, Tensor, WinogradConv2d};
+use winq_transforms::PointSet;
+
+fn codes(v: &[f32], scales: &[f64], groups_outer: usize) -> Vec<i8> {
+    let per = v.len() / groups_outer.max(1);
+    v.iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let s = if scales.len() == 1 {
+                scales[0]
+            } else {
+                scales[i / per]
+            };
+            (x as f64 / s).round_ties_even().clamp(-128.0, 127.0) as i8
+        })
+        .collect()
+}
+
+fn check(m: usize, flex: bool, points: PointSet, per_tap: bool) {
+    let (n, c, k, h, w) = (2, 8, 8, 12, 13);
+    let wt = xavier_uniform(k, c, 3, &mut ChaCha8Rng::seed_from_u64(1));
+    let mut l = WinogradConv2d::new(c, k, m, points, flex, Precision::Int(8), wt)
+        .unwrap()
+        .with_granularity(Granularity {
+            per_channel_weights: false,
+            per_tap,
+        });
+    let relu = |t: Tensor| Tensor::from_vec(&t.shape, t.data.iter().map(|v| v.max(0.0)).collect());
+    for s in 0..3 {
+        l.forward(&relu(random_tensor(&[n, c, h, w], 10 + s)), Mode::Train);
+    }
+    let x = relu(random_tensor(&[n, c, h, w], 20));
+    let y_ref = l.forward(&x, Mode::Eval);
+    let e = l.export().unwrap();
+    let t = m + 2;
+    let spec = WinogradSpec {
+        c,
+        k,
+        m,
+        qa: codes(&e.at, &[e.s_at], 1).iter().map(|&v| v as i32).collect(),
+        qb: codes(&e.bt, &[e.s_bt], 1).iter().map(|&v| v as i32).collect(),
+        s_a: e.s_at,
+        s_b: e.s_bt,
+        qu: codes(&e.u, &e.s_u, if e.s_u.len() > 1 { t * t } else { 1 }),
+        s_u: e.s_u.clone(),
+        s_in: e.s_in,
+        s_v: e.s_v.clone(),
+        s_m: e.s_m.clone(),
+        s_out: e.s_out,
+    };
+    let engine = WinogradI8::new(spec);
+    let qx = codes(&x.data, &[e.s_in], 1);
+    let qy = engine.forward(&qx, n, h, w);
+    let (mut exact, mut within) = (0, 0);
+    for (&q, &r) in qy.iter().zip(&y_ref.data) {
+        // The reference holds code × f32(scale): recover its code.
+        let rc = (r as f64 / e.s_out).round() as i32;
+        exact += (rc == q as i32) as usize;
+        within += ((rc - q as i32).abs() <= 1) as usize;
+    }
+    let len = qy.len();
+    let ctx = format!("F{m} flex={flex} per_tap={per_tap}");
+    assert!(
+        within * 1000 >= len * 999,
+        "{ctx}: {within}/{len} within one step"
+    );
+    assert!(
+        exact * 1000 >= len * 995,
+        "{ctx}: only {exact}/{len} exactly equal"
+    );
+}
+
+#[test]
+fn integer_winograd_matches_fake_quantized_training_forward() {
+    check(2, false, PointSet::Default, false);
+    check(4, false, PointSet::Default, false);
+    check(4, true, PointSet::Default, false);
+    check(6, false, PointSet::Default, false);
+    check(6, false, PointSet::Paper, false);
+    check(4, true, PointSet::Default, true);
+}
