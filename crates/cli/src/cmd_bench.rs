@@ -16,6 +16,94 @@ pub enum Bench {
     TrainStep(TrainStepArgs),
     /// INT8 GEMM throughput (GOP/s) per instruction-set path, single thread, beside f32 sgemm.
     GemmInt8(GemmArgs),
+    /// One INT8 3x3 convolution layer: im2row vs Winograd F2/F4/F6 (engine kernels, 1 thread).
+    ConvInt8(ConvArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ConvArgs {
+    #[arg(long, default_value_t = 128)]
+    c: usize,
+    #[arg(long, default_value_t = 128)]
+    k: usize,
+    #[arg(long, default_value_t = 16)]
+    size: usize,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long, default_value_t = 20)]
+    reps: usize,
+}
+
+fn conv_int8(a: ConvArgs) -> Result<()> {
+    use winq_kernels::int8::conv::Im2rowI8;
+    use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+    use winq_transforms::{transform, PointSet};
+    let (c, k, s, n) = (a.c, a.k, a.size, a.batch);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let x: Vec<i8> = (0..n * c * s * s).map(|_| rng.gen_range(0..=127)).collect();
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        let mut t: Vec<f64> = (0..a.reps.max(1))
+            .map(|_| {
+                let t0 = Instant::now();
+                f();
+                t0.elapsed().as_secs_f64()
+            })
+            .collect();
+        median(&mut t)
+    };
+    println!(
+        "INT8 conv3x3 {c}->{k} @{s}x{s}, batch {n}, 1 thread, median of {} runs, GEMM path {}",
+        a.reps,
+        winq_kernels::int8::path_name()
+    );
+    let qw: Vec<i8> = (0..k * c * 9).map(|_| rng.gen()).collect();
+    let im2row = Im2rowI8::new(&qw, c, k, 3, 0.02, &[0.01], 0.05);
+    let base = time(&mut || {
+        std::hint::black_box(im2row.forward(&x, n, s, s));
+    });
+    println!("  {:<8} {:8.3} ms", "im2row", base * 1e3);
+    for m in [2usize, 4, 6] {
+        let t = m + 2;
+        let tr = transform(m, 3, &PointSet::Default)?.to_f64();
+        let code = |v: &[f64]| -> (Vec<i32>, f64) {
+            let s = v.iter().fold(0.0f64, |a, x| a.max(x.abs())) / 127.5;
+            (
+                v.iter()
+                    .map(|x| (x / s).round().clamp(-128.0, 127.0) as i32)
+                    .collect(),
+                s,
+            )
+        };
+        let (qa, s_a) = code(&tr.at.data);
+        let (qb, s_b) = code(&tr.bt.data);
+        let spec = WinogradSpec {
+            c,
+            k,
+            m,
+            qa,
+            qb,
+            s_a,
+            s_b,
+            qu: (0..t * t * k * c).map(|_| rng.gen()).collect(),
+            s_u: vec![0.01],
+            s_in: 0.02,
+            s_v: vec![0.05],
+            s_m: vec![0.5],
+            s_out: 0.05,
+        };
+        let l = WinogradI8::new(spec);
+        let dt = time(&mut || {
+            std::hint::black_box(l.forward(&x, n, s, s));
+        });
+        println!(
+            "  {:<8} {:8.3} ms  ({:.2}x im2row)",
+            format!("F{m}"),
+            dt * 1e3,
+            base / dt
+        );
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -221,6 +309,7 @@ pub fn run(b: Bench) -> Result<()> {
     match b {
         Bench::TrainStep(a) => train_step(a),
         Bench::GemmInt8(a) => gemm_int8(a),
+        Bench::ConvInt8(a) => conv_int8(a),
     }
 }
 

@@ -44,7 +44,38 @@ pub fn torch_default_uniform(k: usize, c: usize, r: usize, rng: &mut ChaCha8Rng)
     )
 }
 
+/// An im2row layer as the integer engine runs it: weight values as the eval forward uses them
+/// (scale × code) and the scales of its three quantizers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvExport {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub bits: u32,
+    pub weight: Vec<f32>,
+    pub s_w: Vec<f64>,
+    pub s_in: f64,
+    pub s_out: f64,
+}
+
 impl Conv2d {
+    /// Quantized weights and scales for the integer engine; None for FP32 layers.
+    pub fn export(&mut self) -> Option<ConvExport> {
+        let bits = self.q_in.bits?;
+        let mut w = self.weight.value.data.clone();
+        self.q_w.apply(&mut w, Mode::Eval, 1);
+        Some(ConvExport {
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            kernel: self.kernel,
+            bits,
+            weight: w,
+            s_w: self.q_w.scales(),
+            s_in: self.q_in.scales()[0],
+            s_out: self.q_out.scales()[0],
+        })
+    }
+
     /// One weight scale per output channel instead of one per tensor.
     pub fn with_per_channel_weights(mut self, on: bool) -> Conv2d {
         let p = self.precision;

@@ -88,3 +88,34 @@ fn integer_winograd_matches_fake_quantized_training_forward() {
     check(6, false, PointSet::Paper, false);
     check(4, true, PointSet::Default, true);
 }
+
+#[test]
+fn integer_im2row_matches_fake_quantized_training_forward() {
+    use winq_kernels::int8::conv::Im2rowI8;
+    use winq_nn::Conv2d;
+    for (r, per_channel) in [(3, false), (1, false), (3, true)] {
+        let (n, c, k, h, w) = (2, 7, 9, 10, 11);
+        let wt = xavier_uniform(k, c, r, &mut ChaCha8Rng::seed_from_u64(2));
+        let mut l = Conv2d::new(c, k, r, Precision::Int(8), wt).with_per_channel_weights(per_channel);
+        let relu = |t: Tensor| Tensor::from_vec(&t.shape, t.data.iter().map(|v| v.max(0.0)).collect());
+        for s in 0..3 {
+            l.forward(&relu(random_tensor(&[n, c, h, w], 30 + s)), Mode::Train);
+        }
+        let x = relu(random_tensor(&[n, c, h, w], 40));
+        let y_ref = l.forward(&x, Mode::Eval);
+        let e = l.export().unwrap();
+        let qw = codes(&e.weight, &e.s_w, if e.s_w.len() > 1 { k } else { 1 });
+        let engine = Im2rowI8::new(&qw, c, k, r, e.s_in, &e.s_w, e.s_out);
+        let qy = engine.forward(&codes(&x.data, &[e.s_in], 1), n, h, w);
+        let exact = qy
+            .iter()
+            .zip(&y_ref.data)
+            .filter(|(&q, &r)| (r as f64 / e.s_out).round() as i32 == q as i32)
+            .count();
+        assert!(
+            exact * 1000 >= qy.len() * 995,
+            "r{r} per_channel={per_channel}: {exact}/{} identical",
+            qy.len()
+        );
+    }
+}

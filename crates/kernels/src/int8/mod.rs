@@ -10,6 +10,7 @@
 //! Paths: `x86::vnni` (AVX-512 VNNI), and a portable path compiled per ISA by `multiversion!`
 //! (scalar, AVX2). `WINQ_ISA` caps the choice; every path is tested against `reference`.
 
+pub mod conv;
 pub mod winograd;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -1,0 +1,82 @@
+//! INT8 im2row convolution (r×r, stride 1, "same" padding; r = 1 or 3): input codes are
+//! lowered straight into the GEMM's packed layout, multiplied by the packed weight codes with
+//! int32 accumulation, and requantized to the output scale (round half to even).
+
+use super::{gemm, PackedW, PackedX};
+
+/// A layer ready to run.
+pub struct Im2rowI8 {
+    pub c: usize,
+    pub k: usize,
+    pub r: usize,
+    w: PackedW,
+    /// s_in · s_w[k] / s_out per output channel: one accumulator step in output codes.
+    mul: Vec<f64>,
+}
+
+impl Im2rowI8 {
+    /// `qw` are weight codes [K, C, r, r]; scales of input, weights (one, or one per output
+    /// channel) and output.
+    pub fn new(qw: &[i8], c: usize, k: usize, r: usize, s_in: f64, s_w: &[f64], s_out: f64) -> Im2rowI8 {
+        assert!(r % 2 == 1, "same padding needs an odd kernel");
+        assert_eq!(qw.len(), k * c * r * r, "weights must be [K, C, r, r]");
+        assert!(
+            s_w.len() == 1 || s_w.len() == k,
+            "one weight scale or one per output channel"
+        );
+        let mul = (0..k)
+            .map(|i| s_in * s_w[if s_w.len() == 1 { 0 } else { i }] / s_out)
+            .collect();
+        Im2rowI8 {
+            c,
+            k,
+            r,
+            w: PackedW::new(qw, k, c * r * r),
+            mul,
+        }
+    }
+
+    /// Output codes N×K×H×W for input codes N×C×H×W.
+    pub fn forward(&self, x: &[i8], n: usize, h: usize, w: usize) -> Vec<i8> {
+        let (c, k, r) = (self.c, self.k, self.r);
+        assert_eq!(x.len(), n * c * h * w, "input must be N×C×H×W");
+        let p = (r - 1) / 2;
+        let hw = h * w;
+        let mut y = vec![0i8; n * k * hw];
+        let mut acc = vec![0i32; k * hw];
+        for ni in 0..n {
+            // Rows (c, u, v) of the lowered matrix, columns the output pixels.
+            let mut xp = PackedX::zeros(c * r * r, hw);
+            for ci in 0..c {
+                let plane = &x[(ni * c + ci) * hw..][..hw];
+                for u in 0..r {
+                    for v in 0..r {
+                        let row = (ci * r + u) * r + v;
+                        for i in 0..h {
+                            let Some(si) = (i + u).checked_sub(p).filter(|&s| s < h) else {
+                                continue;
+                            };
+                            for j in 0..w {
+                                if let Some(sj) = (j + v).checked_sub(p).filter(|&s| s < w) {
+                                    xp.set(row, i * w + j, plane[si * w + sj]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            gemm(&self.w, &xp, &mut acc, hw);
+            for (ko, (orow, arow)) in y[ni * k * hw..(ni + 1) * k * hw]
+                .chunks_mut(hw)
+                .zip(acc.chunks(hw))
+                .enumerate()
+            {
+                let mul = self.mul[ko];
+                for (o, &a) in orow.iter_mut().zip(arow) {
+                    *o = (a as f64 * mul).round_ties_even().clamp(-128.0, 127.0) as i8;
+                }
+            }
+        }
+        y
+    }
+}
