@@ -44,27 +44,33 @@ impl Im2rowI8 {
         let hw = h * w;
         let mut y = vec![0i8; n * k * hw];
         let mut acc = vec![0i32; k * hw];
+        let taps = c * r * r;
+        let mut cols = vec![0i8; taps * hw];
+        let mut xp = PackedX::zeros(taps, hw);
         for ni in 0..n {
-            // Rows (c, u, v) of the lowered matrix, columns the output pixels.
-            let mut xp = PackedX::zeros(c * r * r, hw);
+            // The lowered matrix (rows (c, u, v), columns output pixels), row by row copies.
             for ci in 0..c {
                 let plane = &x[(ni * c + ci) * hw..][..hw];
                 for u in 0..r {
                     for v in 0..r {
-                        let row = (ci * r + u) * r + v;
+                        let row = &mut cols[((ci * r + u) * r + v) * hw..][..hw];
+                        let (j0, j1) = (p.saturating_sub(v), (w + p).saturating_sub(v).min(w));
                         for i in 0..h {
-                            let Some(si) = (i + u).checked_sub(p).filter(|&s| s < h) else {
-                                continue;
-                            };
-                            for j in 0..w {
-                                if let Some(sj) = (j + v).checked_sub(p).filter(|&s| s < w) {
-                                    xp.set(row, i * w + j, plane[si * w + sj]);
+                            let out = &mut row[i * w..(i + 1) * w];
+                            match (i + u).checked_sub(p).filter(|&s| s < h) {
+                                Some(si) if j0 < j1 => {
+                                    out[..j0].fill(0);
+                                    out[j1..].fill(0);
+                                    let s0 = si * w + j0 + v - p;
+                                    out[j0..j1].copy_from_slice(&plane[s0..s0 + (j1 - j0)]);
                                 }
+                                _ => out.fill(0),
                             }
                         }
                     }
                 }
             }
+            xp.fill_from_rows(&cols, hw);
             gemm(&self.w, &xp, &mut acc, hw);
             for (ko, (orow, arow)) in y[ni * k * hw..(ni + 1) * k * hw]
                 .chunks_mut(hw)

@@ -90,12 +90,35 @@ impl PackedX {
     /// Packs a row-major K×N matrix whose rows are `rs` apart.
     pub fn from_rows(x: &[i8], k: usize, n: usize, rs: usize) -> PackedX {
         let mut p = PackedX::zeros(k, n);
-        for kk in 0..k {
-            for (j, &v) in x[kk * rs..kk * rs + n].iter().enumerate() {
-                p.set(kk, j, v);
+        p.fill_from_rows(x, rs);
+        p
+    }
+
+    /// Overwrites the packed matrix from row-major rows `rs` apart (K rows of N codes), four
+    /// rows at a time so every write is a contiguous 4-byte group.
+    pub fn fill_from_rows(&mut self, x: &[i8], rs: usize) {
+        let (k, n) = (self.k, self.n);
+        for q in 0..self.kp / 4 {
+            let rows: [Option<&[i8]>; 4] =
+                std::array::from_fn(|r| (4 * q + r < k).then(|| &x[(4 * q + r) * rs..(4 * q + r) * rs + n]));
+            for j0 in (0..self.np).step_by(PANEL) {
+                let pw = self.panel_width(j0);
+                let base = j0 * self.kp + q * pw * 4;
+                let dst = &mut self.data[base..base + pw * 4];
+                let cols = n.saturating_sub(j0).min(pw);
+                for (r, row) in rows.iter().enumerate() {
+                    match row {
+                        // i8 → u8 with +128 is flipping the sign bit.
+                        Some(row) => {
+                            for (d, &v) in dst.chunks_exact_mut(4).zip(&row[j0..j0 + cols]) {
+                                d[r] = (v as u8) ^ 0x80;
+                            }
+                        }
+                        None => dst.chunks_exact_mut(4).take(cols).for_each(|d| d[r] = 0x80),
+                    }
+                }
             }
         }
-        p
     }
 
     /// Width of the panel starting at column j0.
