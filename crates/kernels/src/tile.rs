@@ -58,6 +58,53 @@ multiversion! {
 }
 
 multiversion! {
+    /// `sandwich_lanes` in exact integer arithmetic (the INT8 engine's input transform):
+    /// out = L·X·Lᵀ per lane with i32 codes.
+    pub fn sandwich_lanes_i32 / sandwich_lanes_i32_isa(
+        l: &[i32],
+        a: usize,
+        b: usize,
+        x: &[i32],
+        x_rs: usize,
+        out: &mut [i32],
+        out_rs: usize,
+        lanes: usize,
+        tmp: &mut [i32],
+    ) {
+        for i in 0..a {
+            for q in 0..b {
+                let t = &mut tmp[(i * b + q) * lanes..][..lanes];
+                t.fill(0);
+                for p in 0..b {
+                    let lv = l[i * b + p];
+                    if lv != 0 {
+                        let xr = &x[(p * b + q) * x_rs..][..lanes];
+                        for (o, v) in t.iter_mut().zip(xr) {
+                            *o += lv * v;
+                        }
+                    }
+                }
+            }
+        }
+        for i in 0..a {
+            for j in 0..a {
+                let o = &mut out[(i * a + j) * out_rs..][..lanes];
+                o.fill(0);
+                for q in 0..b {
+                    let lv = l[j * b + q];
+                    if lv != 0 {
+                        let tr = &tmp[(i * b + q) * lanes..][..lanes];
+                        for (o, v) in o.iter_mut().zip(tr) {
+                            *o += lv * v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
     /// dL (a×b) += Σ_lanes dOutᵀ·(L·X) + dOut·(L·Xᵀ): the gradient of out = L·X·Lᵀ with
     /// respect to L, summed over lanes. X rows as in `sandwich_lanes`; dOut (a×a) rows
     /// `d_rs` apart. `tmp` holds a·b·lanes values.
@@ -167,6 +214,25 @@ mod tests {
                             "{isa:?} a{a} b{b} lane {lane}: {got} vs {w}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn integer_lanes_match_f64_on_every_isa() {
+        let (a, b, lanes) = (6, 6, 21);
+        let l: Vec<i32> = (0..a * b).map(|i| (i as i32 * 37 % 255) - 127).collect();
+        let x: Vec<i32> = (0..b * b * lanes).map(|i| (i as i32 * 91 % 256) - 128).collect();
+        for isa in simd::available().iter().copied() {
+            let mut out = vec![0i32; a * a * lanes];
+            let mut tmp = vec![0i32; a * b * lanes];
+            sandwich_lanes_i32_isa(isa, &l, a, b, &x, lanes, &mut out, lanes, lanes, &mut tmp);
+            let lf: Vec<f32> = l.iter().map(|&v| v as f32).collect();
+            for lane in 0..lanes {
+                let xt: Vec<f64> = (0..b * b).map(|r| x[r * lanes + lane] as f64).collect();
+                for (r, w) in naive(&lf, a, b, &xt).iter().enumerate() {
+                    assert_eq!(out[r * lanes + lane] as f64, *w, "{isa:?}");
                 }
             }
         }

@@ -134,6 +134,22 @@ impl PackedX {
         j0 * self.kp + (kk / 4) * self.panel_width(j0) * 4 + (j - j0) * 4 + kk % 4
     }
 
+    /// Writes codes for row `kk`, columns j..j + vals.len().
+    pub fn set_run(&mut self, kk: usize, j: usize, vals: &[i8]) {
+        let mut done = 0;
+        while done < vals.len() {
+            let jj = j + done;
+            let j0 = jj / PANEL * PANEL;
+            let pw = self.panel_width(j0);
+            let take = (j0 + pw - jj).min(vals.len() - done);
+            let base = j0 * self.kp + (kk / 4) * pw * 4 + kk % 4 + (jj - j0) * 4;
+            for (i, &v) in vals[done..done + take].iter().enumerate() {
+                self.data[base + i * 4] = (v as u8) ^ 0x80;
+            }
+            done += take;
+        }
+    }
+
     #[inline]
     pub fn set(&mut self, kk: usize, j: usize, v: i8) {
         let o = self.offset(kk, j);
@@ -180,6 +196,20 @@ winq_quant::multiversion! {
             for (o, a) in c[i * ldc..i * ldc + n].iter_mut().zip(&acc) {
                 *o = a - b;
             }
+        }
+    }
+}
+
+/// Adding and subtracting 1.5·2^23 rounds an f32 below 2^22 in magnitude half to even.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+winq_quant::multiversion! {
+    /// dst = clamp(round_half_even(src · mul), -128, 127): requantization to 8-bit codes.
+    pub fn requant / requant_isa(src: &[i32], mul: f32, dst: &mut [i8]) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            let q = v as f32 * mul;
+            let q = if q < -128.0 { -128.0 } else if q > 127.0 { 127.0 } else { q };
+            *d = ((q + ROUND_MAGIC) - ROUND_MAGIC) as i8;
         }
     }
 }

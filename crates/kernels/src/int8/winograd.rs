@@ -4,7 +4,8 @@
 //! Hadamard sum, output transform with the quantized Aᵀ and requantization to the output scale,
 //! all rounding half to even as the training model's fake quantizers do.
 
-use super::{gemm, PackedW, PackedX};
+use super::{gemm, requant, PackedW, PackedX};
+use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
 
 /// Integer codes and scales of one layer (from a trained model's export).
@@ -34,12 +35,6 @@ pub struct WinogradI8 {
     u: Vec<PackedW>,
 }
 
-/// round-half-even(v) clamped to the signed 8-bit range.
-#[inline]
-fn requant(v: f64) -> i8 {
-    v.round_ties_even().clamp(-128.0, 127.0) as i8
-}
-
 fn per_tap(v: &[f64], e: usize) -> f64 {
     if v.len() == 1 {
         v[0]
@@ -66,50 +61,31 @@ impl WinogradI8 {
     }
 
     /// Output codes (scale `s_out`) of an N×C×H×W tensor of input codes (scale `s_in`).
+    /// Tiles are processed in lane blocks (tile::sandwich_lanes*), as in training.
     pub fn forward(&self, x: &[i8], n: usize, h: usize, w: usize) -> Vec<i8> {
         let s = &self.spec;
         let (c, k, m, t) = (s.c, s.k, s.m, self.t);
         assert_eq!(x.len(), n * c * h * w, "input must be N×C×H×W");
-        let (ty, tx) = (Tiling::new(h, m, 3), Tiling::new(w, m, 3));
-        let tiles = ty.tiles * tx.tiles;
-        let p = n * tiles;
-        let tt = t * t;
+        let g = Grid::new(n, h, w, m);
+        let (p, tt) = (g.p(), t * t);
 
-        // V = Bᵀ d B in i32, requantized per tap, written straight into the GEMM's packed X.
+        // V = Bᵀ d B exactly in i32, requantized per tap into the GEMM's packed operands.
         let mut xs: Vec<PackedX> = (0..tt).map(|_| PackedX::zeros(c, p)).collect();
-        let v_mul: Vec<f64> = (0..tt)
-            .map(|e| s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e))
+        let v_mul: Vec<f32> = (0..tt)
+            .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
             .collect();
-        let mut d = vec![0i32; tt];
-        let mut tmp = vec![0i32; tt];
-        for ni in 0..n {
-            for ci in 0..c {
-                let plane = &x[(ni * c + ci) * h * w..][..h * w];
-                for tile in 0..tiles {
-                    let (tyi, txi) = (tile / tx.tiles, tile % tx.tiles);
-                    for a in 0..t {
-                        let row = ty.source(h, tyi, a);
-                        for b in 0..t {
-                            d[a * t + b] = match (row, tx.source(w, txi, b)) {
-                                (Some(i), Some(j)) => plane[i * w + j] as i32,
-                                _ => 0,
-                            };
-                        }
-                    }
-                    // tmp = Bᵀ d ; v = tmp B
-                    for i in 0..t {
-                        for j in 0..t {
-                            tmp[i * t + j] = (0..t).map(|q| s.qb[i * t + q] * d[q * t + j]).sum();
-                        }
-                    }
-                    let col = ni * tiles + tile;
-                    for i in 0..t {
-                        for j in 0..t {
-                            let v: i32 = (0..t).map(|q| tmp[i * t + q] * s.qb[j * t + q]).sum();
-                            let e = i * t + j;
-                            xs[e].set(ci, col, requant(v as f64 * v_mul[e]));
-                        }
-                    }
+        let mut d = vec![0i32; tt * LANES];
+        let mut v = vec![0i32; tt * LANES];
+        let mut tmp = vec![0i32; tt * LANES];
+        let mut codes = vec![0i8; LANES];
+        for ci in 0..c {
+            for p0 in (0..p).step_by(LANES) {
+                let lanes = LANES.min(p - p0);
+                g.gather_in(x, c, ci, p0, lanes, &mut d);
+                sandwich_lanes_i32(&s.qb, t, t, &d, lanes, &mut v, lanes, lanes, &mut tmp);
+                for e in 0..tt {
+                    requant(&v[e * lanes..(e + 1) * lanes], v_mul[e], &mut codes[..lanes]);
+                    xs[e].set_run(ci, p0, &codes[..lanes]);
                 }
             }
         }
@@ -120,41 +96,133 @@ impl WinogradI8 {
         for e in 0..tt {
             gemm(&self.u[e], &xs[e], &mut acc, p);
             let mul = per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e);
-            for (q, &a) in qm[e * k * p..(e + 1) * k * p].iter_mut().zip(&acc) {
-                *q = requant(a as f64 * mul);
-            }
+            requant(&acc, mul as f32, &mut qm[e * k * p..(e + 1) * k * p]);
         }
 
         // Y = Aᵀ M A per tile with each tap's scale, cropped, requantized to s_out.
+        let qa: Vec<f32> = s.qa.iter().map(|&v| v as f32).collect();
+        let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
+        let out_mul = (s.s_a * s.s_a / s.s_out) as f32;
         let mut y = vec![0i8; n * k * h * w];
-        let mut mt = vec![0f64; tt];
-        let mut tmp = vec![0f64; m * t];
-        let out_mul = s.s_a * s.s_a / s.s_out;
-        for ni in 0..n {
-            for ko in 0..k {
-                let plane = &mut y[(ni * k + ko) * h * w..][..h * w];
-                for tile in 0..tiles {
-                    let col = ni * tiles + tile;
-                    for e in 0..tt {
-                        mt[e] = qm[(e * k + ko) * p + col] as f64 * per_tap(&s.s_m, e);
+        let mut mt = vec![0f32; tt * LANES];
+        let mut yt = vec![0f32; m * m * LANES];
+        let mut tmpf = vec![0f32; m * t * LANES];
+        for ko in 0..k {
+            for p0 in (0..p).step_by(LANES) {
+                let lanes = LANES.min(p - p0);
+                for e in 0..tt {
+                    let src = &qm[(e * k + ko) * p + p0..][..lanes];
+                    for (dst, &q) in mt[e * lanes..(e + 1) * lanes].iter_mut().zip(src) {
+                        *dst = q as f32 * s_m[e];
                     }
-                    for i in 0..m {
-                        for j in 0..t {
-                            tmp[i * t + j] = (0..t).map(|q| s.qa[i * t + q] as f64 * mt[q * t + j]).sum();
-                        }
-                    }
-                    let (tyi, txi) = (tile / tx.tiles, tile % tx.tiles);
-                    for a in 0..m {
-                        let Some(i) = ty.target(h, tyi, a) else { continue };
-                        for b in 0..m {
-                            let Some(j) = tx.target(w, txi, b) else { continue };
-                            let v: f64 = (0..t).map(|q| tmp[a * t + q] * s.qa[b * t + q] as f64).sum();
-                            plane[i * w + j] = requant(v * out_mul);
-                        }
+                }
+                sandwich_lanes(&qa, m, t, &mt, lanes, &mut yt, lanes, lanes, &mut tmpf);
+                g.scatter_out(&yt, out_mul, p0, lanes, &mut y, k, ko);
+            }
+        }
+        y
+    }
+}
+
+/// Tiles processed together by the lane-wise transforms.
+const LANES: usize = 256;
+
+/// Tiling of one forward with per-tile index tables (-1: padding or cropped).
+struct Grid {
+    n: usize,
+    h: usize,
+    w: usize,
+    m: usize,
+    t: usize,
+    tiles_x: usize,
+    tiles: usize,
+    rows_in: Vec<i32>,
+    cols_in: Vec<i32>,
+    rows_out: Vec<i32>,
+    cols_out: Vec<i32>,
+}
+
+fn table(
+    tl: &Tiling,
+    size: usize,
+    len: usize,
+    f: fn(&Tiling, usize, usize, usize) -> Option<usize>,
+) -> Vec<i32> {
+    (0..tl.tiles)
+        .flat_map(|i| (0..len).map(move |a| f(tl, size, i, a).map_or(-1, |v| v as i32)))
+        .collect()
+}
+
+impl Grid {
+    fn new(n: usize, h: usize, w: usize, m: usize) -> Grid {
+        let (ty, tx) = (Tiling::new(h, m, 3), Tiling::new(w, m, 3));
+        let t = m + 2;
+        Grid {
+            n,
+            h,
+            w,
+            m,
+            t,
+            tiles_x: tx.tiles,
+            tiles: ty.tiles * tx.tiles,
+            rows_in: table(&ty, h, t, Tiling::source),
+            cols_in: table(&tx, w, t, Tiling::source),
+            rows_out: table(&ty, h, m, Tiling::target),
+            cols_out: table(&tx, w, m, Tiling::target),
+        }
+    }
+
+    fn p(&self) -> usize {
+        self.n * self.tiles
+    }
+
+    fn locate(&self, p: usize) -> (usize, usize, usize) {
+        let (ni, tile) = (p / self.tiles, p % self.tiles);
+        (ni, tile / self.tiles_x, tile % self.tiles_x)
+    }
+
+    /// Input windows of columns p0.. of channel ci, lane-wise into d [t][t][lanes].
+    fn gather_in(&self, x: &[i8], c: usize, ci: usize, p0: usize, lanes: usize, d: &mut [i32]) {
+        let (h, w, t) = (self.h, self.w, self.t);
+        for lane in 0..lanes {
+            let (ni, tyi, txi) = self.locate(p0 + lane);
+            let plane = &x[(ni * c + ci) * h * w..][..h * w];
+            let cols = &self.cols_in[txi * t..][..t];
+            for (a, &i) in self.rows_in[tyi * t..][..t].iter().enumerate() {
+                let dst = &mut d[a * t * lanes + lane..];
+                if i < 0 {
+                    (0..t).for_each(|b| dst[b * lanes] = 0);
+                    continue;
+                }
+                let row = &plane[i as usize * w..][..w];
+                for (b, &j) in cols.iter().enumerate() {
+                    dst[b * lanes] = if j < 0 { 0 } else { row[j as usize] as i32 };
+                }
+            }
+        }
+    }
+
+    /// Requantizes lane-wise output tiles and writes them, cropped, into channel ko of y.
+    #[allow(clippy::too_many_arguments)]
+    fn scatter_out(&self, yt: &[f32], mul: f32, p0: usize, lanes: usize, y: &mut [i8], k: usize, ko: usize) {
+        let (h, w, m) = (self.h, self.w, self.m);
+        for lane in 0..lanes {
+            let (ni, tyi, txi) = self.locate(p0 + lane);
+            let plane = &mut y[(ni * k + ko) * h * w..][..h * w];
+            let cols = &self.cols_out[txi * m..][..m];
+            for (a, &i) in self.rows_out[tyi * m..][..m].iter().enumerate() {
+                if i < 0 {
+                    continue;
+                }
+                for (b, &j) in cols.iter().enumerate() {
+                    if j >= 0 {
+                        let v = (yt[(a * m + b) * lanes + lane] * mul)
+                            .round_ties_even()
+                            .clamp(-128.0, 127.0);
+                        plane[i as usize * w + j as usize] = v as i8;
                     }
                 }
             }
         }
-        y
     }
 }
