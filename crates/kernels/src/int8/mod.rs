@@ -208,7 +208,7 @@ winq_quant::multiversion! {
     pub fn requant / requant_isa(src: &[i32], mul: f32, dst: &mut [i8]) {
         for (d, &v) in dst.iter_mut().zip(src) {
             let q = v as f32 * mul;
-            let q = if q < -128.0 { -128.0 } else if q > 127.0 { 127.0 } else { q };
+            let q = q.clamp(-128.0, 127.0);
             *d = ((q + ROUND_MAGIC) - ROUND_MAGIC) as i8;
         }
     }
