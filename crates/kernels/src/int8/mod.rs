@@ -304,6 +304,37 @@ mod tests {
     }
 
     #[test]
+    fn requant_paths_round_half_even_and_saturate() {
+        let src: Vec<i32> = (-3000..3000)
+            .step_by(7)
+            .chain([i32::MAX / 4, i32::MIN / 4, 5, -5, 15, -15])
+            .collect();
+        for mul in [0.1f32, 0.05, 1.0, 0.0371] {
+            let want: Vec<i8> = src
+                .iter()
+                .map(|&v| (v as f32 * mul).round_ties_even().clamp(-128.0, 127.0) as i8)
+                .collect();
+            for &isa in simd::available() {
+                let mut got = vec![0i8; src.len()];
+                requant_isa(isa, &src, mul, &mut got);
+                assert_eq!(got, want, "{isa:?} mul {mul}");
+            }
+        }
+    }
+
+    #[test]
+    fn set_run_matches_set() {
+        let mut a = PackedX::zeros(9, 150);
+        let mut b = PackedX::zeros(9, 150);
+        let vals: Vec<i8> = (0..140).map(|v| (v * 13 % 256) as u8 as i8).collect();
+        a.set_run(5, 7, &vals);
+        for (i, &v) in vals.iter().enumerate() {
+            b.set(5, 7 + i, v);
+        }
+        assert_eq!(a, b);
+    }
+
+    #[test]
     fn set_matches_from_rows() {
         let x: Vec<i8> = (0..7 * 19).map(|v| (v * 37 % 256) as u8 as i8).collect();
         let a = PackedX::from_rows(&x, 7, 19, 19);
