@@ -28,12 +28,18 @@ pub struct WinogradSpec {
     pub s_out: f64,
 }
 
-/// A layer ready to run: weights packed per tap.
+/// A layer ready to run: weights packed per tap, both as the GEMM's left operand (many tiles:
+/// M[e] = U[e]·V[e], tiles in vector lanes) and as its right operand (few tiles, e.g. batch 1
+/// on 8x8 maps: Mᵀ[e] = V[e]ᵀ·U[e]ᵀ, output channels in vector lanes, no padding waste).
 pub struct WinogradI8 {
     spec: WinogradSpec,
     t: usize,
     u: Vec<PackedW>,
+    ut: Vec<PackedX>,
 }
+
+/// Below this many tiles the transposed product is used.
+const FEW_TILES: usize = 32;
 
 fn per_tap(v: &[f64], e: usize) -> f64 {
     if v.len() == 1 {
@@ -53,7 +59,11 @@ impl WinogradI8 {
         let u = (0..t * t)
             .map(|e| PackedW::new(&spec.qu[e * k * c..(e + 1) * k * c], k, c))
             .collect();
-        WinogradI8 { spec, t, u }
+        // U[e]ᵀ (C×K): column k of U[e] as row-major rows c.
+        let ut = (0..t * t)
+            .map(|e| PackedX::from_rows(&transpose_i8(&spec.qu[e * k * c..(e + 1) * k * c], k, c), c, k, k))
+            .collect();
+        WinogradI8 { spec, t, u, ut }
     }
 
     pub fn spec(&self) -> &WinogradSpec {
@@ -69,8 +79,15 @@ impl WinogradI8 {
         let g = Grid::new(n, h, w, m);
         let (p, tt) = (g.p(), t * t);
 
-        // V = Bᵀ d B exactly in i32, requantized per tap into the GEMM's packed operands.
-        let mut xs: Vec<PackedX> = (0..tt).map(|_| PackedX::zeros(c, p)).collect();
+        let few = p < FEW_TILES;
+        // V = Bᵀ d B exactly in i32, requantized per tap into the GEMM's packed operands
+        // (or, with few tiles, into Vᵀ rows [T][P][C] for the transposed product).
+        let mut xs: Vec<PackedX> = if few {
+            Vec::new()
+        } else {
+            (0..tt).map(|_| PackedX::zeros(c, p)).collect()
+        };
+        let mut vt = if few { vec![0i8; tt * p * c] } else { Vec::new() };
         let v_mul: Vec<f32> = (0..tt)
             .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
             .collect();
@@ -85,7 +102,13 @@ impl WinogradI8 {
                 sandwich_lanes_i32(&s.qb, t, t, &d, lanes, &mut v, lanes, lanes, &mut tmp);
                 for e in 0..tt {
                     requant(&v[e * lanes..(e + 1) * lanes], v_mul[e], &mut codes[..lanes]);
-                    xs[e].set_run(ci, p0, &codes[..lanes]);
+                    if few {
+                        for (lane, &q) in codes[..lanes].iter().enumerate() {
+                            vt[(e * p + p0 + lane) * c + ci] = q;
+                        }
+                    } else {
+                        xs[e].set_run(ci, p0, &codes[..lanes]);
+                    }
                 }
             }
         }
@@ -93,10 +116,22 @@ impl WinogradI8 {
         // Per tap: M[e] = U[e] (K×C) · V[e] (C×P) in i32, requantized.
         let mut qm = vec![0i8; tt * k * p];
         let mut acc = vec![0i32; k * p];
+        let mut qmt = vec![0i8; if few { k * p } else { 0 }];
         for e in 0..tt {
-            gemm(&self.u[e], &xs[e], &mut acc, p);
-            let mul = per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e);
-            requant(&acc, mul as f32, &mut qm[e * k * p..(e + 1) * k * p]);
+            let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
+            if few {
+                let vw = PackedW::new(&vt[e * p * c..(e + 1) * p * c], p, c);
+                gemm(&vw, &self.ut[e], &mut acc, k);
+                requant(&acc, mul, &mut qmt);
+                for (pi, row) in qmt.chunks(k).enumerate() {
+                    for (ko, &q) in row.iter().enumerate() {
+                        qm[(e * k + ko) * p + pi] = q;
+                    }
+                }
+            } else {
+                gemm(&self.u[e], &xs[e], &mut acc, p);
+                requant(&acc, mul, &mut qm[e * k * p..(e + 1) * k * p]);
+            }
         }
 
         // Y = Aᵀ M A per tile with each tap's scale, cropped, requantized to s_out.
@@ -122,6 +157,16 @@ impl WinogradI8 {
         }
         y
     }
+}
+
+fn transpose_i8(x: &[i8], r: usize, c: usize) -> Vec<i8> {
+    let mut out = vec![0i8; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = x[i * c + j];
+        }
+    }
+    out
 }
 
 /// Tiles processed together by the lane-wise transforms.
