@@ -80,58 +80,45 @@ impl WinogradI8 {
         let (p, tt) = (g.p(), t * t);
 
         let few = p < FEW_TILES;
-        // V = Bᵀ d B exactly in i32, requantized per tap into the GEMM's packed operands
-        // (or, with few tiles, into Vᵀ rows [T][P][C] for the transposed product).
-        let mut xs: Vec<PackedX> = if few {
-            Vec::new()
-        } else {
-            (0..tt).map(|_| PackedX::zeros(c, p)).collect()
-        };
-        let mut vt = if few { vec![0i8; tt * p * c] } else { Vec::new() };
+        // Lanes enumerate (tile, channel) pairs. With many tiles they run channel-major, so V[e]
+        // is X = C×P for M[e] = U[e]·V[e]; with few tiles tile-major, so V[e] is Vᵀ = P×C for
+        // Mᵀ[e] = Vᵀ[e]·U[e]ᵀ and lanes stay long even for one 8x8 image.
+        let decode = |l: usize, ch: usize| if few { (l / ch, l % ch) } else { (l % p, l / p) };
+
+        // V = Bᵀ d B exactly in i32, requantized per tap: vq [T][C·P] in lane order.
         let v_mul: Vec<f32> = (0..tt)
             .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
             .collect();
+        let (cp, kp) = (c * p, k * p);
+        let mut vq = vec![0i8; tt * cp];
         let mut d = vec![0i32; tt * LANES];
         let mut v = vec![0i32; tt * LANES];
         let mut tmp = vec![0i32; tt * LANES];
-        let mut codes = vec![0i8; LANES];
-        for ci in 0..c {
-            for p0 in (0..p).step_by(LANES) {
-                let lanes = LANES.min(p - p0);
-                g.gather_in(x, c, ci, p0, lanes, &mut d);
-                sandwich_lanes_i32(&s.qb, t, t, &d, lanes, &mut v, lanes, lanes, &mut tmp);
-                for e in 0..tt {
-                    requant(&v[e * lanes..(e + 1) * lanes], v_mul[e], &mut codes[..lanes]);
-                    if few {
-                        for (lane, &q) in codes[..lanes].iter().enumerate() {
-                            vt[(e * p + p0 + lane) * c + ci] = q;
-                        }
-                    } else {
-                        xs[e].set_run(ci, p0, &codes[..lanes]);
-                    }
-                }
+        for l0 in (0..cp).step_by(LANES) {
+            let lanes = LANES.min(cp - l0);
+            g.gather_in(x, c, l0, lanes, |l| decode(l, c), &mut d);
+            sandwich_lanes_i32(&s.qb, t, t, &d, lanes, &mut v, lanes, lanes, &mut tmp);
+            for e in 0..tt {
+                requant(
+                    &v[e * lanes..(e + 1) * lanes],
+                    v_mul[e],
+                    &mut vq[e * cp + l0..e * cp + l0 + lanes],
+                );
             }
         }
 
-        // Per tap: M[e] = U[e] (K×C) · V[e] (C×P) in i32, requantized.
-        let mut qm = vec![0i8; tt * k * p];
-        let mut acc = vec![0i32; k * p];
-        let mut qmt = vec![0i8; if few { k * p } else { 0 }];
+        // Per tap: the channel sum as one INT8 GEMM, requantized: qm [T][K·P] in lane order.
+        let mut qm = vec![0i8; tt * kp];
+        let mut acc = vec![0i32; kp];
         for e in 0..tt {
             let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
+            let ve = &vq[e * cp..(e + 1) * cp];
             if few {
-                let vw = PackedW::new(&vt[e * p * c..(e + 1) * p * c], p, c);
-                gemm(&vw, &self.ut[e], &mut acc, k);
-                requant(&acc, mul, &mut qmt);
-                for (pi, row) in qmt.chunks(k).enumerate() {
-                    for (ko, &q) in row.iter().enumerate() {
-                        qm[(e * k + ko) * p + pi] = q;
-                    }
-                }
+                gemm(&PackedW::new(ve, p, c), &self.ut[e], &mut acc, k);
             } else {
-                gemm(&self.u[e], &xs[e], &mut acc, p);
-                requant(&acc, mul, &mut qm[e * k * p..(e + 1) * k * p]);
+                gemm(&self.u[e], &PackedX::from_rows(ve, c, p, p), &mut acc, p);
             }
+            requant(&acc, mul, &mut qm[e * kp..(e + 1) * kp]);
         }
 
         // Y = Aᵀ M A per tile with each tap's scale, cropped, requantized to s_out.
@@ -142,18 +129,16 @@ impl WinogradI8 {
         let mut mt = vec![0f32; tt * LANES];
         let mut yt = vec![0f32; m * m * LANES];
         let mut tmpf = vec![0f32; m * t * LANES];
-        for ko in 0..k {
-            for p0 in (0..p).step_by(LANES) {
-                let lanes = LANES.min(p - p0);
-                for e in 0..tt {
-                    let src = &qm[(e * k + ko) * p + p0..][..lanes];
-                    for (dst, &q) in mt[e * lanes..(e + 1) * lanes].iter_mut().zip(src) {
-                        *dst = q as f32 * s_m[e];
-                    }
+        for l0 in (0..kp).step_by(LANES) {
+            let lanes = LANES.min(kp - l0);
+            for e in 0..tt {
+                let src = &qm[e * kp + l0..][..lanes];
+                for (dst, &q) in mt[e * lanes..(e + 1) * lanes].iter_mut().zip(src) {
+                    *dst = q as f32 * s_m[e];
                 }
-                sandwich_lanes(&qa, m, t, &mt, lanes, &mut yt, lanes, lanes, &mut tmpf);
-                g.scatter_out(&yt, out_mul, p0, lanes, &mut y, k, ko);
             }
+            sandwich_lanes(&qa, m, t, &mt, lanes, &mut yt, lanes, lanes, &mut tmpf);
+            g.scatter_out(&yt, out_mul, l0, lanes, |l| decode(l, k), &mut y, k);
         }
         y
     }
@@ -226,11 +211,21 @@ impl Grid {
         (ni, tile / self.tiles_x, tile % self.tiles_x)
     }
 
-    /// Input windows of columns p0.. of channel ci, lane-wise into d [t][t][lanes].
-    fn gather_in(&self, x: &[i8], c: usize, ci: usize, p0: usize, lanes: usize, d: &mut [i32]) {
+    /// Input windows of lanes l0.. (each a (column, channel) pair given by `decode`),
+    /// lane-wise into d [t][t][lanes].
+    fn gather_in(
+        &self,
+        x: &[i8],
+        c: usize,
+        l0: usize,
+        lanes: usize,
+        decode: impl Fn(usize) -> (usize, usize),
+        d: &mut [i32],
+    ) {
         let (h, w, t) = (self.h, self.w, self.t);
         for lane in 0..lanes {
-            let (ni, tyi, txi) = self.locate(p0 + lane);
+            let (p, ci) = decode(l0 + lane);
+            let (ni, tyi, txi) = self.locate(p);
             let plane = &x[(ni * c + ci) * h * w..][..h * w];
             let cols = &self.cols_in[txi * t..][..t];
             for (a, &i) in self.rows_in[tyi * t..][..t].iter().enumerate() {
@@ -247,12 +242,23 @@ impl Grid {
         }
     }
 
-    /// Requantizes lane-wise output tiles and writes them, cropped, into channel ko of y.
+    /// Requantizes lane-wise output tiles (lanes are (column, output channel) pairs given by
+    /// `decode`) and writes them, cropped, into y.
     #[allow(clippy::too_many_arguments)]
-    fn scatter_out(&self, yt: &[f32], mul: f32, p0: usize, lanes: usize, y: &mut [i8], k: usize, ko: usize) {
+    fn scatter_out(
+        &self,
+        yt: &[f32],
+        mul: f32,
+        l0: usize,
+        lanes: usize,
+        decode: impl Fn(usize) -> (usize, usize),
+        y: &mut [i8],
+        k: usize,
+    ) {
         let (h, w, m) = (self.h, self.w, self.m);
         for lane in 0..lanes {
-            let (ni, tyi, txi) = self.locate(p0 + lane);
+            let (p, ko) = decode(l0 + lane);
+            let (ni, tyi, txi) = self.locate(p);
             let plane = &mut y[(ni * k + ko) * h * w..][..h * w];
             let cols = &self.cols_out[txi * m..][..m];
             for (a, &i) in self.rows_out[tyi * m..][..m].iter().enumerate() {
