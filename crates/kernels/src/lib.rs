@@ -2,6 +2,7 @@
 //! every fast kernel and every later test is compared against.
 
 pub mod gemm;
+pub mod im2col;
 pub mod int8;
 pub mod reference;
 mod shape;

@@ -73,6 +73,10 @@ impl Layer for Relu {
         dx
     }
 
+    fn export(&mut self) -> Result<crate::export::Op, String> {
+        Ok(crate::export::Op::Relu)
+    }
+
     fn describe(&self) -> String {
         "ReLU".into()
     }

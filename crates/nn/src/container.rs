@@ -68,6 +68,15 @@ impl Layer for Sequential {
         format!("Sequential({})", self.layers.len())
     }
 
+    fn export(&mut self) -> Result<crate::export::Op, String> {
+        let ops = self
+            .layers
+            .iter_mut()
+            .map(|(_, l)| l.export())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::export::Op::Seq(ops))
+    }
+
     fn children(&self) -> Vec<(String, &dyn Layer)> {
         self.layers
             .iter()
@@ -125,6 +134,21 @@ impl Layer for Residual {
 
     fn describe(&self) -> String {
         "Residual".into()
+    }
+
+    fn export(&mut self) -> Result<crate::export::Op, String> {
+        let body = match self.body.export()? {
+            crate::export::Op::Seq(v) => v,
+            other => vec![other],
+        };
+        let shortcut = match &mut self.shortcut {
+            Some(s) => match s.export()? {
+                crate::export::Op::Seq(v) => Some(v),
+                other => Some(vec![other]),
+            },
+            None => None,
+        };
+        Ok(crate::export::Op::Residual { body, shortcut })
     }
 
     fn children(&self) -> Vec<(String, &dyn Layer)> {

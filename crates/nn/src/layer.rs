@@ -52,6 +52,10 @@ pub trait Layer: Send {
     fn visit_buffers(&mut self, _prefix: &str, _f: BufferVisitor) {}
     /// One line for the model summary: kind and configuration.
     fn describe(&self) -> String;
+    /// The operation the deploy engine runs for this layer (eval behaviour).
+    fn export(&mut self) -> Result<crate::export::Op, String> {
+        Err(format!("{} cannot be exported", self.describe()))
+    }
     /// Sub-layers, for summaries (containers override).
     fn children(&self) -> Vec<(String, &dyn Layer)> {
         Vec::new()

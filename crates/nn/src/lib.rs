@@ -4,6 +4,7 @@
 pub mod act;
 pub mod container;
 pub mod conv;
+pub mod export;
 pub mod gradcheck;
 pub mod layer;
 pub mod linear;

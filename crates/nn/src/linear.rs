@@ -142,6 +142,15 @@ impl Layer for Linear {
         f(&path(prefix, "bias"), &mut self.bias);
     }
 
+    fn export(&mut self) -> Result<crate::export::Op, String> {
+        Ok(crate::export::Op::Linear {
+            inputs: self.in_features,
+            outputs: self.out_features,
+            weight: self.weight.value.data.clone(),
+            bias: self.bias.value.data.clone(),
+        })
+    }
+
     fn describe(&self) -> String {
         format!("Linear({} -> {})", self.in_features, self.out_features)
     }

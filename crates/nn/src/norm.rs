@@ -234,6 +234,27 @@ impl Layer for BatchNorm2d {
         f(&path(prefix, "running_var"), Buffer::F32(&mut self.running_var));
     }
 
+    fn export(&mut self) -> Result<crate::export::Op, String> {
+        // Exactly the eval path above: scale = γ·invstd with invstd computed in f64.
+        let invstd = self
+            .running_var
+            .iter()
+            .map(|&v| (1.0 / (v as f64 + self.eps as f64).sqrt()) as f32);
+        let scale = self
+            .weight
+            .value
+            .data
+            .iter()
+            .zip(invstd)
+            .map(|(g, s)| g * s)
+            .collect();
+        Ok(crate::export::Op::BatchNorm {
+            mean: self.running_mean.clone(),
+            scale,
+            bias: self.bias.value.data.clone(),
+        })
+    }
+
     fn describe(&self) -> String {
         format!(
             "BatchNorm2d({}, eps={:e}, momentum={})",

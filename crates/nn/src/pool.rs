@@ -127,6 +127,10 @@ impl Layer for MaxPool2 {
         dx
     }
 
+    fn export(&mut self) -> Result<crate::export::Op, String> {
+        Ok(crate::export::Op::MaxPool2)
+    }
+
     fn describe(&self) -> String {
         "MaxPool2(2x2, stride 2)".into()
     }
@@ -179,6 +183,10 @@ impl Layer for GlobalAvgPool {
         let gd = &grad.data;
         planes(&mut dx.data, hw, |p, dp| dp.fill(gd[p] * inv));
         dx
+    }
+
+    fn export(&mut self) -> Result<crate::export::Op, String> {
+        Ok(crate::export::Op::GlobalAvgPool)
     }
 
     fn describe(&self) -> String {

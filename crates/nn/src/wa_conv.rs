@@ -654,6 +654,24 @@ impl Layer for WinogradConv2d {
         }
     }
 
+    fn export(&mut self) -> Result<crate::export::Op, String> {
+        match WinogradConv2d::export(self) {
+            Some(e) if e.bits <= 8 => Ok(crate::export::Op::WinogradI8(e)),
+            Some(e) => Err(format!(
+                "{}: the engine runs INT8 and FP32, not INT{}",
+                self.describe(),
+                e.bits
+            )),
+            // An unquantized Winograd layer computes the convolution itself.
+            None => Ok(crate::export::Op::ConvF32 {
+                c: self.in_channels,
+                k: self.out_channels,
+                r: 3,
+                weight: self.weight.value.data.clone(),
+            }),
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
             "conv3x3 F{} {} {}->{} {} (points {})",

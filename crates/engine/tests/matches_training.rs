@@ -1,0 +1,130 @@
+//! Whole networks: the engine's logits equal the training model's eval forward (quantized
+//! stages reproduced in integers), and the predictions agree.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use winq_engine::{Act, Net};
+use winq_nn::models::{lenet, resnet18like, Algo, ConvChoice, ResNetConfig};
+use winq_nn::{
+    softmax_cross_entropy, zero_grads, Adam, Layer, Mode, Optimizer, Precision, Sequential, Tensor,
+};
+
+fn data(seed: u64, n: usize, size: usize) -> (Tensor, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let labels: Vec<usize> = (0..n).map(|_| rng.gen_range(0..10)).collect();
+    let mut x = vec![0.0f32; n * size * size];
+    for (i, &l) in labels.iter().enumerate() {
+        for p in 0..size * size {
+            let stripe = ((p / size + p % size * (l % 3)) / (1 + l / 3)) % 2;
+            x[i * size * size + p] = stripe as f32 * 1.5 - 0.5 + rng.gen_range(-0.3..0.3);
+        }
+    }
+    (Tensor::from_vec(&[n, 1, size, size], x), labels)
+}
+
+/// Trains a few steps so that BN statistics, observers and weights are non-trivial.
+fn settle(net: &mut Sequential, size: usize) {
+    let mut opt = Adam::new(4e-5).unwrap();
+    for s in 0..12 {
+        let (x, y) = data(s, 16, size);
+        let logits = net.forward(&x, Mode::Train);
+        let (_, g, _) = softmax_cross_entropy(&logits, &y).unwrap();
+        net.backward(&g);
+        opt.step(net, 3e-3);
+        zero_grads(net);
+    }
+}
+
+fn compare(mut net: Sequential, size: usize, what: &str) {
+    settle(&mut net, size);
+    let (x, _) = data(99, 32, size);
+    let want = net.forward(&x, Mode::Eval);
+    let engine = Net::compile(&net.export().unwrap()).unwrap();
+    let got = engine.forward(Act {
+        n: 32,
+        c: 1,
+        h: size,
+        w: size,
+        data: x.data.clone(),
+    });
+    assert_eq!(got.data.len(), want.data.len());
+    let scale = want.data.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    let close = got
+        .data
+        .iter()
+        .zip(&want.data)
+        .filter(|(a, b)| (**a - **b).abs() <= 1e-3 * scale)
+        .count();
+    assert!(
+        close * 1000 >= got.data.len() * 999,
+        "{what}: {close}/{} logits match",
+        got.data.len()
+    );
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .fold(0, |b, (i, x)| if *x > v[b] { i } else { b })
+    };
+    let agree = (0..32)
+        .filter(|&i| argmax(&got.data[i * 10..(i + 1) * 10]) == argmax(&want.data[i * 10..(i + 1) * 10]))
+        .count();
+    assert_eq!(agree, 32, "{what}: top-1 agrees on {agree}/32");
+}
+
+fn cfg(convs: Vec<ConvChoice>, size: usize, mult: f32) -> ResNetConfig {
+    ResNetConfig {
+        convs,
+        ..ResNetConfig::uniform(
+            1,
+            size,
+            10,
+            mult,
+            ConvChoice {
+                algo: Algo::Im2row,
+                precision: Precision::Int(8),
+            },
+        )
+    }
+}
+
+#[test]
+fn lenet_int8_variants_match() {
+    for (algo, name) in [
+        (Algo::Im2row, "im2row"),
+        (Algo::Winograd { m: 2, flex: false }, "F2 static"),
+        (Algo::Winograd { m: 4, flex: true }, "F4 flex"),
+        (Algo::Winograd { m: 6, flex: false }, "F6 static"),
+    ] {
+        let c = ConvChoice {
+            algo,
+            precision: Precision::Int(8),
+        };
+        let (net, _) = lenet(&cfg(vec![c; 2], 28, 1.0)).unwrap();
+        compare(net, 28, name);
+    }
+}
+
+#[test]
+fn resnet18like_mixed_layers_match() {
+    let choices = [
+        ConvChoice {
+            algo: Algo::Winograd { m: 4, flex: true },
+            precision: Precision::Int(8),
+        },
+        ConvChoice {
+            algo: Algo::Im2row,
+            precision: Precision::Int(8),
+        },
+        ConvChoice {
+            algo: Algo::Winograd { m: 2, flex: false },
+            precision: Precision::Int(8),
+        },
+        ConvChoice {
+            algo: Algo::Im2row,
+            precision: Precision::Fp32,
+        },
+    ];
+    let convs = (0..16).map(|i| choices[i % 4]).collect();
+    let (net, _) = resnet18like(&cfg(convs, 16, 0.125)).unwrap();
+    compare(net, 16, "resnet18like mixed");
+}

@@ -1,0 +1,58 @@
+//! Export of a trained network to the operations the deploy engine runs. Every value is taken
+//! from the layer's own eval path (quantized weights, pre-transformed Winograd weights, scales),
+//! so the engine computes what the training model's eval forward computes.
+
+use crate::conv::ConvExport;
+use crate::wa_conv::WinogradExport;
+
+/// One operation of an exported network.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// An unquantized convolution (the FP32 stem, FP32 layers): weights [K, C, r, r].
+    ConvF32 {
+        c: usize,
+        k: usize,
+        r: usize,
+        weight: Vec<f32>,
+    },
+    /// A quantized im2row convolution.
+    ConvI8(ConvExport),
+    /// A quantized Winograd-aware convolution.
+    WinogradI8(WinogradExport),
+    /// Eval BatchNorm: y = scale·(x − mean) + bias per channel.
+    BatchNorm {
+        mean: Vec<f32>,
+        scale: Vec<f32>,
+        bias: Vec<f32>,
+    },
+    Relu,
+    MaxPool2,
+    GlobalAvgPool,
+    /// y = x·Wᵀ + b, W [out, in].
+    Linear {
+        inputs: usize,
+        outputs: usize,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    },
+    Seq(Vec<Op>),
+    /// body(x) + shortcut(x) (identity when None).
+    Residual {
+        body: Vec<Op>,
+        shortcut: Option<Vec<Op>>,
+    },
+}
+
+impl Op {
+    /// Number of operations, containers included.
+    pub fn count(&self) -> usize {
+        match self {
+            Op::Seq(v) => 1 + v.iter().map(Op::count).sum::<usize>(),
+            Op::Residual { body, shortcut } => {
+                1 + body.iter().map(Op::count).sum::<usize>()
+                    + shortcut.iter().flatten().map(Op::count).sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+}
