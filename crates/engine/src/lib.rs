@@ -7,6 +7,8 @@
 //! integers, and returns code × output scale; BatchNorm, ReLU, pooling and residual adds are
 //! FP32 as in training. (Fusing BatchNorm/ReLU into requantization is the next step.)
 
+pub mod deploy;
+
 use winq_kernels::gemm::{sgemm, Op as GemmOp};
 use winq_kernels::im2col::im2col;
 use winq_kernels::int8::conv::Im2rowI8;
