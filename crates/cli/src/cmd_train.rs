@@ -122,6 +122,9 @@ pub struct EvalArgs {
     /// Dataset directory, if it moved since training.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Run the test set through the integer engine (and report agreement with training).
+    #[arg(long)]
+    engine: bool,
 }
 
 #[derive(clap::Args)]
@@ -336,6 +339,9 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     } else {
         a.path.clone()
     };
+    if a.engine {
+        return crate::cmd_engine::eval_engine(&path, a.data);
+    }
     let ck = Checkpoint::read(&path)?;
     let mut cfg = ck.config.clone();
     if let Some(d) = a.data {

@@ -1,6 +1,7 @@
 //! `winq`: the command-line front end.
 
 mod cmd_bench;
+mod cmd_engine;
 mod cmd_error;
 mod cmd_train;
 mod cmd_transforms;
@@ -49,6 +50,10 @@ enum Command {
     },
     /// Convert the authors' PyTorch ResNet18Like state_dict (as safetensors) to a winq checkpoint.
     Import(cmd_train::ImportArgs),
+    /// Turn a trained checkpoint into a deploy model (.winq) for the integer engine.
+    Export(cmd_engine::ExportArgs),
+    /// Classify images with a deploy model.
+    Run(cmd_engine::RunArgs),
     /// Speed and memory benchmarks.
     #[command(subcommand)]
     Bench(cmd_bench::Bench),
@@ -70,5 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Adapt(a) => cmd_train::adapt(a),
         Command::Plot { dir } => cmd_train::plot(dir),
         Command::Import(a) => cmd_train::import(a),
+        Command::Export(a) => cmd_engine::export(a),
+        Command::Run(a) => cmd_engine::run(a),
     }
 }

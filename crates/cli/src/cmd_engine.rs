@@ -1,0 +1,212 @@
+//! `winq export`, `winq run`, and the engine side of `winq eval --engine`.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use winq_engine::deploy::{self, ModelInfo};
+use winq_engine::{Act, Net};
+use winq_nn::Layer;
+use winq_train::checkpoint::Checkpoint;
+use winq_train::config::TrainConfig;
+use winq_train::runner;
+
+/// A checkpoint path from a file or a run directory (best.safetensors).
+pub fn checkpoint_path(p: &Path, which: &str) -> Result<PathBuf> {
+    Ok(if p.is_dir() {
+        match which {
+            "best" | "last" => p.join(format!("{which}.safetensors")),
+            w => bail!("--which must be best or last, not '{w}'"),
+        }
+    } else {
+        p.to_path_buf()
+    })
+}
+
+/// Loads a checkpoint into its training model and exports the engine graph.
+pub fn export_checkpoint(path: &Path) -> Result<(winq_nn::export::Op, ModelInfo, TrainConfig)> {
+    let ck = Checkpoint::read(path)?;
+    let cfg = ck.config.clone();
+    let (c, classes) = (cfg.dataset.channels(), cfg.dataset.classes());
+    let size = if c == 1 { 28 } else { 32 };
+    let mut built = runner::build_model(&cfg, c, size, size, classes)?;
+    ck.load_model(&mut built.net, true)?;
+    let op = built
+        .net
+        .export()
+        .map_err(anyhow::Error::msg)
+        .context("exporting the network")?;
+    let norm = cfg.dataset.normalization();
+    let info = ModelInfo {
+        channels: c,
+        height: size,
+        width: size,
+        classes,
+        mean: norm.mean,
+        std: norm.std,
+        source: format!("{} ({})", path.display(), cfg.dataset),
+    };
+    Ok((op, info, cfg))
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// A checkpoint file or a run directory.
+    path: PathBuf,
+    /// In a run directory: best or last.
+    #[arg(long, default_value = "best")]
+    which: String,
+    /// Output model file.
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+}
+
+pub fn export(a: ExportArgs) -> Result<()> {
+    let ck = checkpoint_path(&a.path, &a.which)?;
+    let (op, info, _) = export_checkpoint(&ck)?;
+    deploy::save(&a.out, &op, &info)?;
+    let size = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "wrote {} ({} operations, {:.1} MB)",
+        a.out.display(),
+        op.count(),
+        size as f64 / 1e6
+    );
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// A model written by `winq export`.
+    model: PathBuf,
+    /// Images to classify: an IDX image file (MNIST/Fashion-MNIST, .gz or raw) or a CIFAR
+    /// binary batch.
+    #[arg(long)]
+    input: PathBuf,
+    /// Print at most this many predictions.
+    #[arg(long, default_value_t = 20)]
+    show: usize,
+    /// Images per engine call.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+}
+
+/// Normalises u8 images as training did: (v/255 − mean)/std per channel.
+pub fn normalise(images: &[u8], c: usize, hw: usize, info: &ModelInfo) -> Vec<f32> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = (i / hw) % c;
+            let (m, s) = (
+                info.mean.get(ch).or(info.mean.first()),
+                info.std.get(ch).or(info.std.first()),
+            );
+            (v as f32 / 255.0 - m.copied().unwrap_or(0.0)) / s.copied().unwrap_or(1.0)
+        })
+        .collect()
+}
+
+/// Top-1 class of each row of logits.
+pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
+    logits
+        .chunks(classes)
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .fold(0, |b, (i, v)| if *v > r[b] { i } else { b })
+        })
+        .collect()
+}
+
+pub fn run(a: RunArgs) -> Result<()> {
+    let (op, info) = deploy::load(&a.model)?;
+    let net = Net::compile(&op).map_err(anyhow::Error::msg)?;
+    let (images, n, c, h, w) = if info.channels == 1 {
+        let (img, n, h, w) = winq_data::read_idx_images(&a.input)?;
+        (img, n, 1, h, w)
+    } else {
+        let ds = winq_data::read_cifar(std::slice::from_ref(&a.input), info.classes == 100)?;
+        (ds.images, ds.n, ds.c, ds.h, ds.w)
+    };
+    if (c, h, w) != (info.channels, info.height, info.width) {
+        bail!(
+            "{} holds {c}x{h}x{w} images; the model takes {}x{}x{}",
+            a.input.display(),
+            info.channels,
+            info.height,
+            info.width
+        );
+    }
+    let per = c * h * w;
+    let mut shown = 0;
+    let t0 = std::time::Instant::now();
+    for start in (0..n).step_by(a.batch.max(1)) {
+        let b = a.batch.max(1).min(n - start);
+        let x = normalise(&images[start * per..(start + b) * per], c, h * w, &info);
+        let out = net.forward(Act {
+            n: b,
+            c,
+            h,
+            w,
+            data: x,
+        });
+        for (i, cls) in argmax_rows(&out.data, info.classes).into_iter().enumerate() {
+            if shown < a.show {
+                println!("image {}: class {cls}", start + i);
+                shown += 1;
+            }
+        }
+    }
+    eprintln!("{n} images in {:.2} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Test-set accuracy through the engine, and agreement with the training model's predictions.
+pub fn eval_engine(path: &Path, data: Option<PathBuf>) -> Result<()> {
+    let (op, info, mut cfg) = export_checkpoint(path)?;
+    if let Some(d) = data {
+        cfg.data_dir = d;
+    }
+    let net = Net::compile(&op).map_err(anyhow::Error::msg)?;
+    let test = winq_data::load(cfg.dataset, &cfg.data_dir, winq_data::Split::Test)?;
+    let ck = Checkpoint::read(path)?;
+    let mut built = runner::build_model(&cfg, test.c, test.h, test.w, test.classes)?;
+    ck.load_model(&mut built.net, true)?;
+    let per = test.c * test.h * test.w;
+    let (mut correct, mut agree) = (0usize, 0usize);
+    let t0 = std::time::Instant::now();
+    for start in (0..test.n).step_by(64) {
+        let b = 64.min(test.n - start);
+        let x = normalise(
+            &test.images[start * per..(start + b) * per],
+            test.c,
+            test.h * test.w,
+            &info,
+        );
+        let engine = argmax_rows(
+            &net.forward(Act {
+                n: b,
+                c: test.c,
+                h: test.h,
+                w: test.w,
+                data: x.clone(),
+            })
+            .data,
+            test.classes,
+        );
+        let xt = winq_nn::Tensor::from_vec(&[b, test.c, test.h, test.w], x);
+        let train = argmax_rows(&built.net.forward(&xt, winq_nn::Mode::Eval).data, test.classes);
+        for i in 0..b {
+            correct += (engine[i] == test.labels[start + i] as usize) as usize;
+            agree += (engine[i] == train[i]) as usize;
+        }
+    }
+    println!(
+        "{}: engine test accuracy {:.2}% on {} images; top-1 agrees with the training model on {:.2}% ({:.1} s)",
+        path.display(),
+        100.0 * correct as f64 / test.n as f64,
+        test.n,
+        100.0 * agree as f64 / test.n as f64,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
