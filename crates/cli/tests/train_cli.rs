@@ -123,6 +123,54 @@ fn sigkill_in_the_second_epoch_then_resume_matches_an_uninterrupted_run() {
         let svg = std::fs::read_to_string(a.join(f)).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("val"), "{f}");
     }
+
+    // The deploy path: export, run on the test images, and evaluate through the engine.
+    let model = dir.join("m.winq");
+    let winq = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_winq"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = winq(&["export".as_ref(), a.as_os_str(), "-o".as_ref(), model.as_os_str()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let images = data.join("t10k-images-idx3-ubyte");
+    let o = winq(&[
+        "run".as_ref(),
+        model.as_os_str(),
+        "--input".as_ref(),
+        images.as_os_str(),
+        "--show".as_ref(),
+        "5".as_ref(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("image "))
+            .count(),
+        5
+    );
+    let o = winq(&["eval".as_ref(), a.as_os_str(), "--engine".as_ref()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let agree: f64 = out
+        .split("agrees with the training model on ")
+        .nth(1)
+        .and_then(|r| r.split('%').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(agree >= 99.0, "{out}");
+    // A damaged model is a clear error.
+    std::fs::write(&model, b"junk").unwrap();
+    let o = winq(&[
+        "run".as_ref(),
+        model.as_os_str(),
+        "--input".as_ref(),
+        images.as_os_str(),
+    ]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("m.winq"));
     std::fs::remove_dir_all(&dir).ok();
 }
 
