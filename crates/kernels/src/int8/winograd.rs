@@ -121,10 +121,12 @@ impl WinogradI8 {
             requant(&acc, mul, &mut qm[e * kp..(e + 1) * kp]);
         }
 
-        // Y = Aᵀ M A per tile with each tap's scale, cropped, requantized to s_out.
-        let qa: Vec<f32> = s.qa.iter().map(|&v| v as f32).collect();
+        // Y = Aᵀ M A per tile, cropped, requantized to s_out. Computed on the dequantized values
+        // (code × f32 scale) with the same f32 kernel and division as the training model's
+        // eval forward, so both round exactly the same numbers.
+        let a_vals: Vec<f32> = s.qa.iter().map(|&v| v as f32 * s.s_a as f32).collect();
         let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
-        let out_mul = (s.s_a * s.s_a / s.s_out) as f32;
+        let s_out = s.s_out as f32;
         let mut y = vec![0i8; n * k * h * w];
         let mut mt = vec![0f32; tt * LANES];
         let mut yt = vec![0f32; m * m * LANES];
@@ -137,8 +139,8 @@ impl WinogradI8 {
                     *dst = q as f32 * s_m[e];
                 }
             }
-            sandwich_lanes(&qa, m, t, &mt, lanes, &mut yt, lanes, lanes, &mut tmpf);
-            g.scatter_out(&yt, out_mul, l0, lanes, |l| decode(l, k), &mut y, k);
+            sandwich_lanes(&a_vals, m, t, &mt, lanes, &mut yt, lanes, lanes, &mut tmpf);
+            g.scatter_out(&yt, s_out, l0, lanes, |l| decode(l, k), &mut y, k);
         }
         y
     }
@@ -248,7 +250,7 @@ impl Grid {
     fn scatter_out(
         &self,
         yt: &[f32],
-        mul: f32,
+        s_out: f32,
         l0: usize,
         lanes: usize,
         decode: impl Fn(usize) -> (usize, usize),
@@ -267,9 +269,9 @@ impl Grid {
                 }
                 for (b, &j) in cols.iter().enumerate() {
                     if j >= 0 {
-                        let v = (yt[(a * m + b) * lanes + lane] * mul)
-                            .round_ties_even()
-                            .clamp(-128.0, 127.0);
+                        let v = (yt[(a * m + b) * lanes + lane] / s_out)
+                            .clamp(-128.0, 127.0)
+                            .round_ties_even();
                         plane[i as usize * w + j as usize] = v as i8;
                     }
                 }
