@@ -17,8 +17,10 @@ mod x86;
 
 use winq_quant::simd::{self, Isa};
 
-/// Rows of W per microkernel step.
-pub const MR: usize = 4;
+/// Rows of W per microkernel step: 6 × 64 columns fill 24 of the 32 zmm registers; matrices
+/// of at most 4 rows (few Winograd tiles) use 4 so nothing is padded.
+pub const MR: usize = 6;
+pub const MR_SMALL: usize = 4;
 /// Columns per vector (i32 lanes of a 512-bit register).
 pub const NV: usize = 16;
 /// Columns per packed panel of X.
@@ -35,6 +37,8 @@ pub struct PackedW {
     pub k: usize,
     pub kp: usize,
     pub mp: usize,
+    /// Rows per microkernel step (MR or MR_SMALL); mp is a multiple of it.
+    pub mr: usize,
     pub data: Vec<i8>,
     /// 128 · Σ_k w[row][k], subtracted from every output of the row.
     pub bias128: Vec<i32>,
@@ -43,7 +47,8 @@ pub struct PackedW {
 impl PackedW {
     pub fn new(w: &[i8], m: usize, k: usize) -> PackedW {
         assert_eq!(w.len(), m * k, "weights must be M×K");
-        let (kp, mp) = (round_up(k.max(1), 4), round_up(m.max(1), MR));
+        let mr = if m <= MR_SMALL { MR_SMALL } else { MR };
+        let (kp, mp) = (round_up(k.max(1), 4), round_up(m.max(1), mr));
         let mut data = vec![0i8; mp * kp];
         for r in 0..m {
             data[r * kp..r * kp + k].copy_from_slice(&w[r * k..(r + 1) * k]);
@@ -56,6 +61,7 @@ impl PackedW {
             k,
             kp,
             mp,
+            mr,
             data,
             bias128,
         }

@@ -1,7 +1,7 @@
 //! AVX-512 VNNI microkernel: 4 rows of W × 64 columns of X per step, 16 zmm accumulators,
 //! each vpdpbusd adding 4 products per i32 lane.
 
-use super::{PackedW, PackedX, MR, NV, PANEL};
+use super::{PackedW, PackedX, MR, MR_SMALL, NV, PANEL};
 use std::arch::x86_64::*;
 
 pub fn has_vnni() -> bool {
@@ -18,16 +18,27 @@ const NB: usize = PANEL / NV;
 /// with ldc ≥ N (checked by the caller).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub unsafe fn gemm_vnni(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+    if w.mr == MR_SMALL {
+        kernel::<MR_SMALL>(w, x, c, ldc)
+    } else {
+        kernel::<MR>(w, x, c, ldc)
+    }
+}
+
+/// # Safety
+/// As `gemm_vnni`; `w.mp` must be a multiple of R.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn kernel<const R: usize>(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
     let (kq, np) = (w.kp / 4, x.np);
-    let mut tail = [0i32; MR * NV * NB];
-    for i0 in (0..w.mp).step_by(MR) {
+    let mut tail = [0i32; NV];
+    for i0 in (0..w.mp).step_by(R) {
         let wrow = |r: usize| w.data.as_ptr().add((i0 + r) * w.kp) as *const i32;
         let mut j0 = 0;
         while j0 < np {
             let pw = x.panel_width(j0);
             let nb = pw / NV;
             let panel = x.data.as_ptr().add(j0 * x.kp);
-            let mut acc = [[_mm512_setzero_si512(); NB]; MR];
+            let mut acc = [[_mm512_setzero_si512(); NB]; R];
             for q in 0..kq {
                 let xp = panel.add(q * pw * 4);
                 let mut xv = [_mm512_setzero_si512(); NB];
