@@ -18,6 +18,227 @@ pub enum Bench {
     GemmInt8(GemmArgs),
     /// One INT8 3x3 convolution layer: im2row vs Winograd F2/F4/F6 (engine kernels, 1 thread).
     ConvInt8(ConvArgs),
+    /// Latency table: every candidate algorithm for every 3x3 layer shape of a model, as JSON
+    /// (the table wiNAS reads).
+    Layers(LayersArgs),
+    /// Whole-network latency of a deploy model (.winq).
+    Model(ModelBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct LayersArgs {
+    /// resnet18like or lenet.
+    #[arg(long, default_value = "resnet18like")]
+    model: String,
+    #[arg(long, default_value_t = 0.5)]
+    mult: f32,
+    /// Input size and channels (CIFAR: 32 and 3; Fashion-MNIST: 28 and 1).
+    #[arg(long, default_value_t = 32)]
+    size: usize,
+    #[arg(long, default_value_t = 3)]
+    channels: usize,
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    batches: Vec<usize>,
+    /// Timed repetitions per entry (median reported).
+    #[arg(long, default_value_t = 15)]
+    reps: usize,
+    /// Write the JSON table here (default: print it).
+    #[arg(long, short = 'o')]
+    out: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ModelBenchArgs {
+    /// A model written by `winq export`.
+    model: std::path::PathBuf,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long, default_value_t = 30)]
+    reps: usize,
+}
+
+fn timed(reps: usize, f: &mut dyn FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let t0 = Instant::now();
+            f();
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(&mut t)
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Times one candidate layer through the engine (exported from a settled training layer).
+fn engine_layer_ms(
+    l: &mut dyn Layer,
+    c: usize,
+    h: usize,
+    w: usize,
+    batch: usize,
+    reps: usize,
+) -> Result<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let x: Vec<f32> = (0..batch * c * h * w)
+        .map(|_| rng.gen_range(0.0..1.0f32))
+        .collect();
+    // One training forward so the quantizers hold real ranges.
+    l.forward(&Tensor::from_vec(&[batch, c, h, w], x.clone()), Mode::Train);
+    let op = l.export().map_err(anyhow::Error::msg)?;
+    let net = winq_engine::Net::compile(&op).map_err(anyhow::Error::msg)?;
+    let act = winq_engine::Act {
+        n: batch,
+        c,
+        h,
+        w,
+        data: x,
+    };
+    Ok(timed(reps, &mut || {
+        std::hint::black_box(net.forward(act.clone()));
+    }) * 1e3)
+}
+
+fn layers(a: LayersArgs) -> Result<()> {
+    use winq_nn::conv::xavier_uniform;
+    use winq_nn::models::{lenet, resnet18like, Algo as A, ConvChoice as CC, ResNetConfig};
+    use winq_nn::{Conv2d, WinogradConv2d};
+    let base = CC {
+        algo: A::Im2row,
+        precision: Precision::Int(8),
+    };
+    let cfg = ResNetConfig {
+        convs: vec![base; if a.model == "lenet" { 2 } else { 16 }],
+        ..ResNetConfig::uniform(a.channels, a.size, 10, a.mult, base)
+    };
+    let (_, placed) = match a.model.as_str() {
+        "resnet18like" => resnet18like(&cfg)?,
+        "lenet" => lenet(&cfg)?,
+        m => bail!("unknown --model '{m}'"),
+    };
+    let mut shapes: Vec<(usize, usize, usize, usize)> = Vec::new();
+    for p in &placed {
+        let s = (p.in_channels, p.out_channels, p.height, p.width);
+        if !shapes.contains(&s) {
+            shapes.push(s);
+        }
+    }
+    let threads = rayon::current_num_threads();
+    let mut entries = Vec::new();
+    for &(c, k, h, w) in &shapes {
+        for &batch in &a.batches {
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            let mut row = |name: String, ms: f64| {
+                eprintln!("  {c:>4}->{k:<4} {h:>2}x{w:<2} b{batch}: {name:<12} {ms:8.3} ms");
+                entries.push(
+                    json!({"in_channels": c, "out_channels": k, "height": h, "width": w, "batch": batch,
+                                    "candidate": name, "ms": ms}),
+                );
+            };
+            for (bits, tag) in [(Precision::Int(8), "int8"), (Precision::Fp32, "fp32")] {
+                let mut conv = Conv2d::new(c, k, 3, bits, xavier_uniform(k, c, 3, &mut rng));
+                row(
+                    format!("im2row-{tag}"),
+                    engine_layer_ms(&mut conv, c, h, w, batch, a.reps)?,
+                );
+            }
+            for m in [2usize, 4, 6] {
+                if winq_nn::models::fitted_tile(m, h, w) != m {
+                    continue; // the model would fall back to a smaller tile here
+                }
+                let mut wa = WinogradConv2d::new(
+                    c,
+                    k,
+                    m,
+                    winq_transforms::PointSet::Default,
+                    false,
+                    Precision::Int(8),
+                    xavier_uniform(k, c, 3, &mut rng),
+                )?;
+                row(
+                    format!("F{m}-int8"),
+                    engine_layer_ms(&mut wa, c, h, w, batch, a.reps)?,
+                );
+                // FP32 Winograd: the training layer's eval forward (the engine runs FP32 layers as im2row).
+                let mut wf = WinogradConv2d::new(
+                    c,
+                    k,
+                    m,
+                    winq_transforms::PointSet::Default,
+                    false,
+                    Precision::Fp32,
+                    xavier_uniform(k, c, 3, &mut rng),
+                )?;
+                let x = Tensor::from_vec(
+                    &[batch, c, h, w],
+                    (0..batch * c * h * w)
+                        .map(|_| rng.gen_range(0.0..1.0f32))
+                        .collect(),
+                );
+                let ms = timed(a.reps, &mut || {
+                    std::hint::black_box(wf.forward(&x, Mode::Eval));
+                }) * 1e3;
+                row(format!("F{m}-fp32"), ms);
+            }
+        }
+    }
+    let table = json!({
+        "cpu": cpu_model(),
+        "isa": winq_kernels::int8::path_name(),
+        "threads": threads,
+        "model": a.model,
+        "mult": a.mult,
+        "input": [a.channels, a.size, a.size],
+        "reps": a.reps,
+        "entries": entries,
+    });
+    let text = serde_json::to_string_pretty(&table)?;
+    match a.out {
+        Some(p) => {
+            std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+fn model_bench(a: ModelBenchArgs) -> Result<()> {
+    let (op, info) = winq_engine::deploy::load(&a.model)?;
+    let net = winq_engine::Net::compile(&op).map_err(anyhow::Error::msg)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let n = a.batch.max(1) * info.channels * info.height * info.width;
+    let act = winq_engine::Act {
+        n: a.batch.max(1),
+        c: info.channels,
+        h: info.height,
+        w: info.width,
+        data: (0..n).map(|_| rng.gen_range(-1.0..1.0f32)).collect(),
+    };
+    let ms = timed(a.reps, &mut || {
+        std::hint::black_box(net.forward(act.clone()));
+    }) * 1e3;
+    println!(
+        "{}: batch {} median {:.3} ms ({:.3} ms/image), {} threads, INT8 path {}",
+        a.model.display(),
+        a.batch,
+        ms,
+        ms / a.batch.max(1) as f64,
+        rayon::current_num_threads(),
+        winq_kernels::int8::path_name()
+    );
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -310,6 +531,8 @@ pub fn run(b: Bench) -> Result<()> {
         Bench::TrainStep(a) => train_step(a),
         Bench::GemmInt8(a) => gemm_int8(a),
         Bench::ConvInt8(a) => conv_int8(a),
+        Bench::Layers(a) => layers(a),
+        Bench::Model(a) => model_bench(a),
     }
 }
 
