@@ -165,12 +165,7 @@ fn compile(op: &Op) -> Result<Node, String> {
 
 /// Quantizes activations as the training model's fake quantizer does (f32 division).
 fn quantize(x: &[f32], s: f32) -> Vec<i8> {
-    x.iter()
-        .map(|&v| {
-            let q = (v / s).clamp(-128.0, 127.0);
-            q.round_ties_even() as i8
-        })
-        .collect()
+    x.iter().map(|&v| winq_kernels::int8::to_code(v / s)).collect()
 }
 
 fn run_seq(nodes: &[Node], x: Act) -> Act {

@@ -2,7 +2,7 @@
 //! lowered straight into the GEMM's packed layout, multiplied by the packed weight codes with
 //! int32 accumulation, and requantized to the output scale (round half to even).
 
-use super::{gemm, PackedW, PackedX};
+use super::{gemm, to_code_f64, PackedW, PackedX};
 
 /// A layer ready to run.
 pub struct Im2rowI8 {
@@ -79,7 +79,7 @@ impl Im2rowI8 {
             {
                 let mul = self.mul[ko];
                 for (o, &a) in orow.iter_mut().zip(arow) {
-                    *o = (a as f64 * mul).round_ties_even().clamp(-128.0, 127.0) as i8;
+                    *o = to_code_f64(a as f64 * mul);
                 }
             }
         }

@@ -209,6 +209,20 @@ winq_quant::multiversion! {
 /// Adding and subtracting 1.5·2^23 rounds an f32 below 2^22 in magnitude half to even.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
+/// The 8-bit code of q: clamp to [-128, 127], round half to even (no libm call).
+#[inline]
+pub fn to_code(q: f32) -> i8 {
+    let q = q.clamp(-128.0, 127.0);
+    ((q + ROUND_MAGIC) - ROUND_MAGIC) as i8
+}
+
+/// The same for f64 (1.5·2^52).
+#[inline]
+pub fn to_code_f64(q: f64) -> i8 {
+    let q = q.clamp(-128.0, 127.0);
+    ((q + 6_755_399_441_055_744.0) - 6_755_399_441_055_744.0) as i8
+}
+
 winq_quant::multiversion! {
     /// dst = clamp(round_half_even(src · mul), -128, 127): requantization to 8-bit codes.
     pub fn requant / requant_isa(src: &[i32], mul: f32, dst: &mut [i8]) {
@@ -325,6 +339,24 @@ mod tests {
                 requant_isa(isa, &src, mul, &mut got);
                 assert_eq!(got, want, "{isa:?} mul {mul}");
             }
+        }
+    }
+
+    #[test]
+    fn to_code_rounds_half_to_even_and_saturates() {
+        for (v, c) in [
+            (0.5f32, 0i8),
+            (1.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (126.5, 126),
+            (127.6, 127),
+            (1e9, 127),
+            (-1e9, -128),
+            (-128.4, -128),
+        ] {
+            assert_eq!(to_code(v), c, "{v}");
+            assert_eq!(to_code_f64(v as f64), c, "{v}");
         }
     }
 

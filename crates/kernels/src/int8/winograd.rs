@@ -4,7 +4,7 @@
 //! Hadamard sum, output transform with the quantized Aᵀ and requantization to the output scale,
 //! all rounding half to even as the training model's fake quantizers do.
 
-use super::{gemm, requant, PackedW, PackedX};
+use super::{gemm, requant, to_code, PackedW, PackedX};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
 
@@ -269,10 +269,7 @@ impl Grid {
                 }
                 for (b, &j) in cols.iter().enumerate() {
                     if j >= 0 {
-                        let v = (yt[(a * m + b) * lanes + lane] / s_out)
-                            .clamp(-128.0, 127.0)
-                            .round_ties_even();
-                        plane[i as usize * w + j as usize] = v as i8;
+                        plane[i as usize * w + j as usize] = to_code(yt[(a * m + b) * lanes + lane] / s_out);
                     }
                 }
             }
