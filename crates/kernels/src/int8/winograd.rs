@@ -90,59 +90,73 @@ impl WinogradI8 {
             .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
             .collect();
         let (cp, kp) = (c * p, k * p);
-        let mut vq = vec![0i8; tt * cp];
-        let mut d = vec![0i32; tt * LANES];
-        let mut v = vec![0i32; tt * LANES];
-        let mut tmp = vec![0i32; tt * LANES];
-        for l0 in (0..cp).step_by(LANES) {
-            let lanes = LANES.min(cp - l0);
-            g.gather_in(x, c, l0, lanes, |l| decode(l, c), &mut d);
-            sandwich_lanes_i32(&s.qb, t, t, &d, lanes, &mut v, lanes, lanes, &mut tmp);
-            for e in 0..tt {
-                requant(
-                    &v[e * lanes..(e + 1) * lanes],
-                    v_mul[e],
-                    &mut vq[e * cp + l0..e * cp + l0 + lanes],
-                );
-            }
-        }
-
-        // Per tap: the channel sum as one INT8 GEMM, requantized: qm [T][K·P] in lane order.
-        let mut qm = vec![0i8; tt * kp];
-        let mut acc = vec![0i32; kp];
-        for e in 0..tt {
-            let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
-            let ve = &vq[e * cp..(e + 1) * cp];
-            if few {
-                gemm(&PackedW::new(ve, p, c), &self.ut[e], &mut acc, k);
-            } else {
-                gemm(&self.u[e], &PackedX::from_rows(ve, c, p, p), &mut acc, p);
-            }
-            requant(&acc, mul, &mut qm[e * kp..(e + 1) * kp]);
-        }
-
-        // Y = Aᵀ M A per tile, cropped, requantized to s_out. Computed on the dequantized values
-        // (code × f32 scale) with the same f32 kernel and division as the training model's
-        // eval forward, so both round exactly the same numbers.
-        let a_vals: Vec<f32> = s.qa.iter().map(|&v| v as f32 * s.s_a as f32).collect();
-        let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
-        let s_out = s.s_out as f32;
-        let mut y = vec![0i8; n * k * h * w];
-        let mut mt = vec![0f32; tt * LANES];
-        let mut yt = vec![0f32; m * m * LANES];
-        let mut tmpf = vec![0f32; m * t * LANES];
-        for l0 in (0..kp).step_by(LANES) {
-            let lanes = LANES.min(kp - l0);
-            for e in 0..tt {
-                let src = &qm[e * kp + l0..][..lanes];
-                for (dst, &q) in mt[e * lanes..(e + 1) * lanes].iter_mut().zip(src) {
-                    *dst = q as f32 * s_m[e];
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let Scratch {
+                vq,
+                d,
+                v,
+                tmp,
+                qm,
+                acc,
+                mt,
+                yt,
+                tmpf,
+            } = &mut *scratch;
+            let vq = grow(vq, tt * cp);
+            let d = grow(d, tt * LANES);
+            let v = grow(v, tt * LANES);
+            let tmp = grow(tmp, tt * LANES);
+            for l0 in (0..cp).step_by(LANES) {
+                let lanes = LANES.min(cp - l0);
+                g.gather_in(x, c, l0, lanes, |l| decode(l, c), d);
+                sandwich_lanes_i32(&s.qb, t, t, d, lanes, v, lanes, lanes, tmp);
+                for e in 0..tt {
+                    requant(
+                        &v[e * lanes..(e + 1) * lanes],
+                        v_mul[e],
+                        &mut vq[e * cp + l0..e * cp + l0 + lanes],
+                    );
                 }
             }
-            sandwich_lanes(&a_vals, m, t, &mt, lanes, &mut yt, lanes, lanes, &mut tmpf);
-            g.scatter_out(&yt, s_out, l0, lanes, |l| decode(l, k), &mut y, k);
-        }
-        y
+
+            // Per tap: the channel sum as one INT8 GEMM, requantized: qm [T][K·P] in lane order.
+            let qm = grow(qm, tt * kp);
+            let acc = grow(acc, kp);
+            for e in 0..tt {
+                let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
+                let ve = &vq[e * cp..(e + 1) * cp];
+                if few {
+                    gemm(&PackedW::new(ve, p, c), &self.ut[e], acc, k);
+                } else {
+                    gemm(&self.u[e], &PackedX::from_rows(ve, c, p, p), acc, p);
+                }
+                requant(acc, mul, &mut qm[e * kp..(e + 1) * kp]);
+            }
+
+            // Y = Aᵀ M A per tile, cropped, requantized to s_out. Computed on the dequantized values
+            // (code × f32 scale) with the same f32 kernel and division as the training model's
+            // eval forward, so both round exactly the same numbers.
+            let a_vals: Vec<f32> = s.qa.iter().map(|&v| v as f32 * s.s_a as f32).collect();
+            let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
+            let s_out = s.s_out as f32;
+            let mut y = vec![0i8; n * k * h * w];
+            let mt = grow(mt, tt * LANES);
+            let yt = grow(yt, m * m * LANES);
+            let tmpf = grow(tmpf, m * t * LANES);
+            for l0 in (0..kp).step_by(LANES) {
+                let lanes = LANES.min(kp - l0);
+                for e in 0..tt {
+                    let src = &qm[e * kp + l0..][..lanes];
+                    for (dst, &q) in mt[e * lanes..(e + 1) * lanes].iter_mut().zip(src) {
+                        *dst = q as f32 * s_m[e];
+                    }
+                }
+                sandwich_lanes(&a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
+                g.scatter_out(yt, s_out, l0, lanes, |l| decode(l, k), &mut y, k);
+            }
+            y
+        })
     }
 }
 
@@ -154,6 +168,32 @@ fn transpose_i8(x: &[i8], r: usize, c: usize) -> Vec<i8> {
         }
     }
     out
+}
+
+/// Per-thread working buffers, reused across calls (large fresh allocations cost page faults).
+#[derive(Default)]
+struct Scratch {
+    vq: Vec<i8>,
+    d: Vec<i32>,
+    v: Vec<i32>,
+    tmp: Vec<i32>,
+    qm: Vec<i8>,
+    acc: Vec<i32>,
+    mt: Vec<f32>,
+    yt: Vec<f32>,
+    tmpf: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The first n elements of a buffer grown as needed; callers overwrite them before reading.
+fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+    &mut v[..n]
 }
 
 /// Tiles processed together by the lane-wise transforms.
