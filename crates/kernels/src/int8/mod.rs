@@ -213,7 +213,9 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 #[inline]
 pub fn to_code(q: f32) -> i8 {
     let q = q.clamp(-128.0, 127.0);
-    ((q + ROUND_MAGIC) - ROUND_MAGIC) as i8
+    // In [2^23, 2^24) the ulp is 1, so the rounded integer sits in the low mantissa bits:
+    // reading them is exact and vectorizes (a float→i8 `as` cast does not).
+    ((q + ROUND_MAGIC).to_bits() as i32 - ROUND_MAGIC.to_bits() as i32) as i8
 }
 
 /// The same for f64 (1.5·2^52).
@@ -227,9 +229,7 @@ winq_quant::multiversion! {
     /// dst = clamp(round_half_even(src · mul), -128, 127): requantization to 8-bit codes.
     pub fn requant / requant_isa(src: &[i32], mul: f32, dst: &mut [i8]) {
         for (d, &v) in dst.iter_mut().zip(src) {
-            let q = v as f32 * mul;
-            let q = q.clamp(-128.0, 127.0);
-            *d = ((q + ROUND_MAGIC) - ROUND_MAGIC) as i8;
+            *d = to_code(v as f32 * mul);
         }
     }
 }
