@@ -221,8 +221,9 @@ pub fn to_code(q: f32) -> i8 {
 /// The same for f64 (1.5·2^52).
 #[inline]
 pub fn to_code_f64(q: f64) -> i8 {
+    const M: f64 = 6_755_399_441_055_744.0;
     let q = q.clamp(-128.0, 127.0);
-    ((q + 6_755_399_441_055_744.0) - 6_755_399_441_055_744.0) as i8
+    ((q + M).to_bits() as i64 - M.to_bits() as i64) as i8
 }
 
 winq_quant::multiversion! {
