@@ -93,6 +93,8 @@ impl WinogradI8 {
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             let Scratch {
+                xpad,
+                base,
                 vq,
                 d,
                 v,
@@ -104,12 +106,14 @@ impl WinogradI8 {
                 tmpf,
             } = &mut *scratch;
             let vq = grow(vq, tt * cp);
+            g.pad_input(x, c, xpad);
+            let base = grow(base, LANES);
             let d = grow(d, tt * LANES);
             let v = grow(v, tt * LANES);
             let tmp = grow(tmp, tt * LANES);
             for l0 in (0..cp).step_by(LANES) {
                 let lanes = LANES.min(cp - l0);
-                g.gather_in(x, c, l0, lanes, |l| decode(l, c), d);
+                g.gather_padded(xpad, c, l0, lanes, |l| decode(l, c), base, d);
                 sandwich_lanes_i32(&s.qb, t, t, d, lanes, v, lanes, lanes, tmp);
                 for e in 0..tt {
                     requant(
@@ -173,6 +177,8 @@ fn transpose_i8(x: &[i8], r: usize, c: usize) -> Vec<i8> {
 /// Per-thread working buffers, reused across calls (large fresh allocations cost page faults).
 #[derive(Default)]
 struct Scratch {
+    xpad: Vec<i8>,
+    base: Vec<usize>,
     vq: Vec<i8>,
     d: Vec<i32>,
     v: Vec<i32>,
@@ -208,10 +214,11 @@ struct Grid {
     t: usize,
     tiles_x: usize,
     tiles: usize,
-    rows_in: Vec<i32>,
-    cols_in: Vec<i32>,
     rows_out: Vec<i32>,
     cols_out: Vec<i32>,
+    /// Extra padding before the data (rows, columns), on top of the kernel's 1.
+    before: (usize, usize),
+    tiles_y: usize,
 }
 
 fn table(
@@ -237,10 +244,58 @@ impl Grid {
             t,
             tiles_x: tx.tiles,
             tiles: ty.tiles * tx.tiles,
-            rows_in: table(&ty, h, t, Tiling::source),
-            cols_in: table(&tx, w, t, Tiling::source),
             rows_out: table(&ty, h, m, Tiling::target),
             cols_out: table(&tx, w, m, Tiling::target),
+            before: (ty.before, tx.before),
+            tiles_y: ty.tiles,
+        }
+    }
+
+    /// Padded input plane size: every tile window lies inside, so gathers need no bounds.
+    fn padded_in(&self) -> (usize, usize) {
+        (self.tiles_y * self.m + 2, self.tiles_x * self.m + 2)
+    }
+
+    /// Copies input codes into zero-padded planes (same padding as training's tiling).
+    fn pad_input(&self, x: &[i8], c: usize, out: &mut Vec<i8>) {
+        let (hp, wp) = self.padded_in();
+        let (h, w) = (self.h, self.w);
+        out.clear();
+        out.resize(self.n * c * hp * wp, 0);
+        let (oy, ox) = (1 + self.before.0, 1 + self.before.1);
+        for (plane, dst) in x.chunks(h * w).zip(out.chunks_mut(hp * wp)) {
+            for i in 0..h {
+                dst[(i + oy) * wp + ox..(i + oy) * wp + ox + w].copy_from_slice(&plane[i * w..(i + 1) * w]);
+            }
+        }
+    }
+
+    /// Input windows of lanes l0.. from the padded planes, lane-wise into d [t][t][lanes].
+    fn gather_padded(
+        &self,
+        xp: &[i8],
+        c: usize,
+        l0: usize,
+        lanes: usize,
+        decode: impl Fn(usize) -> (usize, usize),
+        base: &mut [usize],
+        d: &mut [i32],
+    ) {
+        let (hp, wp) = self.padded_in();
+        let (m, t) = (self.m, self.t);
+        for (lane, b) in base[..lanes].iter_mut().enumerate() {
+            let (p, ci) = decode(l0 + lane);
+            let (ni, tyi, txi) = self.locate(p);
+            *b = (ni * c + ci) * hp * wp + tyi * m * wp + txi * m;
+        }
+        for a in 0..t {
+            for bcol in 0..t {
+                let off = a * wp + bcol;
+                let row = &mut d[(a * t + bcol) * lanes..(a * t + bcol + 1) * lanes];
+                for (o, &b) in row.iter_mut().zip(&base[..lanes]) {
+                    *o = xp[b + off] as i32;
+                }
+            }
         }
     }
 
@@ -251,37 +306,6 @@ impl Grid {
     fn locate(&self, p: usize) -> (usize, usize, usize) {
         let (ni, tile) = (p / self.tiles, p % self.tiles);
         (ni, tile / self.tiles_x, tile % self.tiles_x)
-    }
-
-    /// Input windows of lanes l0.. (each a (column, channel) pair given by `decode`),
-    /// lane-wise into d [t][t][lanes].
-    fn gather_in(
-        &self,
-        x: &[i8],
-        c: usize,
-        l0: usize,
-        lanes: usize,
-        decode: impl Fn(usize) -> (usize, usize),
-        d: &mut [i32],
-    ) {
-        let (h, w, t) = (self.h, self.w, self.t);
-        for lane in 0..lanes {
-            let (p, ci) = decode(l0 + lane);
-            let (ni, tyi, txi) = self.locate(p);
-            let plane = &x[(ni * c + ci) * h * w..][..h * w];
-            let cols = &self.cols_in[txi * t..][..t];
-            for (a, &i) in self.rows_in[tyi * t..][..t].iter().enumerate() {
-                let dst = &mut d[a * t * lanes + lane..];
-                if i < 0 {
-                    (0..t).for_each(|b| dst[b * lanes] = 0);
-                    continue;
-                }
-                let row = &plane[i as usize * w..][..w];
-                for (b, &j) in cols.iter().enumerate() {
-                    dst[b * lanes] = if j < 0 { 0 } else { row[j as usize] as i32 };
-                }
-            }
-        }
     }
 
     /// Requantizes lane-wise output tiles (lanes are (column, output channel) pairs given by
