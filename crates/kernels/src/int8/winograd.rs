@@ -271,6 +271,7 @@ impl Grid {
     }
 
     /// Input windows of lanes l0.. from the padded planes, lane-wise into d [t][t][lanes].
+    #[allow(clippy::too_many_arguments)]
     fn gather_padded(
         &self,
         xp: &[i8],
