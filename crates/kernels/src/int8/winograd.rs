@@ -94,6 +94,7 @@ impl WinogradI8 {
             let mut scratch = cell.borrow_mut();
             let Scratch {
                 xpad,
+                ypad,
                 base,
                 vq,
                 d,
@@ -144,7 +145,8 @@ impl WinogradI8 {
             let a_vals: Vec<f32> = s.qa.iter().map(|&v| v as f32 * s.s_a as f32).collect();
             let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
             let s_out = s.s_out as f32;
-            let mut y = vec![0i8; n * k * h * w];
+            let (hm, wm) = (g.tiles_y * m, g.tiles_x * m);
+            let ypad = grow(ypad, n * k * hm * wm);
             let mt = grow(mt, tt * LANES);
             let yt = grow(yt, m * m * LANES);
             let tmpf = grow(tmpf, m * t * LANES);
@@ -157,7 +159,15 @@ impl WinogradI8 {
                     }
                 }
                 sandwich_lanes(&a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
-                g.scatter_out(yt, s_out, l0, lanes, |l| decode(l, k), &mut y, k);
+                g.scatter_padded(yt, s_out, l0, lanes, |l| decode(l, k), base, ypad, k);
+            }
+            // Crop the tiled output back to H×W.
+            let (oy, ox) = g.before;
+            let mut y = vec![0i8; n * k * h * w];
+            for (dst, src) in y.chunks_mut(h * w).zip(ypad.chunks(hm * wm)) {
+                for i in 0..h {
+                    dst[i * w..(i + 1) * w].copy_from_slice(&src[(i + oy) * wm + ox..(i + oy) * wm + ox + w]);
+                }
             }
             y
         })
@@ -178,6 +188,7 @@ fn transpose_i8(x: &[i8], r: usize, c: usize) -> Vec<i8> {
 #[derive(Default)]
 struct Scratch {
     xpad: Vec<i8>,
+    ypad: Vec<i8>,
     base: Vec<usize>,
     vq: Vec<i8>,
     d: Vec<i32>,
@@ -214,22 +225,9 @@ struct Grid {
     t: usize,
     tiles_x: usize,
     tiles: usize,
-    rows_out: Vec<i32>,
-    cols_out: Vec<i32>,
     /// Extra padding before the data (rows, columns), on top of the kernel's 1.
     before: (usize, usize),
     tiles_y: usize,
-}
-
-fn table(
-    tl: &Tiling,
-    size: usize,
-    len: usize,
-    f: fn(&Tiling, usize, usize, usize) -> Option<usize>,
-) -> Vec<i32> {
-    (0..tl.tiles)
-        .flat_map(|i| (0..len).map(move |a| f(tl, size, i, a).map_or(-1, |v| v as i32)))
-        .collect()
 }
 
 impl Grid {
@@ -244,8 +242,6 @@ impl Grid {
             t,
             tiles_x: tx.tiles,
             tiles: ty.tiles * tx.tiles,
-            rows_out: table(&ty, h, m, Tiling::target),
-            cols_out: table(&tx, w, m, Tiling::target),
             before: (ty.before, tx.before),
             tiles_y: ty.tiles,
         }
@@ -310,32 +306,32 @@ impl Grid {
     }
 
     /// Requantizes lane-wise output tiles (lanes are (column, output channel) pairs given by
-    /// `decode`) and writes them, cropped, into y.
+    /// `decode`) into the tiled output planes [N][K][tiles_y·m][tiles_x·m].
     #[allow(clippy::too_many_arguments)]
-    fn scatter_out(
+    fn scatter_padded(
         &self,
         yt: &[f32],
         s_out: f32,
         l0: usize,
         lanes: usize,
         decode: impl Fn(usize) -> (usize, usize),
-        y: &mut [i8],
+        base: &mut [usize],
+        ypad: &mut [i8],
         k: usize,
     ) {
-        let (h, w, m) = (self.h, self.w, self.m);
-        for lane in 0..lanes {
+        let m = self.m;
+        let (hm, wm) = (self.tiles_y * m, self.tiles_x * m);
+        for (lane, b) in base[..lanes].iter_mut().enumerate() {
             let (p, ko) = decode(l0 + lane);
             let (ni, tyi, txi) = self.locate(p);
-            let plane = &mut y[(ni * k + ko) * h * w..][..h * w];
-            let cols = &self.cols_out[txi * m..][..m];
-            for (a, &i) in self.rows_out[tyi * m..][..m].iter().enumerate() {
-                if i < 0 {
-                    continue;
-                }
-                for (b, &j) in cols.iter().enumerate() {
-                    if j >= 0 {
-                        plane[i as usize * w + j as usize] = to_code(yt[(a * m + b) * lanes + lane] / s_out);
-                    }
+            *b = (ni * k + ko) * hm * wm + tyi * m * wm + txi * m;
+        }
+        for a in 0..m {
+            for bc in 0..m {
+                let off = a * wm + bc;
+                let row = &yt[(a * m + bc) * lanes..(a * m + bc + 1) * lanes];
+                for (&v, &b) in row.iter().zip(&base[..lanes]) {
+                    ypad[b + off] = to_code(v / s_out);
                 }
             }
         }
