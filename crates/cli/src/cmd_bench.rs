@@ -50,8 +50,16 @@ pub struct LayersArgs {
 
 #[derive(clap::Args)]
 pub struct ModelBenchArgs {
-    /// A model written by `winq export`.
+    /// A model written by `winq export`, or `synthetic` for an untrained ResNet18Like on
+    /// 3x32x32 inputs built from --mult and --layer (latency does not depend on training).
     model: std::path::PathBuf,
+    /// Synthetic model: width multiplier.
+    #[arg(long, default_value_t = 0.5)]
+    mult: f32,
+    /// Synthetic model: configuration of every 3x3 layer (as `bench train-step --configs`),
+    /// e.g. int8, static-f4, static-f2; or a comma list of 16 entries, one per layer.
+    #[arg(long, value_delimiter = ',', default_value = "int8")]
+    layer: Vec<String>,
     #[arg(long, default_value_t = 1)]
     batch: usize,
     #[arg(long, default_value_t = 30)]
@@ -214,8 +222,54 @@ fn layers(a: LayersArgs) -> Result<()> {
     Ok(())
 }
 
+fn synthetic_model(a: &ModelBenchArgs) -> Result<(winq_nn::export::Op, winq_engine::deploy::ModelInfo)> {
+    let choices: Vec<ConvChoice> = a.layer.iter().map(|c| parse_choice(c)).collect::<Result<_>>()?;
+    let convs = match choices.len() {
+        1 => vec![choices[0]; 16],
+        16 => choices,
+        n => bail!("--layer takes 1 or 16 entries, got {n}"),
+    };
+    let cfg = ResNetConfig {
+        convs,
+        ..ResNetConfig::uniform(
+            3,
+            32,
+            10,
+            a.mult,
+            ConvChoice {
+                algo: Algo::Im2row,
+                precision: Precision::Int(8),
+            },
+        )
+    };
+    let (mut net, _) = resnet18like(&cfg)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let x = Tensor::from_vec(
+        &[8, 3, 32, 32],
+        (0..8 * 3 * 32 * 32)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect(),
+    );
+    net.forward(&x, Mode::Train); // real quantizer ranges
+    let op = net.export().map_err(anyhow::Error::msg)?;
+    let info = winq_engine::deploy::ModelInfo {
+        channels: 3,
+        height: 32,
+        width: 32,
+        classes: 10,
+        mean: vec![0.0],
+        std: vec![1.0],
+        source: format!("synthetic resnet18like x{} {:?}", a.mult, a.layer),
+    };
+    Ok((op, info))
+}
+
 fn model_bench(a: ModelBenchArgs) -> Result<()> {
-    let (op, info) = winq_engine::deploy::load(&a.model)?;
+    let (op, info) = if a.model.as_os_str() == "synthetic" {
+        synthetic_model(&a)?
+    } else {
+        winq_engine::deploy::load(&a.model)?
+    };
     let net = winq_engine::Net::compile(&op).map_err(anyhow::Error::msg)?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let n = a.batch.max(1) * info.channels * info.height * info.width;
