@@ -2,7 +2,45 @@
 //! lowered straight into the GEMM's packed layout, multiplied by the packed weight codes with
 //! int32 accumulation, and requantized to the output scale (round half to even).
 
-use super::{gemm, to_code_f64, PackedW, PackedX};
+use super::{gemm, requant, PackedW, PackedX};
+
+/// The lowered matrix of one image (rows (c, u, v), columns output pixels) by row copies.
+fn lower(img: &[i8], c: usize, h: usize, w: usize, r: usize, p: usize, cols: &mut [i8]) {
+    let hw = h * w;
+    for ci in 0..c {
+        let plane = &img[ci * hw..(ci + 1) * hw];
+        for u in 0..r {
+            for v in 0..r {
+                let row = &mut cols[((ci * r + u) * r + v) * hw..][..hw];
+                let (j0, j1) = (p.saturating_sub(v), (w + p).saturating_sub(v).min(w));
+                for i in 0..h {
+                    let out = &mut row[i * w..(i + 1) * w];
+                    match (i + u).checked_sub(p).filter(|&s| s < h) {
+                        Some(si) if j0 < j1 => {
+                            out[..j0].fill(0);
+                            out[j1..].fill(0);
+                            let s0 = si * w + j0 + v - p;
+                            out[j0..j1].copy_from_slice(&plane[s0..s0 + (j1 - j0)]);
+                        }
+                        _ => out.fill(0),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-thread working buffers, reused across calls.
+#[derive(Default)]
+struct Scratch {
+    cols: Vec<i8>,
+    acc: Vec<i32>,
+    xp: Vec<PackedX>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
 
 /// A layer ready to run.
 pub struct Im2rowI8 {
@@ -42,47 +80,45 @@ impl Im2rowI8 {
         assert_eq!(x.len(), n * c * h * w, "input must be N×C×H×W");
         let p = (r - 1) / 2;
         let hw = h * w;
-        let mut y = vec![0i8; n * k * hw];
-        let mut acc = vec![0i32; k * hw];
         let taps = c * r * r;
-        let mut cols = vec![0i8; taps * hw];
-        let mut xp = PackedX::zeros(taps, hw);
-        for ni in 0..n {
-            // The lowered matrix (rows (c, u, v), columns output pixels), row by row copies.
-            for ci in 0..c {
-                let plane = &x[(ni * c + ci) * hw..][..hw];
-                for u in 0..r {
-                    for v in 0..r {
-                        let row = &mut cols[((ci * r + u) * r + v) * hw..][..hw];
-                        let (j0, j1) = (p.saturating_sub(v), (w + p).saturating_sub(v).min(w));
-                        for i in 0..h {
-                            let out = &mut row[i * w..(i + 1) * w];
-                            match (i + u).checked_sub(p).filter(|&s| s < h) {
-                                Some(si) if j0 < j1 => {
-                                    out[..j0].fill(0);
-                                    out[j1..].fill(0);
-                                    let s0 = si * w + j0 + v - p;
-                                    out[j0..j1].copy_from_slice(&plane[s0..s0 + (j1 - j0)]);
-                                }
-                                _ => out.fill(0),
-                            }
-                        }
-                    }
+        let mut y = vec![0i8; n * k * hw];
+        SCRATCH.with(|cell| {
+            let mut s = cell.borrow_mut();
+            let Scratch { cols, acc, xp } = &mut *s;
+            if acc.len() < k * hw {
+                acc.resize(k * hw, 0);
+            }
+            if cols.len() < taps * hw {
+                cols.resize(taps * hw, 0);
+            }
+            // The packed operand keeps its padding rows from creation, so keep one per shape
+            // (a network has a handful of layer shapes).
+            let i = match xp.iter().position(|q| (q.k, q.n) == (taps, hw)) {
+                Some(i) => i,
+                None => {
+                    xp.push(PackedX::zeros(taps, hw));
+                    xp.len() - 1
+                }
+            };
+            let (xp, acc) = (&mut xp[i], &mut acc[..k * hw]);
+            for ni in 0..n {
+                let img = &x[ni * c * hw..(ni + 1) * c * hw];
+                if r == 1 {
+                    xp.fill_from_rows(img, hw);
+                } else {
+                    lower(img, c, h, w, r, p, &mut cols[..taps * hw]);
+                    xp.fill_from_rows(&cols[..taps * hw], hw);
+                }
+                gemm(&self.w, xp, acc, hw);
+                for (ko, (orow, arow)) in y[ni * k * hw..(ni + 1) * k * hw]
+                    .chunks_mut(hw)
+                    .zip(acc.chunks(hw))
+                    .enumerate()
+                {
+                    requant(arow, self.mul[ko] as f32, orow);
                 }
             }
-            xp.fill_from_rows(&cols, hw);
-            gemm(&self.w, &xp, &mut acc, hw);
-            for (ko, (orow, arow)) in y[ni * k * hw..(ni + 1) * k * hw]
-                .chunks_mut(hw)
-                .zip(acc.chunks(hw))
-                .enumerate()
-            {
-                let mul = self.mul[ko];
-                for (o, &a) in orow.iter_mut().zip(arow) {
-                    *o = to_code_f64(a as f64 * mul);
-                }
-            }
-        }
+        });
         y
     }
 }
