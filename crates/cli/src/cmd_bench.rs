@@ -316,17 +316,7 @@ fn conv_int8(a: ConvArgs) -> Result<()> {
     let (c, k, s, n) = (a.c, a.k, a.size, a.batch);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let x: Vec<i8> = (0..n * c * s * s).map(|_| rng.gen_range(0..=127)).collect();
-    let time = |f: &mut dyn FnMut()| {
-        f();
-        let mut t: Vec<f64> = (0..a.reps.max(1))
-            .map(|_| {
-                let t0 = Instant::now();
-                f();
-                t0.elapsed().as_secs_f64()
-            })
-            .collect();
-        median(&mut t)
-    };
+    let time = |f: &mut dyn FnMut()| timed(a.reps, f);
     println!(
         "INT8 conv3x3 {c}->{k} @{s}x{s}, batch {n}, 1 thread, median of {} runs, GEMM path {}",
         a.reps,
@@ -404,17 +394,7 @@ fn gemm_int8(a: GemmArgs) -> Result<()> {
     let (pw, px) = (PackedW::new(&w, m, k), PackedX::from_rows(&x, k, n, n));
     let mut c = vec![0i32; m * n];
     let ops = 2.0 * (m * k * n) as f64;
-    let time = |f: &mut dyn FnMut()| {
-        f();
-        let mut t: Vec<f64> = (0..a.reps.max(1))
-            .map(|_| {
-                let t0 = Instant::now();
-                f();
-                t0.elapsed().as_secs_f64()
-            })
-            .collect();
-        median(&mut t)
-    };
+    let time = |f: &mut dyn FnMut()| timed(a.reps, f);
     println!(
         "INT8 GEMM {m}x{k}x{n} (C = W·X), 1 thread, median of {} runs",
         a.reps

@@ -148,18 +148,30 @@ impl Geo {
         let (ni, tile) = (p / self.tiles, p % self.tiles);
         (ni, tile / self.tiles_x, tile % self.tiles_x)
     }
-    /// Input windows (t×t) of columns p0.. of channel `ci` of an NCHW tensor with `ch`
-    /// channels, lane-wise into d [t][t][lanes]; zeros in padding.
-    fn gather_in(&self, x: &[f32], ch: usize, ci: usize, p0: usize, lanes: usize, d: &mut [f32]) {
-        let (h, w, t) = (self.h, self.w, self.t);
+    /// Lane-wise windows of size s×s (rows/cols tables map window element to plane
+    /// position, -1 outside) of columns p0.. of channel `ci` of an NCHW tensor with `ch`
+    /// channels, into d [s][s][lanes]; zeros outside.
+    #[allow(clippy::too_many_arguments)]
+    fn gather(
+        &self,
+        x: &[f32],
+        ch: usize,
+        ci: usize,
+        p0: usize,
+        lanes: usize,
+        s: usize,
+        tables: (&[i32], &[i32]),
+        d: &mut [f32],
+    ) {
+        let (h, w) = (self.h, self.w);
         for lane in 0..lanes {
             let (ni, tyi, txi) = self.locate(p0 + lane);
             let plane = &x[(ni * ch + ci) * h * w..][..h * w];
-            let cols = &self.cols_in[txi * t..][..t];
-            for (a, &i) in self.rows_in[tyi * t..][..t].iter().enumerate() {
-                let dst = &mut d[a * t * lanes + lane..];
+            let cols = &tables.1[txi * s..][..s];
+            for (a, &i) in tables.0[tyi * s..][..s].iter().enumerate() {
+                let dst = &mut d[a * s * lanes + lane..];
                 if i < 0 {
-                    (0..t).for_each(|b| dst[b * lanes] = 0.0);
+                    (0..s).for_each(|b| dst[b * lanes] = 0.0);
                     continue;
                 }
                 let row = &plane[i as usize * w..][..w];
@@ -169,68 +181,79 @@ impl Geo {
             }
         }
     }
-    /// Adds lane-wise t×t window gradients into one channel's planes, laid out [N][H][W].
+
+    /// The reverse of `gather` into one channel's planes ([N][H][W]): `put(plane value, lane
+    /// value)` for every position inside.
+    #[allow(clippy::too_many_arguments)]
+    fn scatter(
+        &self,
+        src: &[f32],
+        p0: usize,
+        lanes: usize,
+        s: usize,
+        tables: (&[i32], &[i32]),
+        planes: &mut [f32],
+        put: impl Fn(&mut f32, f32),
+    ) {
+        let (h, w) = (self.h, self.w);
+        for lane in 0..lanes {
+            let (ni, tyi, txi) = self.locate(p0 + lane);
+            let plane = &mut planes[ni * h * w..][..h * w];
+            let cols = &tables.1[txi * s..][..s];
+            for (a, &i) in tables.0[tyi * s..][..s].iter().enumerate() {
+                if i < 0 {
+                    continue;
+                }
+                let row = &mut plane[i as usize * w..][..w];
+                let sv = &src[a * s * lanes + lane..];
+                for (b, &j) in cols.iter().enumerate() {
+                    if j >= 0 {
+                        put(&mut row[j as usize], sv[b * lanes]);
+                    }
+                }
+            }
+        }
+    }
+
+    fn gather_in(&self, x: &[f32], ch: usize, ci: usize, p0: usize, lanes: usize, d: &mut [f32]) {
+        self.gather(x, ch, ci, p0, lanes, self.t, (&self.rows_in, &self.cols_in), d)
+    }
+
     fn scatter_add_in(&self, dd: &[f32], p0: usize, lanes: usize, planes: &mut [f32]) {
-        let (h, w, t) = (self.h, self.w, self.t);
-        for lane in 0..lanes {
-            let (ni, tyi, txi) = self.locate(p0 + lane);
-            let plane = &mut planes[ni * h * w..][..h * w];
-            let cols = &self.cols_in[txi * t..][..t];
-            for (a, &i) in self.rows_in[tyi * t..][..t].iter().enumerate() {
-                if i < 0 {
-                    continue;
-                }
-                let row = &mut plane[i as usize * w..][..w];
-                let src = &dd[a * t * lanes + lane..];
-                for (b, &j) in cols.iter().enumerate() {
-                    if j >= 0 {
-                        row[j as usize] += src[b * lanes];
-                    }
-                }
-            }
-        }
+        self.scatter(
+            dd,
+            p0,
+            lanes,
+            self.t,
+            (&self.rows_in, &self.cols_in),
+            planes,
+            |p, v| *p += v,
+        )
     }
-    /// Output-tile values (m×m) of columns p0.. of channel `ko` of an [N][K][H][W] tensor,
-    /// lane-wise; zeros where the tile is cropped.
+
     fn gather_out(&self, y: &[f32], ko: usize, p0: usize, lanes: usize, d: &mut [f32]) {
-        let (h, w, m) = (self.h, self.w, self.m);
-        for lane in 0..lanes {
-            let (ni, tyi, txi) = self.locate(p0 + lane);
-            let plane = &y[(ni * self.k + ko) * h * w..][..h * w];
-            let cols = &self.cols_out[txi * m..][..m];
-            for (a, &i) in self.rows_out[tyi * m..][..m].iter().enumerate() {
-                let dst = &mut d[a * m * lanes + lane..];
-                if i < 0 {
-                    (0..m).for_each(|b| dst[b * lanes] = 0.0);
-                    continue;
-                }
-                let row = &plane[i as usize * w..][..w];
-                for (b, &j) in cols.iter().enumerate() {
-                    dst[b * lanes] = if j < 0 { 0.0 } else { row[j as usize] };
-                }
-            }
-        }
+        self.gather(
+            y,
+            self.k,
+            ko,
+            p0,
+            lanes,
+            self.m,
+            (&self.rows_out, &self.cols_out),
+            d,
+        )
     }
-    /// Writes lane-wise output tiles into one channel's planes ([N][H][W]), cropping.
+
     fn scatter_out(&self, yt: &[f32], p0: usize, lanes: usize, planes: &mut [f32]) {
-        let (h, w, m) = (self.h, self.w, self.m);
-        for lane in 0..lanes {
-            let (ni, tyi, txi) = self.locate(p0 + lane);
-            let plane = &mut planes[ni * h * w..][..h * w];
-            let cols = &self.cols_out[txi * m..][..m];
-            for (a, &i) in self.rows_out[tyi * m..][..m].iter().enumerate() {
-                if i < 0 {
-                    continue;
-                }
-                let row = &mut plane[i as usize * w..][..w];
-                let src = &yt[a * m * lanes + lane..];
-                for (b, &j) in cols.iter().enumerate() {
-                    if j >= 0 {
-                        row[j as usize] = src[b * lanes];
-                    }
-                }
-            }
-        }
+        self.scatter(
+            yt,
+            p0,
+            lanes,
+            self.m,
+            (&self.rows_out, &self.cols_out),
+            planes,
+            |p, v| *p = v,
+        )
     }
 }
 
