@@ -12,7 +12,7 @@ use winq_nn::conv::ConvExport;
 use winq_nn::export::Op;
 use winq_nn::wa_conv::WinogradExport;
 
-pub const FORMAT: &str = "winq-deploy-1";
+pub const FORMAT: &str = "winq-deploy-2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -24,14 +24,45 @@ pub enum DeployError {
     Invalid { path: String, why: String },
 }
 
+/// A tensor to store: f32 values, or 8-bit codes of quantized values.
+enum Data {
+    F32(Vec<f32>),
+    I8(Vec<i8>),
+}
+
 struct Writer {
-    tensors: Vec<(String, Vec<f32>)>,
+    tensors: Vec<(String, Data)>,
+}
+
+/// Codes of values that are code × f32(scale), one scale per `len / scales.len()` values.
+fn codes(v: &[f32], scales: &[f64]) -> Vec<i8> {
+    let per = (v.len() / scales.len().max(1)).max(1);
+    v.iter()
+        .enumerate()
+        .map(|(i, &x)| (x as f64 / scales[i / per]).round().clamp(-128.0, 127.0) as i8)
+        .collect()
+}
+
+/// Values of codes exactly as the training model's quantizers produce them.
+fn values(c: &[i8], scales: &[f64]) -> Vec<f32> {
+    let per = (c.len() / scales.len().max(1)).max(1);
+    c.iter()
+        .enumerate()
+        .map(|(i, &q)| q as f32 * scales[i / per] as f32)
+        .collect()
 }
 
 impl Writer {
     fn put(&mut self, v: &[f32]) -> String {
         let name = format!("t{}", self.tensors.len());
-        self.tensors.push((name.clone(), v.to_vec()));
+        self.tensors.push((name.clone(), Data::F32(v.to_vec())));
+        name
+    }
+
+    /// Stores quantized values as their 8-bit codes (4x smaller; exact on reload).
+    fn put_codes(&mut self, v: &[f32], scales: &[f64]) -> String {
+        let name = format!("t{}", self.tensors.len());
+        self.tensors.push((name.clone(), Data::I8(codes(v, scales))));
         name
     }
 
@@ -42,12 +73,12 @@ impl Writer {
             }
             Op::ConvI8(e) => json!({
                 "op": "conv_i8", "c": e.in_channels, "k": e.out_channels, "r": e.kernel, "bits": e.bits,
-                "weight": self.put(&e.weight), "s_w": e.s_w, "s_in": e.s_in, "s_out": e.s_out
+                "weight": self.put_codes(&e.weight, &e.s_w), "s_w": e.s_w, "s_in": e.s_in, "s_out": e.s_out
             }),
             Op::WinogradI8(e) => json!({
                 "op": "winograd_i8", "c": e.in_channels, "k": e.out_channels, "m": e.m, "bits": e.bits,
-                "at": self.put(&e.at), "bt": self.put(&e.bt), "s_at": e.s_at, "s_bt": e.s_bt,
-                "u": self.put(&e.u), "s_u": e.s_u, "s_in": e.s_in, "s_v": e.s_v, "s_m": e.s_m, "s_out": e.s_out
+                "at": self.put_codes(&e.at, &[e.s_at]), "bt": self.put_codes(&e.bt, &[e.s_bt]), "s_at": e.s_at, "s_bt": e.s_bt,
+                "u": self.put_codes(&e.u, &e.s_u), "s_u": e.s_u, "s_in": e.s_in, "s_v": e.s_v, "s_m": e.s_m, "s_out": e.s_out
             }),
             Op::BatchNorm { mean, scale, bias } => {
                 json!({"op": "batchnorm", "mean": self.put(mean), "scale": self.put(scale), "bias": self.put(bias)})
@@ -95,23 +126,30 @@ pub fn save(path: &Path, op: &Op, info: &ModelInfo) -> Result<(), DeployError> {
     };
     let mut w = Writer { tensors: Vec::new() };
     let graph = w.op(op);
-    let bytes: Vec<(String, Vec<u8>, usize)> = w
+    let bytes: Vec<(String, Vec<u8>, usize, Dtype)> = w
         .tensors
         .iter()
-        .map(|(n, v)| {
-            (
+        .map(|(n, d)| match d {
+            Data::F32(v) => (
                 n.clone(),
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
                 v.len(),
-            )
+                Dtype::F32,
+            ),
+            Data::I8(v) => (
+                n.clone(),
+                v.iter().map(|&x| x as u8).collect(),
+                v.len(),
+                Dtype::I8,
+            ),
         })
         .collect();
     let views: Vec<(String, TensorView)> = bytes
         .iter()
-        .map(|(n, b, len)| {
+        .map(|(n, b, len, dt)| {
             (
                 n.clone(),
-                TensorView::new(Dtype::F32, vec![*len], b).expect("length matches dtype"),
+                TensorView::new(*dt, vec![*len], b).expect("length matches dtype"),
             )
         })
         .collect();
@@ -170,6 +208,28 @@ impl Reader<'_> {
         }
     }
 
+    /// Quantized values stored as 8-bit codes, rebuilt as code × f32(scale).
+    fn coded(&self, v: &Value, key: &str, len: usize, scales: &[f64]) -> Result<Vec<f32>, DeployError> {
+        let name = v[key]
+            .as_str()
+            .ok_or_else(|| self.bad(format!("op {} lacks tensor '{key}'", v["op"])))?;
+        let t = self
+            .st
+            .tensor(name)
+            .map_err(|_| self.bad(format!("tensor {name} ('{key}') is missing")))?;
+        if t.dtype() != Dtype::I8 {
+            return Err(self.bad(format!("tensor {name} is {:?}, expected I8 codes", t.dtype())));
+        }
+        if t.data().len() != len || len % scales.len().max(1) != 0 {
+            return Err(self.bad(format!(
+                "tensor '{key}' has {} codes, expected {len}",
+                t.data().len()
+            )));
+        }
+        let c: Vec<i8> = t.data().iter().map(|&b| b as i8).collect();
+        Ok(values(&c, scales))
+    }
+
     fn num(&self, v: &Value, key: &str) -> Result<usize, DeployError> {
         v[key]
             .as_u64()
@@ -226,13 +286,14 @@ impl Reader<'_> {
             }
             "conv_i8" => {
                 let (c, k, r) = (self.num(v, "c")?, self.num(v, "k")?, self.num(v, "r")?);
+                let s_w = self.scales(v, "s_w", &[1, k])?;
                 Op::ConvI8(ConvExport {
                     in_channels: c,
                     out_channels: k,
                     kernel: r,
                     bits: self.num(v, "bits")? as u32,
-                    weight: self.tensor(v, "weight", Some(k * c * r * r))?,
-                    s_w: self.scales(v, "s_w", &[1, k])?,
+                    weight: self.coded(v, "weight", k * c * r * r, &s_w)?,
+                    s_w,
                     s_in: self.scale(v, "s_in")?,
                     s_out: self.scale(v, "s_out")?,
                 })
@@ -241,17 +302,22 @@ impl Reader<'_> {
                 let (c, k, m) = (self.num(v, "c")?, self.num(v, "k")?, self.num(v, "m")?);
                 let t = m + 2;
                 let taps = [1, t * t];
+                let (s_at, s_bt, s_u) = (
+                    self.scale(v, "s_at")?,
+                    self.scale(v, "s_bt")?,
+                    self.scales(v, "s_u", &taps)?,
+                );
                 Op::WinogradI8(WinogradExport {
                     in_channels: c,
                     out_channels: k,
                     m,
                     bits: self.num(v, "bits")? as u32,
-                    at: self.tensor(v, "at", Some(m * t))?,
-                    bt: self.tensor(v, "bt", Some(t * t))?,
-                    s_at: self.scale(v, "s_at")?,
-                    s_bt: self.scale(v, "s_bt")?,
-                    u: self.tensor(v, "u", Some(t * t * k * c))?,
-                    s_u: self.scales(v, "s_u", &taps)?,
+                    at: self.coded(v, "at", m * t, &[s_at])?,
+                    bt: self.coded(v, "bt", t * t, &[s_bt])?,
+                    s_at,
+                    s_bt,
+                    u: self.coded(v, "u", t * t * k * c, &s_u)?,
+                    s_u,
                     s_in: self.scale(v, "s_in")?,
                     s_v: self.scales(v, "s_v", &taps)?,
                     s_m: self.scales(v, "s_m", &taps)?,
