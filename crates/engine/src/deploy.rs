@@ -220,7 +220,7 @@ impl Reader<'_> {
         if t.dtype() != Dtype::I8 {
             return Err(self.bad(format!("tensor {name} is {:?}, expected I8 codes", t.dtype())));
         }
-        if t.data().len() != len || len % scales.len().max(1) != 0 {
+        if t.data().len() != len || !len.is_multiple_of(scales.len().max(1)) {
             return Err(self.bad(format!(
                 "tensor '{key}' has {} codes, expected {len}",
                 t.data().len()
