@@ -296,6 +296,8 @@ mod tests {
             (64, 36, 65),
             (7, 1, 300),
             (33, 130, 129),
+            (64, 2304, 256),
+            (12, 1152, 64),
         ];
         for (m, k, n) in shapes {
             let mut w: Vec<i8> = (0..m * k).map(|_| rnd(&mut seed)).collect();
