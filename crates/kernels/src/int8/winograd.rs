@@ -107,14 +107,23 @@ impl WinogradI8 {
                 tmpf,
             } = &mut *scratch;
             let vq = grow(vq, tt * cp);
-            g.pad_input(x, c, xpad);
+            // Few tiles: lanes run channel-fastest, so pad channel-last and copy channel runs.
+            if few {
+                g.pad_input_hwc(x, c, xpad);
+            } else {
+                g.pad_input(x, c, xpad);
+            }
             let base = grow(base, LANES);
             let d = grow(d, tt * LANES);
             let v = grow(v, tt * LANES);
             let tmp = grow(tmp, tt * LANES);
             for l0 in (0..cp).step_by(LANES) {
                 let lanes = LANES.min(cp - l0);
-                g.gather_padded(xpad, c, l0, lanes, |l| decode(l, c), base, d);
+                if few {
+                    g.gather_hwc(xpad, c, l0, lanes, d);
+                } else {
+                    g.gather_padded(xpad, c, l0, lanes, |l| decode(l, c), base, d);
+                }
                 sandwich_lanes_i32(&s.qb, t, t, d, lanes, v, lanes, lanes, tmp);
                 for e in 0..tt {
                     requant(
@@ -263,6 +272,50 @@ impl Grid {
             for i in 0..h {
                 dst[(i + oy) * wp + ox..(i + oy) * wp + ox + w].copy_from_slice(&plane[i * w..(i + 1) * w]);
             }
+        }
+    }
+
+    /// Copies input codes into zero-padded channel-last images [N][Hp][Wp][C].
+    fn pad_input_hwc(&self, x: &[i8], c: usize, out: &mut Vec<i8>) {
+        let (hp, wp) = self.padded_in();
+        let (h, w) = (self.h, self.w);
+        out.clear();
+        out.resize(self.n * hp * wp * c, 0);
+        let (oy, ox) = (1 + self.before.0, 1 + self.before.1);
+        for ni in 0..self.n {
+            for ci in 0..c {
+                let plane = &x[(ni * c + ci) * h * w..][..h * w];
+                for i in 0..h {
+                    let row = &mut out[((ni * hp + i + oy) * wp + ox) * c..];
+                    for (j, &v) in plane[i * w..(i + 1) * w].iter().enumerate() {
+                        row[j * c + ci] = v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Input windows for lanes l0.. numbered tile-major, channel-fastest (lane = p·C + c),
+    /// from channel-last padded images: each window element is a contiguous channel run.
+    fn gather_hwc(&self, xp: &[i8], c: usize, l0: usize, lanes: usize, d: &mut [i32]) {
+        let (hp, wp) = self.padded_in();
+        let (m, t) = (self.m, self.t);
+        let mut l = l0;
+        while l < l0 + lanes {
+            let (p, c0) = (l / c, l % c);
+            let run = (c - c0).min(l0 + lanes - l);
+            let (ni, tyi, txi) = self.locate(p);
+            let origin = ((ni * hp + tyi * m) * wp + txi * m) * c + c0;
+            for a in 0..t {
+                for b in 0..t {
+                    let src = &xp[origin + (a * wp + b) * c..][..run];
+                    let dst = &mut d[(a * t + b) * lanes + (l - l0)..][..run];
+                    for (o, &v) in dst.iter_mut().zip(src) {
+                        *o = v as i32;
+                    }
+                }
+            }
+            l += run;
         }
     }
 
