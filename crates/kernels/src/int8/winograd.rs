@@ -168,14 +168,32 @@ impl WinogradI8 {
                     }
                 }
                 sandwich_lanes(&a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
-                g.scatter_padded(yt, s_out, l0, lanes, |l| decode(l, k), base, ypad, k);
+                if few {
+                    g.scatter_hwc(yt, s_out, l0, lanes, ypad, k);
+                } else {
+                    g.scatter_padded(yt, s_out, l0, lanes, |l| decode(l, k), base, ypad, k);
+                }
             }
-            // Crop the tiled output back to H×W.
+            // Crop the tiled output back to H×W (and back to NCHW from channel-last).
             let (oy, ox) = g.before;
             let mut y = vec![0i8; n * k * h * w];
-            for (dst, src) in y.chunks_mut(h * w).zip(ypad.chunks(hm * wm)) {
-                for i in 0..h {
-                    dst[i * w..(i + 1) * w].copy_from_slice(&src[(i + oy) * wm + ox..(i + oy) * wm + ox + w]);
+            if few {
+                for ni in 0..n {
+                    for i in 0..h {
+                        for j in 0..w {
+                            let src = &ypad[((ni * hm + i + oy) * wm + j + ox) * k..][..k];
+                            for (ko, &v) in src.iter().enumerate() {
+                                y[((ni * k + ko) * h + i) * w + j] = v;
+                            }
+                        }
+                    }
+                }
+            } else {
+                for (dst, src) in y.chunks_mut(h * w).zip(ypad.chunks(hm * wm)) {
+                    for i in 0..h {
+                        dst[i * w..(i + 1) * w]
+                            .copy_from_slice(&src[(i + oy) * wm + ox..(i + oy) * wm + ox + w]);
+                    }
                 }
             }
             y
@@ -312,6 +330,31 @@ impl Grid {
                     let dst = &mut d[(a * t + b) * lanes + (l - l0)..][..run];
                     for (o, &v) in dst.iter_mut().zip(src) {
                         *o = v as i32;
+                    }
+                }
+            }
+            l += run;
+        }
+    }
+
+    /// Requantizes lane-wise output tiles for lanes numbered tile-major, channel-fastest
+    /// (lane = p·K + k) into channel-last tiled outputs [N][tiles_y·m][tiles_x·m][K].
+    fn scatter_hwc(&self, yt: &[f32], s_out: f32, l0: usize, lanes: usize, ypad: &mut [i8], k: usize) {
+        let m = self.m;
+        let wm = self.tiles_x * m;
+        let hm = self.tiles_y * m;
+        let mut l = l0;
+        while l < l0 + lanes {
+            let (p, k0) = (l / k, l % k);
+            let run = (k - k0).min(l0 + lanes - l);
+            let (ni, tyi, txi) = self.locate(p);
+            let origin = ((ni * hm + tyi * m) * wm + txi * m) * k + k0;
+            for a in 0..m {
+                for b in 0..m {
+                    let src = &yt[(a * m + b) * lanes + (l - l0)..][..run];
+                    let dst = &mut ypad[origin + (a * wm + b) * k..][..run];
+                    for (o, &v) in dst.iter_mut().zip(src) {
+                        *o = to_code(v / s_out);
                     }
                 }
             }
