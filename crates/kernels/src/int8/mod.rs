@@ -7,8 +7,9 @@
 //! sums: Σ (x + 128)·w = Σ x·w + 128·Σ w. W (weights) stays row-major i8 with K padded to a
 //! multiple of 4 and M to a multiple of 4; it is packed once at model load.
 //!
-//! Paths: `x86::vnni` (AVX-512 VNNI), and a portable path compiled per ISA by `multiversion!`
-//! (scalar, AVX2). `WINQ_ISA` caps the choice; every path is tested against `reference`.
+//! Paths: AVX-512 VNNI and AVX2 (i16 vpmaddwd) microkernels in `x86.rs`, and a portable path
+//! (plain loops, compiled per ISA by `multiversion!`) used elsewhere and under
+//! `WINQ_ISA=scalar`. Every path is tested against `reference`.
 
 pub mod conv;
 pub mod winograd;
@@ -259,6 +260,12 @@ pub fn gemm_isa(isa: Isa, w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
     if isa == Isa::Avx512 && x86::has_vnni() {
         // SAFETY: AVX-512F/BW and VNNI were detected at run time.
         unsafe { x86::gemm_vnni(w, x, c, ldc) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx2 && simd::available().contains(&Isa::Avx2) {
+        // SAFETY: AVX2 was detected at run time.
+        unsafe { x86::gemm_avx2(w, x, c, ldc) };
         return;
     }
     gemm_portable_isa(isa, w, x, c, ldc)

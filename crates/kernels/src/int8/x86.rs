@@ -95,3 +95,60 @@ unsafe fn block<const R: usize, const B: usize>(
         }
     }
 }
+
+/// AVX2 path (no VNNI): bytes widened to i16 and multiplied with vpmaddwd (exact: each i32
+/// lane gets two u8 × i8 products), 4 rows × 64 columns per step.
+///
+/// # Safety
+/// The CPU must support AVX2; `c` must hold M rows of `ldc` with ldc ≥ N (checked by the
+/// caller).
+#[target_feature(enable = "avx2")]
+pub unsafe fn gemm_avx2(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+    const R: usize = 4;
+    let kq = w.kp / 4;
+    let np = x.np;
+    let mut i0 = 0;
+    while i0 < w.m {
+        let rows = R.min(w.m - i0);
+        let mut j0 = 0;
+        while j0 < np {
+            let pw = x.panel_width(j0);
+            let groups = pw / 4; // 4 columns per 256-bit register of i16
+            let panel = x.data.as_ptr().add(j0 * x.kp);
+            // acc[r][g]: lanes (2·col + half) for 4 columns of group g.
+            let mut acc = [[_mm256_setzero_si256(); 16]; R];
+            for q in 0..kq {
+                let xp = panel.add(q * pw * 4);
+                let mut wv = [_mm256_setzero_si256(); R];
+                for (r, v) in wv.iter_mut().enumerate().take(rows) {
+                    let b = (w.data.as_ptr().add((i0 + r) * w.kp + 4 * q) as *const i32).read_unaligned();
+                    // [w0 w1 w2 w3] as i16, repeated for the 4 columns.
+                    let w16 = _mm256_cvtepi8_epi16(_mm_set1_epi32(b));
+                    *v = w16;
+                }
+                for g in 0..groups {
+                    let x16 = _mm256_cvtepu8_epi16(_mm_loadu_si128(xp.add(g * 16) as *const _));
+                    for (accr, &wr) in acc.iter_mut().zip(&wv).take(rows) {
+                        accr[g] = _mm256_add_epi32(accr[g], _mm256_madd_epi16(x16, wr));
+                    }
+                }
+            }
+            for (r, accr) in acc.iter().enumerate().take(rows) {
+                let i = i0 + r;
+                let bias = w.bias128[i];
+                let mut lanes = [0i32; 8];
+                for (g, &a) in accr.iter().enumerate().take(groups) {
+                    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut _, a);
+                    for col in 0..4 {
+                        let j = j0 + g * 4 + col;
+                        if j < x.n {
+                            c[i * ldc + j] = lanes[2 * col] + lanes[2 * col + 1] - bias;
+                        }
+                    }
+                }
+            }
+            j0 += pw;
+        }
+        i0 += R;
+    }
+}
