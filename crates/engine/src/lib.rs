@@ -9,6 +9,7 @@
 
 pub mod deploy;
 
+use rayon::prelude::*;
 use winq_kernels::gemm::{sgemm, Op as GemmOp};
 use winq_kernels::im2col::im2col;
 use winq_kernels::int8::conv::Im2rowI8;
@@ -327,7 +328,37 @@ impl Net {
     }
 
     /// Runs the network on an f32 input (N×C×H×W); returns the outputs (N×classes logits).
+    /// Images are independent, so a batch is split over rayon's threads (one thread: in order).
     pub fn forward(&self, x: Act) -> Act {
-        run(&self.root, x)
+        let threads = rayon::current_num_threads();
+        if x.n < 2 || threads < 2 {
+            return run(&self.root, x);
+        }
+        let per = x.n.div_ceil(threads);
+        let img = x.c * x.h * x.w;
+        let parts: Vec<Act> = x
+            .data
+            .par_chunks(per * img)
+            .map(|d| {
+                run(
+                    &self.root,
+                    Act {
+                        n: d.len() / img,
+                        c: x.c,
+                        h: x.h,
+                        w: x.w,
+                        data: d.to_vec(),
+                    },
+                )
+            })
+            .collect();
+        let (c, h, w) = (parts[0].c, parts[0].h, parts[0].w);
+        Act {
+            n: x.n,
+            c,
+            h,
+            w,
+            data: parts.into_iter().flat_map(|p| p.data).collect(),
+        }
     }
 }

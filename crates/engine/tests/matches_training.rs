@@ -128,3 +128,29 @@ fn resnet18like_mixed_layers_match() {
     let (net, _) = resnet18like(&cfg(convs, 16, 0.125)).unwrap();
     compare(net, 16, "resnet18like mixed");
 }
+
+/// A batch split over threads gives the same outputs as one thread.
+#[test]
+fn batch_split_over_threads_is_exact() {
+    let c = ConvChoice {
+        algo: Algo::Winograd { m: 4, flex: false },
+        precision: Precision::Int(8),
+    };
+    let (mut net, _) = lenet(&cfg(vec![c; 2], 28, 1.0)).unwrap();
+    settle(&mut net, 28);
+    let engine = Net::compile(&net.export().unwrap()).unwrap();
+    let (x, _) = data(5, 7, 28);
+    let act = Act {
+        n: 7,
+        c: 1,
+        h: 28,
+        w: 28,
+        data: x.data,
+    };
+    let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+    let one = pool(1).install(|| engine.forward(act.clone()));
+    let two = pool(2).install(|| engine.forward(act.clone()));
+    let three = pool(3).install(|| engine.forward(act.clone()));
+    assert_eq!(one, two);
+    assert_eq!(one, three);
+}
