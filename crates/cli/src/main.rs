@@ -18,10 +18,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "winq",
     version,
     about = "Winograd-aware quantized convolutional networks",
-    long_about = "winq builds exact Winograd (Toom-Cook) transforms, measures how quantization \
-                  interacts with them, and (as the project grows) trains, searches and deploys \
-                  Winograd-aware quantized CNNs.\n\nStart with `winq transforms --m 4` to see \
-                  F(4x4, 3x3), or `winq error` for the numerical-error study."
+    long_about = "winq trains CNNs whose 3x3 convolutions run as quantized Winograd F(2x2), \
+                  F(4x4) or F(6x6) (Winograd-aware training, learned 'flex' transforms), and \
+                  deploys them with an integer engine that computes what training simulated. \
+                  It also builds exact Winograd (Toom-Cook) transforms and measures their \
+                  quantization error.\n\nStart with `winq train` (Fashion-MNIST, about 8 \
+                  minutes), then `winq export runs/<run> -o m.winq` and `winq run m.winq --input \
+                  <images>`; `winq transforms --m 4` prints F(4x4, 3x3); `winq error` runs the \
+                  numerical-error study."
 )]
 struct Cli {
     /// Worker threads (default: all cores).
