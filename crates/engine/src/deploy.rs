@@ -184,7 +184,8 @@ impl Reader<'_> {
         }
     }
 
-    fn tensor(&self, v: &Value, key: &str, len: Option<usize>) -> Result<Vec<f32>, DeployError> {
+    /// The bytes of the tensor an op names under `key`, checked to have `dtype`.
+    fn bytes(&self, v: &Value, key: &str, dtype: Dtype) -> Result<&[u8], DeployError> {
         let name = v[key]
             .as_str()
             .ok_or_else(|| self.bad(format!("op {} lacks tensor '{key}'", v["op"])))?;
@@ -192,11 +193,15 @@ impl Reader<'_> {
             .st
             .tensor(name)
             .map_err(|_| self.bad(format!("tensor {name} ('{key}') is missing")))?;
-        if t.dtype() != Dtype::F32 {
-            return Err(self.bad(format!("tensor {name} is {:?}, expected F32", t.dtype())));
+        if t.dtype() != dtype {
+            return Err(self.bad(format!("tensor {name} is {:?}, expected {dtype:?}", t.dtype())));
         }
-        let out: Vec<f32> = t
-            .data()
+        Ok(t.data())
+    }
+
+    fn tensor(&self, v: &Value, key: &str, len: Option<usize>) -> Result<Vec<f32>, DeployError> {
+        let out: Vec<f32> = self
+            .bytes(v, key, Dtype::F32)?
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
@@ -210,23 +215,11 @@ impl Reader<'_> {
 
     /// Quantized values stored as 8-bit codes, rebuilt as code × f32(scale).
     fn coded(&self, v: &Value, key: &str, len: usize, scales: &[f64]) -> Result<Vec<f32>, DeployError> {
-        let name = v[key]
-            .as_str()
-            .ok_or_else(|| self.bad(format!("op {} lacks tensor '{key}'", v["op"])))?;
-        let t = self
-            .st
-            .tensor(name)
-            .map_err(|_| self.bad(format!("tensor {name} ('{key}') is missing")))?;
-        if t.dtype() != Dtype::I8 {
-            return Err(self.bad(format!("tensor {name} is {:?}, expected I8 codes", t.dtype())));
+        let data = self.bytes(v, key, Dtype::I8)?;
+        if data.len() != len || !len.is_multiple_of(scales.len().max(1)) {
+            return Err(self.bad(format!("tensor '{key}' has {} codes, expected {len}", data.len())));
         }
-        if t.data().len() != len || !len.is_multiple_of(scales.len().max(1)) {
-            return Err(self.bad(format!(
-                "tensor '{key}' has {} codes, expected {len}",
-                t.data().len()
-            )));
-        }
-        let c: Vec<i8> = t.data().iter().map(|&b| b as i8).collect();
+        let c: Vec<i8> = data.iter().map(|&b| b as i8).collect();
         Ok(values(&c, scales))
     }
 

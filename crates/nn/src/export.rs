@@ -56,3 +56,21 @@ impl Op {
         }
     }
 }
+
+/// The engine runs INT8 and FP32 layers: an exported quantized layer of more bits is refused.
+pub fn int8_or_fp32<E>(
+    exported: Option<E>,
+    bits: impl Fn(&E) -> u32,
+    int8: impl FnOnce(E) -> Op,
+    fp32: impl FnOnce() -> Op,
+    what: &str,
+) -> Result<Op, String> {
+    match exported {
+        Some(e) if bits(&e) <= 8 => Ok(int8(e)),
+        Some(e) => Err(format!(
+            "{what}: the engine runs INT8 and FP32, not INT{}",
+            bits(&e)
+        )),
+        None => Ok(fp32()),
+    }
+}

@@ -678,21 +678,21 @@ impl Layer for WinogradConv2d {
     }
 
     fn export(&mut self) -> Result<crate::export::Op, String> {
-        match WinogradConv2d::export(self) {
-            Some(e) if e.bits <= 8 => Ok(crate::export::Op::WinogradI8(e)),
-            Some(e) => Err(format!(
-                "{}: the engine runs INT8 and FP32, not INT{}",
-                self.describe(),
-                e.bits
-            )),
-            // An unquantized Winograd layer computes the convolution itself.
-            None => Ok(crate::export::Op::ConvF32 {
-                c: self.in_channels,
-                k: self.out_channels,
-                r: 3,
-                weight: self.weight.value.data.clone(),
-            }),
-        }
+        let (c, k, r, weight, what) = (
+            self.in_channels,
+            self.out_channels,
+            3,
+            self.weight.value.data.clone(),
+            self.describe(),
+        );
+        // An unquantized layer runs as an FP32 convolution (Winograd computes the same function).
+        crate::export::int8_or_fp32(
+            WinogradConv2d::export(self),
+            |e| e.bits,
+            crate::export::Op::WinogradI8,
+            || crate::export::Op::ConvF32 { c, k, r, weight },
+            &what,
+        )
     }
 
     fn describe(&self) -> String {
