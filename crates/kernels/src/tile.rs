@@ -7,6 +7,58 @@
 
 use winq_quant::multiversion;
 
+/// out = L·X·Lᵀ for every lane, for any element type (f32 in training, i32 codes in the
+/// engine). Inlined into each ISA's wrapper below so it vectorizes per instruction set.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn sandwich_body<T>(
+    l: &[T],
+    a: usize,
+    b: usize,
+    x: &[T],
+    x_rs: usize,
+    out: &mut [T],
+    out_rs: usize,
+    lanes: usize,
+    tmp: &mut [T],
+) where
+    T: Copy + Default + PartialEq + std::ops::AddAssign + std::ops::Mul<Output = T>,
+{
+    let zero = T::default();
+    // tmp[i][q] = Σ_p L[i][p] X[p][q]
+    for i in 0..a {
+        for q in 0..b {
+            let t = &mut tmp[(i * b + q) * lanes..][..lanes];
+            t.fill(zero);
+            for p in 0..b {
+                let lv = l[i * b + p];
+                if lv != zero {
+                    let xr = &x[(p * b + q) * x_rs..][..lanes];
+                    for (o, &v) in t.iter_mut().zip(xr) {
+                        *o += lv * v;
+                    }
+                }
+            }
+        }
+    }
+    // out[i][j] = Σ_q L[j][q] tmp[i][q]
+    for i in 0..a {
+        for j in 0..a {
+            let o = &mut out[(i * a + j) * out_rs..][..lanes];
+            o.fill(zero);
+            for q in 0..b {
+                let lv = l[j * b + q];
+                if lv != zero {
+                    let tr = &tmp[(i * b + q) * lanes..][..lanes];
+                    for (o, &v) in o.iter_mut().zip(tr) {
+                        *o += lv * v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 multiversion! {
     /// out = L·X·Lᵀ for every lane: L is a×b, X is b×b (row (p, q) at x[(p·b + q)·x_rs..]),
     /// out is a×a (row (i, j) at out[(i·a + j)·out_rs..]). Zeros of L are skipped.
@@ -22,44 +74,12 @@ multiversion! {
         lanes: usize,
         tmp: &mut [f32],
     ) {
-        // tmp[i][q] = Σ_p L[i][p] X[p][q]
-        for i in 0..a {
-            for q in 0..b {
-                let t = &mut tmp[(i * b + q) * lanes..][..lanes];
-                t.fill(0.0);
-                for p in 0..b {
-                    let lv = l[i * b + p];
-                    if lv != 0.0 {
-                        let xr = &x[(p * b + q) * x_rs..][..lanes];
-                        for (o, v) in t.iter_mut().zip(xr) {
-                            *o += lv * v;
-                        }
-                    }
-                }
-            }
-        }
-        // out[i][j] = Σ_q L[j][q] tmp[i][q]
-        for i in 0..a {
-            for j in 0..a {
-                let o = &mut out[(i * a + j) * out_rs..][..lanes];
-                o.fill(0.0);
-                for q in 0..b {
-                    let lv = l[j * b + q];
-                    if lv != 0.0 {
-                        let tr = &tmp[(i * b + q) * lanes..][..lanes];
-                        for (o, v) in o.iter_mut().zip(tr) {
-                            *o += lv * v;
-                        }
-                    }
-                }
-            }
-        }
+        sandwich_body(l, a, b, x, x_rs, out, out_rs, lanes, tmp)
     }
 }
 
 multiversion! {
-    /// `sandwich_lanes` in exact integer arithmetic (the INT8 engine's input transform):
-    /// out = L·X·Lᵀ per lane with i32 codes.
+    /// `sandwich_lanes` in exact integer arithmetic (the INT8 engine's input transform).
     pub fn sandwich_lanes_i32 / sandwich_lanes_i32_isa(
         l: &[i32],
         a: usize,
@@ -71,36 +91,7 @@ multiversion! {
         lanes: usize,
         tmp: &mut [i32],
     ) {
-        for i in 0..a {
-            for q in 0..b {
-                let t = &mut tmp[(i * b + q) * lanes..][..lanes];
-                t.fill(0);
-                for p in 0..b {
-                    let lv = l[i * b + p];
-                    if lv != 0 {
-                        let xr = &x[(p * b + q) * x_rs..][..lanes];
-                        for (o, v) in t.iter_mut().zip(xr) {
-                            *o += lv * v;
-                        }
-                    }
-                }
-            }
-        }
-        for i in 0..a {
-            for j in 0..a {
-                let o = &mut out[(i * a + j) * out_rs..][..lanes];
-                o.fill(0);
-                for q in 0..b {
-                    let lv = l[j * b + q];
-                    if lv != 0 {
-                        let tr = &tmp[(i * b + q) * lanes..][..lanes];
-                        for (o, v) in o.iter_mut().zip(tr) {
-                            *o += lv * v;
-                        }
-                    }
-                }
-            }
-        }
+        sandwich_body(l, a, b, x, x_rs, out, out_rs, lanes, tmp)
     }
 }
 
