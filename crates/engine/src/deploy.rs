@@ -35,7 +35,7 @@ struct Writer {
 }
 
 /// Codes of values that are code × f32(scale), one scale per `len / scales.len()` values.
-fn codes(v: &[f32], scales: &[f64]) -> Vec<i8> {
+pub(crate) fn codes(v: &[f32], scales: &[f64]) -> Vec<i8> {
     let per = (v.len() / scales.len().max(1)).max(1);
     v.iter()
         .enumerate()

@@ -9,10 +9,12 @@
 
 pub mod deploy;
 
+use deploy::codes;
 use rayon::prelude::*;
 use winq_kernels::gemm::{sgemm, Op as GemmOp};
 use winq_kernels::im2col::im2col;
 use winq_kernels::int8::conv::Im2rowI8;
+use winq_kernels::int8::to_code;
 use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
 use winq_nn::export::Op;
 
@@ -26,42 +28,42 @@ pub struct Act {
     pub data: Vec<f32>,
 }
 
+/// An INT8 convolution kernel prepared once at compile time.
+enum Int8Kernel {
+    Im2row(Im2rowI8),
+    Winograd(WinogradI8),
+}
+
+impl Int8Kernel {
+    fn out_channels(&self) -> usize {
+        match self {
+            Int8Kernel::Im2row(l) => l.k,
+            Int8Kernel::Winograd(l) => l.spec().k,
+        }
+    }
+
+    fn forward(&self, x: &[i8], n: usize, h: usize, w: usize) -> Vec<i8> {
+        match self {
+            Int8Kernel::Im2row(l) => l.forward(x, n, h, w),
+            Int8Kernel::Winograd(l) => l.forward(x, n, h, w),
+        }
+    }
+}
+
+/// A compiled operation: INT8 convolutions hold their prepared kernels; everything else runs
+/// straight from its exported data.
 enum Node {
-    ConvF32 {
-        c: usize,
-        k: usize,
-        r: usize,
-        weight: Vec<f32>,
-    },
-    ConvI8 {
-        layer: Im2rowI8,
+    Int8 {
+        kernel: Int8Kernel,
         s_in: f32,
         s_out: f32,
-    },
-    WinogradI8 {
-        layer: WinogradI8,
-        s_in: f32,
-        s_out: f32,
-    },
-    BatchNorm {
-        mean: Vec<f32>,
-        scale: Vec<f32>,
-        bias: Vec<f32>,
-    },
-    Relu,
-    MaxPool2,
-    GlobalAvgPool,
-    Linear {
-        inputs: usize,
-        outputs: usize,
-        weight: Vec<f32>,
-        bias: Vec<f32>,
     },
     Seq(Vec<Node>),
     Residual {
         body: Vec<Node>,
         shortcut: Option<Vec<Node>>,
     },
+    Plain(Op),
 }
 
 /// A compiled network.
@@ -69,104 +71,67 @@ pub struct Net {
     root: Node,
 }
 
-fn code(v: f32, s: f64) -> i8 {
-    (v as f64 / s).round_ties_even().clamp(-128.0, 127.0) as i8
+fn compile_all(ops: &[Op]) -> Result<Vec<Node>, String> {
+    ops.iter().map(compile).collect()
 }
 
 fn compile(op: &Op) -> Result<Node, String> {
     Ok(match op {
-        Op::ConvF32 { c, k, r, weight } => Node::ConvF32 {
-            c: *c,
-            k: *k,
-            r: *r,
-            weight: weight.clone(),
-        },
         Op::ConvI8(e) => {
-            let k = e.out_channels;
-            let per = e.weight.len() / e.s_w.len();
-            let qw: Vec<i8> = e
-                .weight
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| code(v, e.s_w[i / per]))
-                .collect();
-            let layer = Im2rowI8::new(&qw, e.in_channels, k, e.kernel, e.s_in, &e.s_w, e.s_out);
-            Node::ConvI8 {
-                layer,
+            let qw = codes(&e.weight, &e.s_w);
+            let layer = Im2rowI8::new(
+                &qw,
+                e.in_channels,
+                e.out_channels,
+                e.kernel,
+                e.s_in,
+                &e.s_w,
+                e.s_out,
+            );
+            Node::Int8 {
+                kernel: Int8Kernel::Im2row(layer),
                 s_in: e.s_in as f32,
                 s_out: e.s_out as f32,
             }
         }
         Op::WinogradI8(e) => {
             let t = e.m + 2;
-            let per_u = e.u.len() / e.s_u.len();
+            if e.at.len() != e.m * t {
+                return Err(format!(
+                    "Winograd layer: Aᵀ has {} values, F{} needs {}",
+                    e.at.len(),
+                    e.m,
+                    e.m * t
+                ));
+            }
             let spec = WinogradSpec {
                 c: e.in_channels,
                 k: e.out_channels,
                 m: e.m,
-                qa: e.at.iter().map(|&v| code(v, e.s_at) as i32).collect(),
-                qb: e.bt.iter().map(|&v| code(v, e.s_bt) as i32).collect(),
+                qa: codes(&e.at, &[e.s_at]).iter().map(|&v| v as i32).collect(),
+                qb: codes(&e.bt, &[e.s_bt]).iter().map(|&v| v as i32).collect(),
                 s_a: e.s_at,
                 s_b: e.s_bt,
-                qu: e
-                    .u
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| code(v, e.s_u[i / per_u]))
-                    .collect(),
+                qu: codes(&e.u, &e.s_u),
                 s_u: e.s_u.clone(),
                 s_in: e.s_in,
                 s_v: e.s_v.clone(),
                 s_m: e.s_m.clone(),
                 s_out: e.s_out,
             };
-            if spec.qa.len() != e.m * t {
-                return Err(format!(
-                    "Winograd layer: Aᵀ has {} values, F{} needs {}",
-                    spec.qa.len(),
-                    e.m,
-                    e.m * t
-                ));
-            }
-            Node::WinogradI8 {
-                layer: WinogradI8::new(spec),
+            Node::Int8 {
+                kernel: Int8Kernel::Winograd(WinogradI8::new(spec)),
                 s_in: e.s_in as f32,
                 s_out: e.s_out as f32,
             }
         }
-        Op::BatchNorm { mean, scale, bias } => Node::BatchNorm {
-            mean: mean.clone(),
-            scale: scale.clone(),
-            bias: bias.clone(),
-        },
-        Op::Relu => Node::Relu,
-        Op::MaxPool2 => Node::MaxPool2,
-        Op::GlobalAvgPool => Node::GlobalAvgPool,
-        Op::Linear {
-            inputs,
-            outputs,
-            weight,
-            bias,
-        } => Node::Linear {
-            inputs: *inputs,
-            outputs: *outputs,
-            weight: weight.clone(),
-            bias: bias.clone(),
-        },
-        Op::Seq(v) => Node::Seq(v.iter().map(compile).collect::<Result<_, _>>()?),
+        Op::Seq(v) => Node::Seq(compile_all(v)?),
         Op::Residual { body, shortcut } => Node::Residual {
-            body: body.iter().map(compile).collect::<Result<_, _>>()?,
-            shortcut: shortcut
-                .as_ref()
-                .map(|s| s.iter().map(compile).collect::<Result<_, _>>())
-                .transpose()?,
+            body: compile_all(body)?,
+            shortcut: shortcut.as_deref().map(compile_all).transpose()?,
         },
+        other => Node::Plain(other.clone()),
     })
-}
-
-/// Quantizes activations as the training model's fake quantizer does (f32 division).
-fn quantize(x: &[f32], s: f32) -> Vec<i8> {
-    x.iter().map(|&v| winq_kernels::int8::to_code(v / s)).collect()
 }
 
 fn run_seq(nodes: &[Node], x: Act) -> Act {
@@ -174,10 +139,39 @@ fn run_seq(nodes: &[Node], x: Act) -> Act {
 }
 
 fn run(node: &Node, x: Act) -> Act {
+    match node {
+        Node::Int8 { kernel, s_in, s_out } => {
+            // Quantized as the training model's fake quantizer does (f32 division).
+            let q: Vec<i8> = x.data.iter().map(|&v| to_code(v / s_in)).collect();
+            let y = kernel.forward(&q, x.n, x.h, x.w);
+            Act {
+                n: x.n,
+                c: kernel.out_channels(),
+                h: x.h,
+                w: x.w,
+                data: y.iter().map(|&v| v as f32 * s_out).collect(),
+            }
+        }
+        Node::Seq(v) => run_seq(v, x),
+        Node::Residual { body, shortcut } => {
+            let sc = match shortcut {
+                Some(s) => run_seq(s, x.clone()),
+                None => x.clone(),
+            };
+            let mut y = run_seq(body, x);
+            y.data.iter_mut().zip(&sc.data).for_each(|(a, b)| *a += b);
+            y
+        }
+        Node::Plain(op) => run_plain(op, x),
+    }
+}
+
+/// The FP32 operations, computed as the training model's eval forward computes them.
+fn run_plain(op: &Op, x: Act) -> Act {
     let Act { n, c, h, w, data } = x;
     let hw = h * w;
-    match node {
-        Node::ConvF32 { c: ci, k, r, weight } => {
+    match op {
+        Op::ConvF32 { c: ci, k, r, weight } => {
             assert_eq!(c, *ci, "channel mismatch");
             let taps = ci * r * r;
             let mut cols = vec![0.0f32; taps * hw];
@@ -205,27 +199,7 @@ fn run(node: &Node, x: Act) -> Act {
                 data: y,
             }
         }
-        Node::ConvI8 { layer, s_in, s_out } => {
-            let q = layer.forward(&quantize(&data, *s_in), n, h, w);
-            Act {
-                n,
-                c: layer.k,
-                h,
-                w,
-                data: q.iter().map(|&v| v as f32 * s_out).collect(),
-            }
-        }
-        Node::WinogradI8 { layer, s_in, s_out } => {
-            let q = layer.forward(&quantize(&data, *s_in), n, h, w);
-            Act {
-                n,
-                c: layer.spec().k,
-                h,
-                w,
-                data: q.iter().map(|&v| v as f32 * s_out).collect(),
-            }
-        }
-        Node::BatchNorm { mean, scale, bias } => {
+        Op::BatchNorm { mean, scale, bias } => {
             let mut y = data;
             for (i, plane) in y.chunks_mut(hw).enumerate() {
                 let ch = i % c;
@@ -235,7 +209,7 @@ fn run(node: &Node, x: Act) -> Act {
             }
             Act { n, c, h, w, data: y }
         }
-        Node::Relu => Act {
+        Op::Relu => Act {
             n,
             c,
             h,
@@ -245,7 +219,7 @@ fn run(node: &Node, x: Act) -> Act {
                 .map(|v| if v > 0.0 || v.is_nan() { v } else { 0.0 })
                 .collect(),
         },
-        Node::MaxPool2 => {
+        Op::MaxPool2 => {
             let (ho, wo) = (h / 2, w / 2);
             let mut y = vec![0.0f32; n * c * ho * wo];
             for (pi, plane) in data.chunks(hw).enumerate() {
@@ -269,7 +243,7 @@ fn run(node: &Node, x: Act) -> Act {
                 data: y,
             }
         }
-        Node::GlobalAvgPool => Act {
+        Op::GlobalAvgPool => Act {
             n,
             c,
             h: 1,
@@ -279,7 +253,7 @@ fn run(node: &Node, x: Act) -> Act {
                 .map(|p| (p.iter().map(|&v| v as f64).sum::<f64>() / hw as f64) as f32)
                 .collect(),
         },
-        Node::Linear {
+        Op::Linear {
             inputs,
             outputs,
             weight,
@@ -307,16 +281,9 @@ fn run(node: &Node, x: Act) -> Act {
                 data: y,
             }
         }
-        Node::Seq(v) => run_seq(v, Act { n, c, h, w, data }),
-        Node::Residual { body, shortcut } => {
-            let x = Act { n, c, h, w, data };
-            let sc = match shortcut {
-                Some(s) => run_seq(s, x.clone()),
-                None => x.clone(),
-            };
-            let mut y = run_seq(body, x);
-            y.data.iter_mut().zip(&sc.data).for_each(|(a, b)| *a += b);
-            y
+        // Compiled into Int8 / Seq / Residual nodes, never kept as plain operations.
+        Op::ConvI8(_) | Op::WinogradI8(_) | Op::Seq(_) | Op::Residual { .. } => {
+            unreachable!("container or INT8 operation left uncompiled")
         }
     }
 }
