@@ -32,7 +32,7 @@ fn round_up(v: usize, m: usize) -> usize {
 }
 
 /// Weights packed for `gemm`: row-major, K padded to a multiple of 4, M to a multiple of MR.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PackedW {
     pub m: usize,
     pub k: usize,
@@ -47,25 +47,34 @@ pub struct PackedW {
 
 impl PackedW {
     pub fn new(w: &[i8], m: usize, k: usize) -> PackedW {
+        let mut p = PackedW::default();
+        p.fill(w, m, k);
+        p
+    }
+
+    /// Repacks in place, reusing the buffers (operands packed on every call).
+    pub fn fill(&mut self, w: &[i8], m: usize, k: usize) {
         assert_eq!(w.len(), m * k, "weights must be M×K");
         let mr = if m <= MR_SMALL { MR_SMALL } else { MR };
         let (kp, mp) = (round_up(k.max(1), 4), round_up(m.max(1), mr));
-        let mut data = vec![0i8; mp * kp];
-        for r in 0..m {
-            data[r * kp..r * kp + k].copy_from_slice(&w[r * k..(r + 1) * k]);
-        }
-        let bias128 = (0..mp)
-            .map(|r| 128 * data[r * kp..(r + 1) * kp].iter().map(|&v| v as i32).sum::<i32>())
-            .collect();
-        PackedW {
+        *self = PackedW {
             m,
             k,
             kp,
             mp,
             mr,
-            data,
-            bias128,
+            data: std::mem::take(&mut self.data),
+            bias128: std::mem::take(&mut self.bias128),
+        };
+        self.data.clear();
+        self.data.resize(mp * kp, 0);
+        for r in 0..m {
+            self.data[r * kp..r * kp + k].copy_from_slice(&w[r * k..(r + 1) * k]);
         }
+        let data = &self.data;
+        self.bias128.clear();
+        self.bias128
+            .extend((0..mp).map(|r| 128 * data[r * kp..(r + 1) * kp].iter().map(|&v| v as i32).sum::<i32>()));
     }
 }
 

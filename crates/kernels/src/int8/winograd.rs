@@ -95,6 +95,7 @@ impl WinogradI8 {
                 tmp,
                 qm,
                 acc,
+                vw,
                 mt,
                 yt,
                 tmpf,
@@ -125,12 +126,8 @@ impl WinogradI8 {
             let acc = grow(acc, kp);
             for e in 0..tt {
                 let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
-                gemm(
-                    &PackedW::new(&vq[e * cp..(e + 1) * cp], p, c),
-                    &self.ut[e],
-                    acc,
-                    k,
-                );
+                vw.fill(&vq[e * cp..(e + 1) * cp], p, c);
+                gemm(vw, &self.ut[e], acc, k);
                 requant(acc, mul, &mut qm[e * kp..(e + 1) * kp]);
             }
 
@@ -188,6 +185,7 @@ struct Scratch {
     tmp: Vec<i32>,
     qm: Vec<i8>,
     acc: Vec<i32>,
+    vw: PackedW,
     mt: Vec<f32>,
     yt: Vec<f32>,
     tmpf: Vec<f32>,
