@@ -2,7 +2,7 @@
 //! lowered straight into the GEMM's packed layout, multiplied by the packed weight codes with
 //! int32 accumulation, and requantized to the output scale (round half to even).
 
-use super::{gemm, requant, PackedW, PackedX};
+use super::{gemm, grow, requant, PackedW, PackedX};
 
 /// The lowered matrix of one image (rows (c, u, v), columns output pixels) by row copies.
 fn lower(img: &[i8], c: usize, h: usize, w: usize, r: usize, p: usize, cols: &mut [i8]) {
@@ -85,12 +85,7 @@ impl Im2rowI8 {
         SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
             let Scratch { cols, acc, xp } = &mut *s;
-            if acc.len() < k * hw {
-                acc.resize(k * hw, 0);
-            }
-            if cols.len() < taps * hw {
-                cols.resize(taps * hw, 0);
-            }
+            let (acc, cols) = (grow(acc, k * hw), grow(cols, taps * hw));
             // The packed operand keeps its padding rows from creation, so keep one per shape
             // (a network has a handful of layer shapes).
             let i = match xp.iter().position(|q| (q.k, q.n) == (taps, hw)) {
@@ -100,14 +95,14 @@ impl Im2rowI8 {
                     xp.len() - 1
                 }
             };
-            let (xp, acc) = (&mut xp[i], &mut acc[..k * hw]);
+            let xp = &mut xp[i];
             for ni in 0..n {
                 let img = &x[ni * c * hw..(ni + 1) * c * hw];
                 if r == 1 {
                     xp.fill_from_rows(img, hw);
                 } else {
-                    lower(img, c, h, w, r, p, &mut cols[..taps * hw]);
-                    xp.fill_from_rows(&cols[..taps * hw], hw);
+                    lower(img, c, h, w, r, p, cols);
+                    xp.fill_from_rows(cols, hw);
                 }
                 gemm(&self.w, xp, acc, hw);
                 for (ko, (orow, arow)) in y[ni * k * hw..(ni + 1) * k * hw]

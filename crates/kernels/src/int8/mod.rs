@@ -18,6 +18,15 @@ mod x86;
 
 use winq_quant::simd::{self, Isa};
 
+/// The first n elements of a reusable buffer, grown as needed; callers overwrite them before
+/// reading.
+pub(crate) fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+    &mut v[..n]
+}
+
 /// Rows of W per microkernel step: 6 × 64 columns fill 24 of the 32 zmm registers; matrices
 /// of at most 4 rows (few Winograd tiles) use 4 so nothing is padded.
 pub const MR: usize = 6;

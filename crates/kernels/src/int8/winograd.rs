@@ -10,7 +10,7 @@
 //! lanes, which wastes nothing on batch 1 with few tiles and measured as fast or faster than
 //! tiles-in-lanes everywhere else.
 
-use super::{gemm, requant, to_code, PackedW, PackedX};
+use super::{gemm, grow, requant, to_code, PackedW, PackedX};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
 
@@ -193,14 +193,6 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
-}
-
-/// The first n elements of a buffer grown as needed; callers overwrite them before reading.
-fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
-    if v.len() < n {
-        v.resize(n, T::default());
-    }
-    &mut v[..n]
 }
 
 /// Tiles processed together by the lane-wise transforms.
