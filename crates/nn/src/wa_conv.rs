@@ -260,7 +260,8 @@ impl Geo {
 struct Cache {
     geo: Geo,
     xq: Tensor,
-    wq: Vec<f32>,
+    /// Quantized weights as [9][K·C] lanes (for dG).
+    wt: Vec<f32>,
     at: Vec<f32>,
     bt: Vec<f32>,
     g: Vec<f32>,
@@ -385,7 +386,8 @@ impl WinogradConv2d {
         self
     }
 
-    /// Transforms, quantized weights and quantized U = G g Gᵀ ([T][K][C]) as a forward uses them.
+    /// Transforms, quantized weights transposed to [9][K·C] (the lane layout), and quantized
+    /// U = G g Gᵀ ([T][K][C]) as a forward uses them.
     #[allow(clippy::type_complexity)]
     fn weights(&mut self, mode: Mode) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
         let (at, bt, g) = self.transforms(mode);
@@ -400,7 +402,7 @@ impl WinogradConv2d {
             sandwich_lanes(&g, t, 3, &wt[j0..], kc, blk, lanes, lanes, &mut tmp);
         });
         self.q_u.apply(&mut u, mode, 1); // [T][K][C]: taps outermost
-        (at, bt, g, wq, u)
+        (at, bt, g, wt, u)
     }
 
     /// Everything an integer engine needs to compute this layer's eval forward: the quantized
@@ -456,7 +458,7 @@ impl Layer for WinogradConv2d {
         let t = m + 2;
         let geo = Geo::new(n, c, h, w, k, m);
         let (tt, p, kc) = (geo.tt(), geo.p(), k * c);
-        let (at, bt, g, wq, u) = self.weights(mode);
+        let (at, bt, g, wt, u) = self.weights(mode);
         let mut xq = x.clone();
         self.q_in.apply(&mut xq.data, mode, 1);
 
@@ -510,7 +512,7 @@ impl Layer for WinogradConv2d {
             self.cache = Some(Cache {
                 geo,
                 xq,
-                wq,
+                wt,
                 at,
                 bt,
                 g,
@@ -530,7 +532,7 @@ impl Layer for WinogradConv2d {
         let Cache {
             geo,
             xq,
-            wq,
+            wt,
             at,
             bt,
             g,
@@ -629,7 +631,6 @@ impl Layer for WinogradConv2d {
         drop(dxc);
 
         // dW = Gᵀ dU G, lanes over (k, c); in flex mode also dG.
-        let wt = transpose(&wq, kc, 9);
         let mut dwt = vec![0.0f32; 9 * kc];
         let d_g = lane_blocks_par(kc, 9, &mut dwt, t * 3, |j0, lanes, blk, dg| {
             let mut tmp = vec![0.0f32; tt * lanes];
