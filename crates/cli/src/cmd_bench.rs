@@ -307,6 +307,9 @@ pub struct ConvArgs {
     batch: usize,
     #[arg(long, default_value_t = 20)]
     reps: usize,
+    /// Winograd tiles to time beside im2row (e.g. `--tiles 4` alone for profiling).
+    #[arg(long, value_delimiter = ',', default_value = "2,4,6")]
+    tiles: Vec<usize>,
 }
 
 fn conv_int8(a: ConvArgs) -> Result<()> {
@@ -324,11 +327,13 @@ fn conv_int8(a: ConvArgs) -> Result<()> {
     );
     let qw: Vec<i8> = (0..k * c * 9).map(|_| rng.gen()).collect();
     let im2row = Im2rowI8::new(&qw, c, k, 3, 0.02, &[0.01], 0.05);
+    let mut y = vec![0i8; n * k * s * s];
     let base = time(&mut || {
-        std::hint::black_box(im2row.forward(&x, n, s, s));
+        im2row.forward(&x, n, s, s, &mut y);
+        std::hint::black_box(&y);
     });
     println!("  {:<8} {:8.3} ms", "im2row", base * 1e3);
-    for m in [2usize, 4, 6] {
+    for &m in &a.tiles {
         let t = m + 2;
         let tr = transform(m, 3, &PointSet::Default)?.to_f64();
         let code = |v: &[f64]| -> (Vec<i32>, f64) {
@@ -359,7 +364,8 @@ fn conv_int8(a: ConvArgs) -> Result<()> {
         };
         let l = WinogradI8::new(spec);
         let dt = time(&mut || {
-            std::hint::black_box(l.forward(&x, n, s, s));
+            l.forward(&x, n, s, s, &mut y);
+            std::hint::black_box(&y);
         });
         println!(
             "  {:<8} {:8.3} ms  ({:.2}x im2row)",

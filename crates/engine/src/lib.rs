@@ -2,23 +2,26 @@
 //! INT8 im2row and INT8 Winograd convolutions with packed weights and pre-transformed Winograd
 //! weights prepared once, FP32 convolutions for unquantized layers — and runs it.
 //!
-//! Activations between convolutions stay f32 here, exactly as the training model's eval
-//! forward: each INT8 convolution quantizes its input with its own input scale, computes in
-//! integers, and returns code × output scale; BatchNorm, ReLU, pooling and residual adds are
-//! FP32 as in training. (Fusing BatchNorm/ReLU into requantization is the next step.)
+//! Activations are channel-last (N×H×W×C) from the input to the classifier, so convolutions
+//! read contiguous channel runs and no layer transposes. Between layers they are the f32
+//! values the training model's eval forward holds: each INT8 convolution quantizes its input
+//! with its own scale, computes in integers, and its output pass dequantizes and applies the
+//! following BatchNorm and ReLU at once; residual adds fuse their ReLU. (Training keeps BN,
+//! ReLU and residual adds in FP32 on dequantized values, so this is what it computes.)
 
 pub mod deploy;
+pub mod fmap;
 
 use deploy::codes;
+use fmap::{Bn, Fmap, Post};
 use rayon::prelude::*;
-use winq_kernels::gemm::{sgemm, Op as GemmOp};
-use winq_kernels::im2col::im2col;
+use std::cell::RefCell;
+use std::time::Instant;
 use winq_kernels::int8::conv::Im2rowI8;
-use winq_kernels::int8::to_code;
 use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
 use winq_nn::export::Op;
 
-/// An activation tensor (NCHW, or [N, F] after pooling with h = w = 1).
+/// The network's input and output: N×C×H×W f32 (the output is N×classes with h = w = 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Act {
     pub n: usize,
@@ -28,42 +31,45 @@ pub struct Act {
     pub data: Vec<f32>,
 }
 
-/// An INT8 convolution kernel prepared once at compile time.
-enum Int8Kernel {
-    Im2row(Im2rowI8),
-    Winograd(WinogradI8),
+/// A convolution's arithmetic, prepared once at compile time.
+enum Kernel {
+    Im2rowI8(Im2rowI8),
+    WinogradI8(WinogradI8),
+    /// FP32 r×r convolution, weights [K, C·r·r].
+    F32 {
+        r: usize,
+        weight: Vec<f32>,
+    },
 }
 
-impl Int8Kernel {
-    fn out_channels(&self) -> usize {
-        match self {
-            Int8Kernel::Im2row(l) => l.k,
-            Int8Kernel::Winograd(l) => l.spec().k,
-        }
-    }
-
-    fn forward(&self, x: &[i8], n: usize, h: usize, w: usize) -> Vec<i8> {
-        match self {
-            Int8Kernel::Im2row(l) => l.forward(x, n, h, w),
-            Int8Kernel::Winograd(l) => l.forward(x, n, h, w),
-        }
-    }
-}
-
-/// A compiled operation: INT8 convolutions hold their prepared kernels; everything else runs
-/// straight from its exported data.
+/// A compiled operation.
 enum Node {
-    Int8 {
-        kernel: Int8Kernel,
+    Conv {
+        kernel: Box<Kernel>,
+        c: usize,
+        k: usize,
+        /// Input and output scales of INT8 kernels (unused for FP32).
         s_in: f32,
         s_out: f32,
+        post: Post,
+        name: String,
+    },
+    /// BatchNorm / ReLU not preceded by a convolution.
+    Post(Post),
+    MaxPool2,
+    GlobalAvgPool,
+    Linear {
+        inputs: usize,
+        outputs: usize,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
     },
     Seq(Vec<Node>),
     Residual {
         body: Vec<Node>,
         shortcut: Option<Vec<Node>>,
+        relu: bool,
     },
-    Plain(Op),
 }
 
 /// A compiled network.
@@ -71,8 +77,57 @@ pub struct Net {
     root: Node,
 }
 
+fn bn_of(op: Option<&Op>) -> Option<Bn> {
+    match op {
+        Some(Op::BatchNorm { mean, scale, bias }) => Some(Bn {
+            mean: mean.clone(),
+            scale: scale.clone(),
+            bias: bias.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Compiles a list of operations, fusing BatchNorm and ReLU into the convolution (or the ReLU
+/// into the residual add) they follow.
 fn compile_all(ops: &[Op]) -> Result<Vec<Node>, String> {
-    ops.iter().map(compile).collect()
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        let mut node = compile(&ops[i])?;
+        i += 1;
+        match &mut node {
+            Node::Conv { post, .. } | Node::Post(post) => {
+                if post.bn.is_none() && !post.relu {
+                    post.bn = bn_of(ops.get(i));
+                    i += post.bn.is_some() as usize;
+                }
+                if !post.relu && matches!(ops.get(i), Some(Op::Relu)) {
+                    post.relu = true;
+                    i += 1;
+                }
+            }
+            Node::Residual { relu, .. } if matches!(ops.get(i), Some(Op::Relu)) => {
+                *relu = true;
+                i += 1;
+            }
+            _ => {}
+        }
+        out.push(node);
+    }
+    Ok(out)
+}
+
+fn conv_node(kernel: Kernel, c: usize, k: usize, s_in: f64, s_out: f64, name: String) -> Node {
+    Node::Conv {
+        kernel: Box::new(kernel),
+        c,
+        k,
+        s_in: s_in as f32,
+        s_out: s_out as f32,
+        post: Post::default(),
+        name,
+    }
 }
 
 fn compile(op: &Op) -> Result<Node, String> {
@@ -88,11 +143,18 @@ fn compile(op: &Op) -> Result<Node, String> {
                 &e.s_w,
                 e.s_out,
             );
-            Node::Int8 {
-                kernel: Int8Kernel::Im2row(layer),
-                s_in: e.s_in as f32,
-                s_out: e.s_out as f32,
-            }
+            let name = format!(
+                "im2row-int8 {}x{} {}->{}",
+                e.kernel, e.kernel, e.in_channels, e.out_channels
+            );
+            conv_node(
+                Kernel::Im2rowI8(layer),
+                e.in_channels,
+                e.out_channels,
+                e.s_in,
+                e.s_out,
+                name,
+            )
         }
         Op::WinogradI8(e) => {
             let t = e.m + 2;
@@ -119,173 +181,185 @@ fn compile(op: &Op) -> Result<Node, String> {
                 s_m: e.s_m.clone(),
                 s_out: e.s_out,
             };
-            Node::Int8 {
-                kernel: Int8Kernel::Winograd(WinogradI8::new(spec)),
-                s_in: e.s_in as f32,
-                s_out: e.s_out as f32,
-            }
+            let name = format!("F{}-int8 3x3 {}->{}", e.m, e.in_channels, e.out_channels);
+            conv_node(
+                Kernel::WinogradI8(WinogradI8::new(spec)),
+                e.in_channels,
+                e.out_channels,
+                e.s_in,
+                e.s_out,
+                name,
+            )
         }
-        Op::Seq(v) => Node::Seq(compile_all(v)?),
-        Op::Residual { body, shortcut } => Node::Residual {
-            body: compile_all(body)?,
-            shortcut: shortcut.as_deref().map(compile_all).transpose()?,
-        },
-        other => Node::Plain(other.clone()),
-    })
-}
-
-fn run_seq(nodes: &[Node], x: Act) -> Act {
-    nodes.iter().fold(x, |a, n| run(n, a))
-}
-
-fn run(node: &Node, x: Act) -> Act {
-    match node {
-        Node::Int8 { kernel, s_in, s_out } => {
-            // Quantized as the training model's fake quantizer does (f32 division).
-            let q: Vec<i8> = x.data.iter().map(|&v| to_code(v / s_in)).collect();
-            let y = kernel.forward(&q, x.n, x.h, x.w);
-            Act {
-                n: x.n,
-                c: kernel.out_channels(),
-                h: x.h,
-                w: x.w,
-                data: y.iter().map(|&v| v as f32 * s_out).collect(),
+        Op::ConvF32 { c, k, r, weight } => {
+            if weight.len() != k * c * r * r || r % 2 == 0 {
+                return Err(format!("FP32 convolution {c}->{k} {r}x{r}: bad weight shape"));
             }
-        }
-        Node::Seq(v) => run_seq(v, x),
-        Node::Residual { body, shortcut } => {
-            let sc = match shortcut {
-                Some(s) => run_seq(s, x.clone()),
-                None => x.clone(),
+            let kernel = Kernel::F32 {
+                r: *r,
+                weight: weight.clone(),
             };
-            let mut y = run_seq(body, x);
-            y.data.iter_mut().zip(&sc.data).for_each(|(a, b)| *a += b);
-            y
+            conv_node(kernel, *c, *k, 1.0, 1.0, format!("im2row-fp32 {r}x{r} {c}->{k}"))
         }
-        Node::Plain(op) => run_plain(op, x),
-    }
-}
-
-/// The FP32 operations, computed as the training model's eval forward computes them.
-fn run_plain(op: &Op, x: Act) -> Act {
-    let Act { n, c, h, w, data } = x;
-    let hw = h * w;
-    match op {
-        Op::ConvF32 { c: ci, k, r, weight } => {
-            assert_eq!(c, *ci, "channel mismatch");
-            let taps = ci * r * r;
-            let mut cols = vec![0.0f32; taps * hw];
-            let mut y = vec![0.0f32; n * k * hw];
-            for ni in 0..n {
-                im2col(&data[ni * c * hw..(ni + 1) * c * hw], c, h, w, *r, &mut cols);
-                sgemm(
-                    *k,
-                    hw,
-                    taps,
-                    weight,
-                    GemmOp::N,
-                    &cols,
-                    GemmOp::N,
-                    &mut y[ni * k * hw..],
-                    false,
-                    1,
-                );
-            }
-            Act {
-                n,
-                c: *k,
-                h,
-                w,
-                data: y,
-            }
-        }
-        Op::BatchNorm { mean, scale, bias } => {
-            let mut y = data;
-            for (i, plane) in y.chunks_mut(hw).enumerate() {
-                let ch = i % c;
-                for v in plane {
-                    *v = scale[ch] * (*v - mean[ch]) + bias[ch];
-                }
-            }
-            Act { n, c, h, w, data: y }
-        }
-        Op::Relu => Act {
-            n,
-            c,
-            h,
-            w,
-            data: data
-                .into_iter()
-                .map(|v| if v > 0.0 || v.is_nan() { v } else { 0.0 })
-                .collect(),
-        },
-        Op::MaxPool2 => {
-            let (ho, wo) = (h / 2, w / 2);
-            let mut y = vec![0.0f32; n * c * ho * wo];
-            for (pi, plane) in data.chunks(hw).enumerate() {
-                for i in 0..ho {
-                    for j in 0..wo {
-                        let v = [
-                            plane[2 * i * w + 2 * j],
-                            plane[2 * i * w + 2 * j + 1],
-                            plane[(2 * i + 1) * w + 2 * j],
-                            plane[(2 * i + 1) * w + 2 * j + 1],
-                        ];
-                        y[pi * ho * wo + i * wo + j] = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    }
-                }
-            }
-            Act {
-                n,
-                c,
-                h: ho,
-                w: wo,
-                data: y,
-            }
-        }
-        Op::GlobalAvgPool => Act {
-            n,
-            c,
-            h: 1,
-            w: 1,
-            data: data
-                .chunks(hw)
-                .map(|p| (p.iter().map(|&v| v as f64).sum::<f64>() / hw as f64) as f32)
-                .collect(),
-        },
+        Op::BatchNorm { .. } => Node::Post(Post {
+            bn: bn_of(Some(op)),
+            relu: false,
+        }),
+        Op::Relu => Node::Post(Post { bn: None, relu: true }),
+        Op::MaxPool2 => Node::MaxPool2,
+        Op::GlobalAvgPool => Node::GlobalAvgPool,
         Op::Linear {
             inputs,
             outputs,
             weight,
             bias,
-        } => {
-            assert_eq!(c * hw, *inputs, "Linear input size");
-            let mut y: Vec<f32> = (0..n).flat_map(|_| bias.iter().copied()).collect();
-            sgemm(
-                n,
-                *outputs,
-                *inputs,
-                &data,
-                GemmOp::N,
-                weight,
-                GemmOp::T,
-                &mut y,
-                true,
-                1,
-            );
-            Act {
-                n,
-                c: *outputs,
-                h: 1,
-                w: 1,
-                data: y,
-            }
-        }
-        // Compiled into Int8 / Seq / Residual nodes, never kept as plain operations.
-        Op::ConvI8(_) | Op::WinogradI8(_) | Op::Seq(_) | Op::Residual { .. } => {
-            unreachable!("container or INT8 operation left uncompiled")
+        } => Node::Linear {
+            inputs: *inputs,
+            outputs: *outputs,
+            weight: weight.clone(),
+            bias: bias.clone(),
+        },
+        Op::Seq(v) => Node::Seq(compile_all(v)?),
+        Op::Residual { body, shortcut } => Node::Residual {
+            body: compile_all(body)?,
+            shortcut: shortcut.as_deref().map(compile_all).transpose()?,
+            relu: false,
+        },
+    })
+}
+
+/// Per-thread buffers reused across layers and calls (fresh large allocations cost page
+/// faults that would dominate small layers).
+#[derive(Default)]
+struct Bufs {
+    free: Vec<Vec<f32>>,
+    q_in: Vec<i8>,
+    q_out: Vec<i8>,
+    rows: Vec<f32>,
+}
+
+impl Bufs {
+    fn take(&mut self, len: usize) -> Vec<f32> {
+        let mut v = self.free.pop().unwrap_or_default();
+        v.clear();
+        v.resize(len, 0.0);
+        v
+    }
+
+    fn give(&mut self, v: Vec<f32>) {
+        if self.free.len() < 8 {
+            self.free.push(v);
         }
     }
+}
+
+thread_local! {
+    static BUFS: RefCell<Bufs> = RefCell::new(Bufs::default());
+}
+
+/// Time per leaf operation, collected when profiling.
+type Profile = Option<Vec<(String, f64)>>;
+
+fn run_seq(nodes: &[Node], x: Fmap, b: &mut Bufs, prof: &mut Profile) -> Fmap {
+    nodes.iter().fold(x, |a, n| run(n, a, b, prof))
+}
+
+fn run(node: &Node, x: Fmap, b: &mut Bufs, prof: &mut Profile) -> Fmap {
+    let t0 = prof.is_some().then(Instant::now);
+    let (y, name) = match node {
+        Node::Seq(v) => return run_seq(v, x, b, prof),
+        Node::Residual { body, shortcut, relu } => {
+            let sc = match shortcut {
+                Some(s) => {
+                    let mut copy = b.take(x.data.len());
+                    copy.copy_from_slice(&x.data);
+                    run_seq(s, Fmap { data: copy, ..x }, b, prof)
+                }
+                None => x.clone(),
+            };
+            let mut y = run_seq(body, x, b, prof);
+            let t1 = prof.is_some().then(Instant::now);
+            fmap::add_relu(&mut y.data, &sc.data, *relu);
+            b.give(sc.data);
+            if let (Some(p), Some(t1)) = (prof.as_mut(), t1) {
+                p.push(("residual add".into(), t1.elapsed().as_secs_f64()));
+            }
+            return y;
+        }
+        Node::Conv {
+            kernel,
+            c,
+            k,
+            s_in,
+            s_out,
+            post,
+            name,
+        } => {
+            assert_eq!(x.c, *c, "{name}: input has {} channels", x.c);
+            let (n, h, w) = (x.n, x.h, x.w);
+            let y = match &**kernel {
+                Kernel::F32 { r, weight } => {
+                    let mut out = b.take(0);
+                    let mut y = fmap::conv_f32(&x, *k, *r, weight, &mut b.rows, &mut out);
+                    fmap::apply_post(&mut y.data, *k, post);
+                    y
+                }
+                Kernel::Im2rowI8(_) | Kernel::WinogradI8(_) => {
+                    let (mut q_in, mut q_out) = (std::mem::take(&mut b.q_in), std::mem::take(&mut b.q_out));
+                    q_in.resize(x.data.len(), 0);
+                    q_out.resize(x.pixels() * k, 0);
+                    fmap::quantize(&x.data, *s_in, &mut q_in);
+                    match &**kernel {
+                        Kernel::Im2rowI8(l) => l.forward(&q_in, n, h, w, &mut q_out),
+                        Kernel::WinogradI8(l) => l.forward(&q_in, n, h, w, &mut q_out),
+                        Kernel::F32 { .. } => unreachable!(),
+                    }
+                    let mut data = b.take(x.pixels() * k);
+                    fmap::dequant_post(&q_out, *s_out, *k, post, &mut data);
+                    (b.q_in, b.q_out) = (q_in, q_out);
+                    Fmap { n, h, w, c: *k, data }
+                }
+            };
+            b.give(x.data);
+            (y, name.clone())
+        }
+        Node::Post(post) => {
+            let mut x = x;
+            fmap::apply_post(&mut x.data, x.c, post);
+            (x, "batchnorm/relu".into())
+        }
+        Node::MaxPool2 => {
+            let mut out = b.take(0);
+            let y = fmap::max_pool2(&x, &mut out);
+            b.give(x.data);
+            (y, "maxpool 2x2".into())
+        }
+        Node::GlobalAvgPool => (fmap::global_avg_pool(&x), "global avg pool".into()),
+        Node::Linear {
+            inputs,
+            outputs,
+            weight,
+            bias,
+        } => {
+            assert_eq!(x.data.len(), x.n * inputs, "Linear input size");
+            let flat = if x.h * x.w == 1 { x.data } else { fmap::to_nchw(&x) };
+            let data = fmap::linear(&flat, x.n, *inputs, *outputs, weight, bias);
+            (
+                Fmap {
+                    n: x.n,
+                    h: 1,
+                    w: 1,
+                    c: *outputs,
+                    data,
+                },
+                "linear".into(),
+            )
+        }
+    };
+    if let (Some(p), Some(t0)) = (prof.as_mut(), t0) {
+        p.push((name, t0.elapsed().as_secs_f64()));
+    }
+    y
 }
 
 impl Net {
@@ -294,12 +368,25 @@ impl Net {
         Ok(Net { root: compile(op)? })
     }
 
+    fn run_images(&self, x: &Act, prof: &mut Profile) -> Act {
+        let f = fmap::from_nchw(x.n, x.c, x.h, x.w, &x.data);
+        let y = BUFS.with(|cell| run(&self.root, f, &mut cell.borrow_mut(), prof));
+        let data = if y.h * y.w == 1 { y.data } else { fmap::to_nchw(&y) };
+        Act {
+            n: y.n,
+            c: y.c,
+            h: y.h,
+            w: y.w,
+            data,
+        }
+    }
+
     /// Runs the network on an f32 input (N×C×H×W); returns the outputs (N×classes logits).
     /// Images are independent, so a batch is split over rayon's threads (one thread: in order).
     pub fn forward(&self, x: Act) -> Act {
         let threads = rayon::current_num_threads();
         if x.n < 2 || threads < 2 {
-            return run(&self.root, x);
+            return self.run_images(&x, &mut None);
         }
         let per = x.n.div_ceil(threads);
         let img = x.c * x.h * x.w;
@@ -307,16 +394,14 @@ impl Net {
             .data
             .par_chunks(per * img)
             .map(|d| {
-                run(
-                    &self.root,
-                    Act {
-                        n: d.len() / img,
-                        c: x.c,
-                        h: x.h,
-                        w: x.w,
-                        data: d.to_vec(),
-                    },
-                )
+                let part = Act {
+                    n: d.len() / img,
+                    c: x.c,
+                    h: x.h,
+                    w: x.w,
+                    data: d.to_vec(),
+                };
+                self.run_images(&part, &mut None)
             })
             .collect();
         let (c, h, w) = (parts[0].c, parts[0].h, parts[0].w);
@@ -327,5 +412,12 @@ impl Net {
             w,
             data: parts.into_iter().flat_map(|p| p.data).collect(),
         }
+    }
+
+    /// Runs on one thread and returns the time of every operation, in order (seconds).
+    pub fn profile(&self, x: &Act) -> (Act, Vec<(String, f64)>) {
+        let mut prof = Some(Vec::new());
+        let y = self.run_images(x, &mut prof);
+        (y, prof.unwrap_or_default())
     }
 }

@@ -25,6 +25,31 @@ fn codes(v: &[f32], scales: &[f64], groups_outer: usize) -> Vec<i8> {
         .collect()
 }
 
+/// N×C×H×W → N×H×W×C and back (the kernels run channel-last).
+fn nhwc<T: Copy + Default>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
+    let mut out = vec![T::default(); x.len()];
+    for ni in 0..n {
+        for ci in 0..c {
+            for p in 0..hw {
+                out[(ni * hw + p) * c + ci] = x[(ni * c + ci) * hw + p];
+            }
+        }
+    }
+    out
+}
+
+fn nchw<T: Copy + Default>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
+    let mut out = vec![T::default(); x.len()];
+    for ni in 0..n {
+        for ci in 0..c {
+            for p in 0..hw {
+                out[(ni * c + ci) * hw + p] = x[(ni * hw + p) * c + ci];
+            }
+        }
+    }
+    out
+}
+
 fn check(m: usize, flex: bool, points: PointSet, per_tap: bool) {
     let (n, c, k, h, w) = (2, 8, 8, 12, 13);
     let wt = xavier_uniform(k, c, 3, &mut ChaCha8Rng::seed_from_u64(1));
@@ -59,7 +84,9 @@ fn check(m: usize, flex: bool, points: PointSet, per_tap: bool) {
     };
     let engine = WinogradI8::new(spec);
     let qx = codes(&x.data, &[e.s_in], 1);
-    let qy = engine.forward(&qx, n, h, w);
+    let mut qy = vec![0i8; n * k * h * w];
+    engine.forward(&nhwc(&qx, n, c, h * w), n, h, w, &mut qy);
+    let qy = nchw(&qy, n, k, h * w);
     let (mut exact, mut within) = (0, 0);
     for (&q, &r) in qy.iter().zip(&y_ref.data) {
         // The reference holds code × f32(scale): recover its code.
@@ -106,7 +133,10 @@ fn integer_im2row_matches_fake_quantized_training_forward() {
         let e = l.export().unwrap();
         let qw = codes(&e.weight, &e.s_w, if e.s_w.len() > 1 { k } else { 1 });
         let engine = Im2rowI8::new(&qw, c, k, r, e.s_in, &e.s_w, e.s_out);
-        let qy = engine.forward(&codes(&x.data, &[e.s_in], 1), n, h, w);
+        let mut qy = vec![0i8; n * k * h * w];
+        let qx = nhwc(&codes(&x.data, &[e.s_in], 1), n, c, h * w);
+        engine.forward(&qx, n, h, w, &mut qy);
+        let qy = nchw(&qy, n, k, h * w);
         let exact = qy
             .iter()
             .zip(&y_ref.data)

@@ -1,41 +1,17 @@
-//! INT8 im2row convolution (r×r, stride 1, "same" padding; r = 1 or 3): input codes are
-//! lowered straight into the GEMM's packed layout, multiplied by the packed weight codes with
-//! int32 accumulation, and requantized to the output scale (round half to even).
+//! INT8 im2row convolution (r×r, stride 1, "same" padding; r = 1 or 3) on channel-last
+//! (N×H×W×C) codes: each output pixel's window becomes one GEMM row — r runs of r·C
+//! contiguous bytes of the zero-padded input — times the packed weight codes [r·r·C × K],
+//! int32 accumulation, and requantization per output channel; the output is channel-last too.
 
-use super::{gemm, grow, requant, PackedW, PackedX};
-
-/// The lowered matrix of one image (rows (c, u, v), columns output pixels) by row copies.
-fn lower(img: &[i8], c: usize, h: usize, w: usize, r: usize, p: usize, cols: &mut [i8]) {
-    let hw = h * w;
-    for ci in 0..c {
-        let plane = &img[ci * hw..(ci + 1) * hw];
-        for u in 0..r {
-            for v in 0..r {
-                let row = &mut cols[((ci * r + u) * r + v) * hw..][..hw];
-                let (j0, j1) = (p.saturating_sub(v), (w + p).saturating_sub(v).min(w));
-                for i in 0..h {
-                    let out = &mut row[i * w..(i + 1) * w];
-                    match (i + u).checked_sub(p).filter(|&s| s < h) {
-                        Some(si) if j0 < j1 => {
-                            out[..j0].fill(0);
-                            out[j1..].fill(0);
-                            let s0 = si * w + j0 + v - p;
-                            out[j0..j1].copy_from_slice(&plane[s0..s0 + (j1 - j0)]);
-                        }
-                        _ => out.fill(0),
-                    }
-                }
-            }
-        }
-    }
-}
+use super::{gemm, grow, pad_nhwc, requant_cols, PackedW, PackedX};
 
 /// Per-thread working buffers, reused across calls.
 #[derive(Default)]
 struct Scratch {
-    cols: Vec<i8>,
+    xpad: Vec<i8>,
+    sums: Vec<i32>,
+    rows: PackedW,
     acc: Vec<i32>,
-    xp: Vec<PackedX>,
 }
 
 thread_local! {
@@ -47,9 +23,10 @@ pub struct Im2rowI8 {
     pub c: usize,
     pub k: usize,
     pub r: usize,
-    w: PackedW,
+    /// Weight codes as the GEMM's column operand: rows (u, v, c), columns output channels.
+    w: PackedX,
     /// s_in · s_w[k] / s_out per output channel: one accumulator step in output codes.
-    mul: Vec<f64>,
+    mul: Vec<f32>,
 }
 
 impl Im2rowI8 {
@@ -62,58 +39,64 @@ impl Im2rowI8 {
             s_w.len() == 1 || s_w.len() == k,
             "one weight scale or one per output channel"
         );
+        let taps = r * r * c;
+        let mut rows = vec![0i8; taps * k];
+        for ko in 0..k {
+            for ci in 0..c {
+                for uv in 0..r * r {
+                    rows[(uv * c + ci) * k + ko] = qw[(ko * c + ci) * r * r + uv];
+                }
+            }
+        }
         let mul = (0..k)
-            .map(|i| s_in * s_w[if s_w.len() == 1 { 0 } else { i }] / s_out)
+            .map(|i| (s_in * s_w[if s_w.len() == 1 { 0 } else { i }] / s_out) as f32)
             .collect();
         Im2rowI8 {
             c,
             k,
             r,
-            w: PackedW::new(qw, k, c * r * r),
+            w: PackedX::from_rows(&rows, taps, k, k),
             mul,
         }
     }
 
-    /// Output codes N×K×H×W for input codes N×C×H×W.
-    pub fn forward(&self, x: &[i8], n: usize, h: usize, w: usize) -> Vec<i8> {
+    /// Output codes N×H×W×K into `y` for input codes N×H×W×C.
+    pub fn forward(&self, x: &[i8], n: usize, h: usize, w: usize, y: &mut [i8]) {
         let (c, k, r) = (self.c, self.k, self.r);
-        assert_eq!(x.len(), n * c * h * w, "input must be N×C×H×W");
-        let p = (r - 1) / 2;
-        let hw = h * w;
-        let taps = c * r * r;
-        let mut y = vec![0i8; n * k * hw];
+        assert_eq!(x.len(), n * h * w * c, "input must be N×H×W×C");
+        assert_eq!(y.len(), n * h * w * k, "output must be N×H×W×K");
+        let (hp, wp) = (h + r - 1, w + r - 1);
+        let taps = r * r * c;
         SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
-            let Scratch { cols, acc, xp } = &mut *s;
-            let (acc, cols) = (grow(acc, k * hw), grow(cols, taps * hw));
-            // The packed operand keeps its padding rows from creation, so keep one per shape
-            // (a network has a handful of layer shapes).
-            let i = match xp.iter().position(|q| (q.k, q.n) == (taps, hw)) {
-                Some(i) => i,
-                None => {
-                    xp.push(PackedX::zeros(taps, hw));
-                    xp.len() - 1
+            let Scratch {
+                xpad,
+                sums,
+                rows,
+                acc,
+            } = &mut *s;
+            pad_nhwc(x, (n, h, w, c), (hp, wp), ((r - 1) / 2, (r - 1) / 2), xpad);
+            // Channel sums per padded pixel: a row's sum (for the GEMM's +128 correction) is
+            // the sum of its window's r×r pixel sums.
+            sums.clear();
+            sums.extend(
+                xpad.chunks_exact(c)
+                    .map(|px| px.iter().map(|&v| v as i32).sum::<i32>()),
+            );
+            rows.fill_rows(n * h * w, taps, |p, dst| {
+                let (ni, i, j) = (p / (h * w), p / w % h, p % w);
+                let mut sum = 0;
+                for u in 0..r {
+                    let src = ((ni * hp + i + u) * wp + j) * c;
+                    dst[u * r * c..(u + 1) * r * c].copy_from_slice(&xpad[src..src + r * c]);
+                    sum += sums[src / c..src / c + r].iter().sum::<i32>();
                 }
-            };
-            let xp = &mut xp[i];
-            for ni in 0..n {
-                let img = &x[ni * c * hw..(ni + 1) * c * hw];
-                if r == 1 {
-                    xp.fill_from_rows(img, hw);
-                } else {
-                    lower(img, c, h, w, r, p, cols);
-                    xp.fill_from_rows(cols, hw);
-                }
-                gemm(&self.w, xp, acc, hw);
-                for (ko, (orow, arow)) in y[ni * k * hw..(ni + 1) * k * hw]
-                    .chunks_mut(hw)
-                    .zip(acc.chunks(hw))
-                    .enumerate()
-                {
-                    requant(arow, self.mul[ko] as f32, orow);
-                }
-            }
+                dst[taps..].fill(0);
+                sum
+            });
+            let acc = grow(acc, n * h * w * k);
+            gemm(rows, &self.w, acc, k);
+            requant_cols(acc, &self.mul, y);
         });
-        y
     }
 }

@@ -27,6 +27,26 @@ pub(crate) fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     &mut v[..n]
 }
 
+/// Copies N×H×W×C codes into zero-padded images N×Hp×Wp×C, the data starting at (top,
+/// left): the kernels then read every window without bounds checks.
+pub(crate) fn pad_nhwc(
+    x: &[i8],
+    (n, h, w, c): (usize, usize, usize, usize),
+    (hp, wp): (usize, usize),
+    (top, left): (usize, usize),
+    out: &mut Vec<i8>,
+) {
+    assert_eq!(x.len(), n * h * w * c, "input must be N×H×W×C");
+    out.clear();
+    out.resize(n * hp * wp * c, 0);
+    for ni in 0..n {
+        for i in 0..h {
+            let dst = ((ni * hp + i + top) * wp + left) * c;
+            out[dst..dst + w * c].copy_from_slice(&x[(ni * h + i) * w * c..][..w * c]);
+        }
+    }
+}
+
 /// Rows of W per microkernel step: 6 × 64 columns fill 24 of the 32 zmm registers; matrices
 /// of at most 4 rows (few Winograd tiles) use 4 so nothing is padded.
 pub const MR: usize = 6;
@@ -84,6 +104,25 @@ impl PackedW {
         self.bias128.clear();
         self.bias128
             .extend((0..mp).map(|r| 128 * data[r * kp..(r + 1) * kp].iter().map(|&v| v as i32).sum::<i32>()));
+    }
+}
+
+impl PackedW {
+    /// Repacks M rows of K from a writer: `row(r, dst)` fills all `kp` bytes of row r (zeros
+    /// past K) and returns the sum of its codes — callers that know the sums cheaply (from
+    /// per-pixel channel sums) skip a second pass over the data.
+    pub fn fill_rows(&mut self, m: usize, k: usize, mut row: impl FnMut(usize, &mut [i8]) -> i32) {
+        let mr = if m <= MR_SMALL { MR_SMALL } else { MR };
+        let (kp, mp) = (round_up(k.max(1), 4), round_up(m.max(1), mr));
+        (self.m, self.k, self.kp, self.mp, self.mr) = (m, k, kp, mp, mr);
+        grow(&mut self.data, mp * kp);
+        self.data.truncate(mp * kp);
+        self.data[m * kp..].fill(0);
+        self.bias128.clear();
+        for (r, dst) in self.data.chunks_exact_mut(kp).take(m).enumerate() {
+            self.bias128.push(128 * row(r, dst));
+        }
+        self.bias128.resize(mp, 0);
     }
 }
 
@@ -250,6 +289,19 @@ winq_quant::multiversion! {
     pub fn requant / requant_isa(src: &[i32], mul: f32, dst: &mut [i8]) {
         for (d, &v) in dst.iter_mut().zip(src) {
             *d = to_code(v as f32 * mul);
+        }
+    }
+}
+
+winq_quant::multiversion! {
+    /// Requantization of rows of N accumulators with one multiplier per column (per output
+    /// channel of a channel-last output).
+    pub fn requant_cols / requant_cols_isa(src: &[i32], mul: &[f32], dst: &mut [i8]) {
+        let n = mul.len();
+        for (d, s) in dst.chunks_exact_mut(n).zip(src.chunks_exact(n)) {
+            for ((d, &v), &m) in d.iter_mut().zip(s).zip(mul) {
+                *d = to_code(v as f32 * m);
+            }
         }
     }
 }

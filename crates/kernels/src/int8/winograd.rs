@@ -10,7 +10,7 @@
 //! lanes, which wastes nothing on batch 1 with few tiles and measured as fast or faster than
 //! tiles-in-lanes everywhere else.
 
-use super::{gemm, grow, requant, to_code, PackedW, PackedX};
+use super::{gemm, grow, pad_nhwc, requant, to_code, PackedW, PackedX};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
 
@@ -76,11 +76,13 @@ impl WinogradI8 {
         &self.spec
     }
 
-    /// Output codes (scale `s_out`) of an N×C×H×W tensor of input codes (scale `s_in`).
-    pub fn forward(&self, x: &[i8], n: usize, h: usize, w: usize) -> Vec<i8> {
+    /// Output codes (scale `s_out`, N×H×W×K) into `y` for input codes (scale `s_in`,
+    /// N×H×W×C).
+    pub fn forward(&self, x: &[i8], n: usize, h: usize, w: usize, y: &mut [i8]) {
         let s = &self.spec;
         let (c, k, m, t) = (s.c, s.k, s.m, self.t);
-        assert_eq!(x.len(), n * c * h * w, "input must be N×C×H×W");
+        assert_eq!(x.len(), n * h * w * c, "input must be N×H×W×C");
+        assert_eq!(y.len(), n * h * w * k, "output must be N×H×W×K");
         let g = Grid::new(n, h, w, m);
         let (p, tt) = (g.p(), t * t);
         let (cp, kp) = (c * p, k * p);
@@ -106,7 +108,13 @@ impl WinogradI8 {
                 .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
                 .collect();
             let vq = grow(vq, tt * cp);
-            g.pad_input_hwc(x, c, xpad);
+            pad_nhwc(
+                x,
+                (n, h, w, c),
+                g.padded_in(),
+                (1 + g.before.0, 1 + g.before.1),
+                xpad,
+            );
             let (d, v, tmp) = (grow(d, tt * LANES), grow(v, tt * LANES), grow(tmp, tt * LANES));
             for l0 in (0..cp).step_by(LANES) {
                 let lanes = LANES.min(cp - l0);
@@ -156,20 +164,14 @@ impl WinogradI8 {
                 g.scatter_hwc(yt, s_out, l0, lanes, ypad, k);
             }
 
-            // Crop the tiled channel-last output back to N×K×H×W.
+            // Crop the tiled output back to N×H×W×K.
             let (oy, ox) = g.before;
-            let mut y = vec![0i8; n * k * h * w];
             for ni in 0..n {
                 for i in 0..h {
-                    for j in 0..w {
-                        let src = &ypad[((ni * hm + i + oy) * wm + j + ox) * k..][..k];
-                        for (ko, &v) in src.iter().enumerate() {
-                            y[((ni * k + ko) * h + i) * w + j] = v;
-                        }
-                    }
+                    let src = ((ni * hm + i + oy) * wm + ox) * k;
+                    y[(ni * h + i) * w * k..][..w * k].copy_from_slice(&ypad[src..src + w * k]);
                 }
             }
-            y
         })
     }
 }
@@ -196,13 +198,11 @@ thread_local! {
 }
 
 /// Tiles processed together by the lane-wise transforms.
-const LANES: usize = 256;
+const LANES: usize = 512;
 
 /// Tiling of one forward.
 struct Grid {
     n: usize,
-    h: usize,
-    w: usize,
     m: usize,
     t: usize,
     tiles_x: usize,
@@ -217,8 +217,6 @@ impl Grid {
         let (ty, tx) = (Tiling::new(h, m, 3), Tiling::new(w, m, 3));
         Grid {
             n,
-            h,
-            w,
             m,
             t: m + 2,
             tiles_x: tx.tiles,
@@ -241,27 +239,6 @@ impl Grid {
     /// Padded image size: every tile window lies inside, so gathers need no bounds.
     fn padded_in(&self) -> (usize, usize) {
         (self.tiles_y * self.m + 2, self.tiles_x * self.m + 2)
-    }
-
-    /// Copies input codes into zero-padded channel-last images [N][Hp][Wp][C] (the same
-    /// padding as training's tiling).
-    fn pad_input_hwc(&self, x: &[i8], c: usize, out: &mut Vec<i8>) {
-        let (hp, wp) = self.padded_in();
-        let (h, w) = (self.h, self.w);
-        out.clear();
-        out.resize(self.n * hp * wp * c, 0);
-        let (oy, ox) = (1 + self.before.0, 1 + self.before.1);
-        for ni in 0..self.n {
-            for ci in 0..c {
-                let plane = &x[(ni * c + ci) * h * w..][..h * w];
-                for i in 0..h {
-                    let row = &mut out[((ni * hp + i + oy) * wp + ox) * c..];
-                    for (j, &v) in plane[i * w..(i + 1) * w].iter().enumerate() {
-                        row[j * c + ci] = v;
-                    }
-                }
-            }
-        }
     }
 
     /// Input windows for lanes l0.. (lane = tile·C + channel) into d [t][t][lanes]: each
