@@ -106,6 +106,20 @@ pub struct ConvPlacement {
     pub used: ConvChoice,
 }
 
+impl ConvPlacement {
+    fn new(s: &ConvSite, requested: ConvChoice, used: ConvChoice) -> ConvPlacement {
+        ConvPlacement {
+            index: s.index,
+            in_channels: s.in_channels,
+            out_channels: s.out_channels,
+            height: s.height,
+            width: s.width,
+            requested,
+            used,
+        }
+    }
+}
+
 fn conv3x3(
     c: usize,
     k: usize,
@@ -140,8 +154,49 @@ fn conv3x3(
     }
 }
 
+/// Where a configurable 3x3 convolution goes: its index and shape (input map size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvSite {
+    pub index: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Builds the layer of one configurable 3x3 convolution and says what it computes. It draws
+/// its initial weights from the model's rng so that a model is a function of its seed.
+pub type ConvFactory<'a> =
+    &'a mut dyn FnMut(&ConvSite, &mut ChaCha8Rng) -> Result<(Box<dyn Layer>, ConvChoice), TransformError>;
+
+/// The default factory: `cfg.convs[index]`, tile fitted to the map.
+fn fixed_convs(
+    cfg: &ResNetConfig,
+) -> impl FnMut(&ConvSite, &mut ChaCha8Rng) -> Result<(Box<dyn Layer>, ConvChoice), TransformError> + '_ {
+    move |s, rng| {
+        conv3x3(
+            s.in_channels,
+            s.out_channels,
+            s.height,
+            s.width,
+            cfg.convs[s.index],
+            cfg,
+            rng,
+        )
+    }
+}
+
 /// Builds ResNet18Like; returns the model and where its block convolutions went.
 pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
+    resnet18like_with(cfg, &mut fixed_convs(cfg))
+}
+
+/// ResNet18Like whose block 3x3 convolutions come from `factory` (e.g. the searchable layers
+/// of a wiNAS supernet); `cfg.convs` is only reported as the requested choice.
+pub fn resnet18like_with(
+    cfg: &ResNetConfig,
+    factory: ConvFactory,
+) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
     assert_eq!(
         cfg.convs.len(),
         ResNetConfig::CONVS,
@@ -177,18 +232,15 @@ pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement
             }
             let mut body = Sequential::new();
             for (i, (ci, name)) in [(c, "conv1"), (planes, "conv2")].into_iter().enumerate() {
-                let index = placements.len();
-                let requested = cfg.convs[index];
-                let (l, used) = conv3x3(ci, planes, h, w, requested, cfg, &mut rng)?;
-                placements.push(ConvPlacement {
-                    index,
+                let site = ConvSite {
+                    index: placements.len(),
                     in_channels: ci,
                     out_channels: planes,
                     height: h,
                     width: w,
-                    requested,
-                    used,
-                });
+                };
+                let (l, used) = factory(&site, &mut rng)?;
+                placements.push(ConvPlacement::new(&site, cfg.convs[site.index], used));
                 body.push_boxed(name, l);
                 body = body.push(if i == 0 { "bn1" } else { "bn2" }, BatchNorm2d::new(planes));
                 if i == 0 {
@@ -229,6 +281,14 @@ pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement
 /// 3x3 layers (16→32 at half size, then a max-pool, 32→64 at quarter size), each with BN and
 /// ReLU, global average pool, FP32 Linear. `cfg.convs` has 2 entries; `mult` scales widths.
 pub fn lenet(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
+    lenet_with(cfg, &mut fixed_convs(cfg))
+}
+
+/// The small CNN with its two configurable convolutions from `factory`.
+pub fn lenet_with(
+    cfg: &ResNetConfig,
+    factory: ConvFactory,
+) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
     assert_eq!(cfg.convs.len(), 2, "lenet has 2 configurable convolutions");
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let width = |base: f32| ((base * cfg.mult * 4.0) as usize).max(1);
@@ -255,17 +315,15 @@ pub fn lenet(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), Tra
             h /= 2;
             w /= 2;
         }
-        let requested = cfg.convs[i];
-        let (l, used) = conv3x3(ci, co, h, w, requested, cfg, &mut rng)?;
-        placements.push(ConvPlacement {
+        let site = ConvSite {
             index: i,
             in_channels: ci,
             out_channels: co,
             height: h,
             width: w,
-            requested,
-            used,
-        });
+        };
+        let (l, used) = factory(&site, &mut rng)?;
+        placements.push(ConvPlacement::new(&site, cfg.convs[i], used));
         net.push_boxed(&format!("conv{}", i + 2), l);
         net = net
             .push(&format!("bn{}", i + 2), BatchNorm2d::new(co))
