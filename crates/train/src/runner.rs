@@ -111,14 +111,16 @@ pub fn summary(net: &mut Sequential, placements: &[ConvPlacement]) -> String {
     out
 }
 
-fn optimizer(cfg: &TrainConfig) -> Result<Box<dyn Optimizer>> {
+/// The weight optimizer of a configuration.
+pub fn optimizer(cfg: &TrainConfig) -> Result<Box<dyn Optimizer>> {
     Ok(match cfg.optimizer {
         OptimKind::Adam => Box::new(Adam::new(cfg.weight_decay)?),
         OptimKind::Sgd => Box::new(Sgd::new(cfg.momentum, cfg.nesterov, cfg.weight_decay)?),
     })
 }
 
-fn schedule(cfg: &TrainConfig, steps_per_epoch: usize) -> LrSchedule {
+/// The learning-rate schedule of a configuration.
+pub fn schedule(cfg: &TrainConfig, steps_per_epoch: usize) -> LrSchedule {
     let s = match cfg.schedule {
         ScheduleKind::Multistep => Schedule::multi_step(),
         ScheduleKind::Cosine => Schedule::Cosine { min_lr: 0.0 },
@@ -148,7 +150,8 @@ pub fn load_data(cfg: &TrainConfig) -> Result<Data> {
     })
 }
 
-fn loader(cfg: &TrainConfig, ds: &Arc<Dataset>, epoch: u64, train: bool) -> Loader {
+/// One epoch of batches: shuffled and augmented for training, in order otherwise.
+pub fn loader(cfg: &TrainConfig, ds: &Arc<Dataset>, epoch: u64, train: bool) -> Loader {
     Loader::new(
         ds.clone(),
         LoaderOptions {
