@@ -64,6 +64,9 @@ pub struct ModelBenchArgs {
     batch: usize,
     #[arg(long, default_value_t = 30)]
     reps: usize,
+    /// Also print the median time of every operation (one thread, in order).
+    #[arg(long)]
+    profile: bool,
 }
 
 fn timed(reps: usize, f: &mut dyn FnMut()) -> f64 {
@@ -283,6 +286,17 @@ fn model_bench(a: ModelBenchArgs) -> Result<()> {
     let ms = timed(a.reps, &mut || {
         std::hint::black_box(net.forward(act.clone()));
     }) * 1e3;
+    if a.profile {
+        let runs: Vec<Vec<(String, f64)>> = (0..a.reps.max(1)).map(|_| net.profile(&act).1).collect();
+        let mut total = 0.0;
+        for (i, (name, _)) in runs[0].iter().enumerate() {
+            let mut t: Vec<f64> = runs.iter().map(|r| r[i].1).collect();
+            let ms = median(&mut t) * 1e3;
+            total += ms;
+            println!("  {i:>3} {name:<32} {ms:8.4} ms");
+        }
+        println!("  sum of medians {total:.3} ms");
+    }
     println!(
         "{}: batch {} median {:.3} ms ({:.3} ms/image), {} threads, INT8 path {}",
         a.model.display(),

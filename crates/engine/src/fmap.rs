@@ -3,6 +3,7 @@
 //! the engine rounds the same numbers at every quantizer.
 
 use winq_kernels::gemm::{sgemm, Op as GemmOp};
+use winq_kernels::im2col::im2col;
 
 /// Channel-last f32 activations.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,51 +191,42 @@ pub fn from_nchw(n: usize, c: usize, h: usize, w: usize, data: &[f32]) -> Fmap {
     }
 }
 
-/// An FP32 r×r "same" convolution: one GEMM row per output pixel with its taps in training's
-/// im2col order (c, u, v), so every output sums the same products in the same order.
+/// An FP32 r×r "same" convolution computed exactly as training computes it — the same im2col
+/// rows (c, u, v) and the same GEMM call per image, so every output is the same sum in the
+/// same order (the GEMM library sums differently for the transposed problem) — then turned
+/// channel-last.
 pub fn conv_f32(
     x: &Fmap,
     k: usize,
     r: usize,
     weight: &[f32],
-    rows: &mut Vec<f32>,
+    cols: &mut Vec<f32>,
     out: &mut Vec<f32>,
 ) -> Fmap {
     let (n, h, w, c) = (x.n, x.h, x.w, x.c);
-    let (p, taps) = ((r - 1) / 2, c * r * r);
-    rows.clear();
-    rows.resize(x.pixels() * taps, 0.0);
-    for (pi, row) in rows.chunks_exact_mut(taps).enumerate() {
-        let (ni, i, j) = (pi / (h * w), pi / w % h, pi % w);
-        for u in 0..r {
-            let Some(si) = (i + u).checked_sub(p).filter(|&s| s < h) else {
-                continue;
-            };
-            for v in 0..r {
-                let Some(sj) = (j + v).checked_sub(p).filter(|&s| s < w) else {
-                    continue;
-                };
-                let px = &x.data[((ni * h + si) * w + sj) * c..][..c];
-                for (ci, &val) in px.iter().enumerate() {
-                    row[(ci * r + u) * r + v] = val;
-                }
+    let (taps, hw) = (c * r * r, h * w);
+    cols.clear();
+    cols.resize(taps * hw + k * hw, 0.0);
+    let (cols, y) = cols.split_at_mut(taps * hw);
+    out.clear();
+    out.resize(n * hw * k, 0.0);
+    let mut planes = vec![0.0f32; c * hw];
+    for ni in 0..n {
+        let img = &x.data[ni * hw * c..(ni + 1) * hw * c];
+        for (pi, px) in img.chunks_exact(c).enumerate() {
+            for (ci, &v) in px.iter().enumerate() {
+                planes[ci * hw + pi] = v;
+            }
+        }
+        im2col(&planes, c, h, w, r, cols);
+        sgemm(k, hw, taps, weight, GemmOp::N, cols, GemmOp::N, y, false, 1);
+        let o = &mut out[ni * hw * k..(ni + 1) * hw * k];
+        for (ko, plane) in y.chunks_exact(hw).enumerate() {
+            for (pi, &v) in plane.iter().enumerate() {
+                o[pi * k + ko] = v;
             }
         }
     }
-    out.clear();
-    out.resize(x.pixels() * k, 0.0);
-    sgemm(
-        x.pixels(),
-        k,
-        taps,
-        rows,
-        GemmOp::N,
-        weight,
-        GemmOp::T,
-        out,
-        false,
-        1,
-    );
     Fmap {
         n,
         h,
