@@ -3,6 +3,7 @@
 mod cmd_bench;
 mod cmd_engine;
 mod cmd_error;
+mod cmd_search;
 mod cmd_train;
 mod cmd_transforms;
 
@@ -61,6 +62,9 @@ enum Command {
     /// Speed and memory benchmarks.
     #[command(subcommand)]
     Bench(cmd_bench::Bench),
+    /// wiNAS: search the algorithm and bit-width of every 3x3 layer for accuracy and this
+    /// machine's latency (needs the table of `winq bench layers`); --retrain trains the result.
+    Search(Box<cmd_search::SearchArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,5 +85,6 @@ fn main() -> anyhow::Result<()> {
         Command::Import(a) => cmd_train::import(a),
         Command::Export(a) => cmd_engine::export(a),
         Command::Run(a) => cmd_engine::run(a),
+        Command::Search(a) => cmd_search::run(*a),
     }
 }
