@@ -82,3 +82,51 @@ fn im2row_int8_equals_integer_direct_convolution() {
         );
     }
 }
+
+/// The register-block Winograd transforms against the lane-wise ones: identical codes, for
+/// F2/F4/F6, random transforms (including Bᵀ codes too large for the exact-f32 shortcut),
+/// per-tap scales, odd sizes and batch 2.
+#[test]
+fn winograd_block_transforms_equal_lane_transforms() {
+    use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+    let mut rng = ChaCha8Rng::seed_from_u64(22);
+    for (m, big_b) in [(2, false), (4, false), (4, true), (6, false), (6, true)] {
+        let t = m + 2;
+        let (n, c, k, h, w) = (2, 32, 16, 7, 13);
+        let mut qb: Vec<i32> = (0..t * t)
+            .map(|_| {
+                if rng.gen_bool(0.4) {
+                    0
+                } else {
+                    rng.gen_range(-40..=40)
+                }
+            })
+            .collect();
+        if big_b {
+            qb[0..t].iter_mut().for_each(|v| *v = 127);
+        }
+        let spec = WinogradSpec {
+            c,
+            k,
+            m,
+            qa: (0..m * t).map(|_| rng.gen_range(-127..=127)).collect(),
+            qb,
+            s_a: 0.01,
+            s_b: 0.02,
+            qu: (0..t * t * k * c).map(|_| rng.gen()).collect(),
+            s_u: (0..t * t).map(|_| rng.gen_range(0.001..0.01)).collect(),
+            s_in: 0.05,
+            s_v: (0..t * t).map(|_| rng.gen_range(0.01..0.1)).collect(),
+            s_m: (0..t * t).map(|_| rng.gen_range(0.05..0.5)).collect(),
+            s_out: 0.1,
+        };
+        let x: Vec<i8> = (0..n * h * w * c).map(|_| rng.gen()).collect();
+        let (mut y_blocks, mut y_lanes) = (vec![0i8; n * h * w * k], vec![1i8; n * h * w * k]);
+        WinogradI8::new(spec.clone()).forward(&x, n, h, w, &mut y_blocks);
+        WinogradI8::new(spec)
+            .with_block_transforms(false)
+            .forward(&x, n, h, w, &mut y_lanes);
+        assert_eq!(y_blocks, y_lanes, "F{m} big_b={big_b}");
+        assert!(y_blocks.iter().any(|&v| v != 0) && y_blocks.iter().any(|&v| v != y_blocks[0]));
+    }
+}

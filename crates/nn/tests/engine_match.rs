@@ -50,8 +50,14 @@ fn nchw<T: Copy + Default>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
     out
 }
 
+/// Channel counts: 8 runs the lane-wise path, multiples of 16 the register-block path.
 fn check(m: usize, flex: bool, points: PointSet, per_tap: bool) {
-    let (n, c, k, h, w) = (2, 8, 8, 12, 13);
+    check_shape(m, flex, points.clone(), per_tap, 8, 8);
+    check_shape(m, flex, points, per_tap, 16, 32);
+}
+
+fn check_shape(m: usize, flex: bool, points: PointSet, per_tap: bool, c: usize, k: usize) {
+    let (n, h, w) = (2, 12, 13);
     let wt = xavier_uniform(k, c, 3, &mut ChaCha8Rng::seed_from_u64(1));
     let mut l = WinogradConv2d::new(c, k, m, points, flex, Precision::Int(8), wt)
         .unwrap()
@@ -95,7 +101,7 @@ fn check(m: usize, flex: bool, points: PointSet, per_tap: bool) {
         within += ((rc - q as i32).abs() <= 1) as usize;
     }
     let len = qy.len();
-    let ctx = format!("F{m} flex={flex} per_tap={per_tap}");
+    let ctx = format!("F{m} flex={flex} per_tap={per_tap} {c}->{k}");
     assert!(
         within * 1000 >= len * 999,
         "{ctx}: {within}/{len} within one step"

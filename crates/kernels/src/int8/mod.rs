@@ -12,6 +12,7 @@
 //! `WINQ_ISA=scalar`. Every path is tested against `reference`.
 
 pub mod conv;
+mod wino_blocks;
 pub mod winograd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -112,17 +113,33 @@ impl PackedW {
     /// past K) and returns the sum of its codes — callers that know the sums cheaply (from
     /// per-pixel channel sums) skip a second pass over the data.
     pub fn fill_rows(&mut self, m: usize, k: usize, mut row: impl FnMut(usize, &mut [i8]) -> i32) {
+        self.set_shape(m, k);
+        self.bias128.clear();
+        for (r, dst) in self.data.chunks_exact_mut(self.kp).take(m).enumerate() {
+            self.bias128.push(128 * row(r, dst));
+        }
+        self.bias128.resize(self.mp, 0);
+    }
+
+    /// Sets the shape for writing rows directly into `data` (row r at r·kp; the padding rows
+    /// are zeroed, padding columns are the writer's); `update_sums` must follow.
+    pub fn set_shape(&mut self, m: usize, k: usize) {
         let mr = if m <= MR_SMALL { MR_SMALL } else { MR };
         let (kp, mp) = (round_up(k.max(1), 4), round_up(m.max(1), mr));
         (self.m, self.k, self.kp, self.mp, self.mr) = (m, k, kp, mp, mr);
         grow(&mut self.data, mp * kp);
         self.data.truncate(mp * kp);
         self.data[m * kp..].fill(0);
+    }
+
+    /// Recomputes the row sums after direct writes.
+    pub fn update_sums(&mut self) {
         self.bias128.clear();
-        for (r, dst) in self.data.chunks_exact_mut(kp).take(m).enumerate() {
-            self.bias128.push(128 * row(r, dst));
-        }
-        self.bias128.resize(mp, 0);
+        self.bias128.extend(
+            self.data
+                .chunks_exact(self.kp)
+                .map(|r| 128 * r.iter().map(|&v| v as i32).sum::<i32>()),
+        );
     }
 }
 

@@ -10,6 +10,7 @@
 //! lanes, which wastes nothing on batch 1 with few tiles and measured as fast or faster than
 //! tiles-in-lanes everywhere else.
 
+use super::wino_blocks::{input_stage, nonzeros, output_stage, Geometry, CB};
 use super::{gemm, grow, pad_nhwc, requant, to_code, PackedW, PackedX};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
@@ -39,6 +40,11 @@ pub struct WinogradI8 {
     spec: WinogradSpec,
     t: usize,
     ut: Vec<PackedX>,
+    /// Nonzeros of Bᵀ (codes) and Aᵀ (dequantized), for the register-block transforms.
+    nz_b: Vec<Vec<(usize, i32)>>,
+    nz_a: Vec<Vec<(usize, f32)>>,
+    /// Register-block transforms where the channel counts allow (off: always lane-wise).
+    blocks: bool,
 }
 
 fn per_tap(v: &[f64], e: usize) -> f64 {
@@ -69,7 +75,24 @@ impl WinogradI8 {
         let ut = (0..t * t)
             .map(|e| PackedX::from_rows(&transpose_i8(&spec.qu[e * k * c..(e + 1) * k * c], k, c), c, k, k))
             .collect();
-        WinogradI8 { spec, t, ut }
+        let nz_b = nonzeros(&spec.qb, t, t);
+        let a_vals: Vec<f32> = spec.qa.iter().map(|&v| v as f32 * spec.s_a as f32).collect();
+        let nz_a = nonzeros(&a_vals, spec.m, t);
+        WinogradI8 {
+            spec,
+            t,
+            ut,
+            nz_b,
+            nz_a,
+            blocks: true,
+        }
+    }
+
+    /// Switches the register-block transforms off (on by default): the lane-wise path gives
+    /// identical results and serves as the comparison in tests.
+    pub fn with_block_transforms(mut self, on: bool) -> WinogradI8 {
+        self.blocks = on;
+        self
     }
 
     pub fn spec(&self) -> &WinogradSpec {
@@ -86,6 +109,9 @@ impl WinogradI8 {
         let g = Grid::new(n, h, w, m);
         let (p, tt) = (g.p(), t * t);
         let (cp, kp) = (c * p, k * p);
+        if self.blocks && c % CB == 0 && k % CB == 0 && matches!(t, 4 | 6 | 8) {
+            return self.forward_blocks(x, &g, h, w, y);
+        }
         SCRATCH.with(|cell| {
             let mut scratch = cell.borrow_mut();
             let Scratch {
@@ -174,6 +200,59 @@ impl WinogradI8 {
             }
         })
     }
+}
+
+impl WinogradI8 {
+    /// The same pipeline with register-block transforms (C and K multiples of 16).
+    fn forward_blocks(&self, x: &[i8], g: &Grid, h: usize, w: usize, y: &mut [i8]) {
+        let s = &self.spec;
+        let (c, k, m, t, n) = (s.c, s.k, s.m, self.t, g.n);
+        let (p, tt) = (g.p(), t * t);
+        let (hp, wp) = g.padded_in();
+        let geo = Geometry {
+            m,
+            tiles_x: g.tiles_x,
+            tiles: g.tiles,
+            wp,
+            hp,
+            before: g.before,
+            h,
+            w,
+        };
+        let v_mul: Vec<f32> = (0..tt)
+            .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
+            .collect();
+        let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
+        BLOCKS.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let BlockScratch { xpad, rows, acc, qm } = &mut *scratch;
+            pad_nhwc(x, (n, h, w, c), (hp, wp), (1 + g.before.0, 1 + g.before.1), xpad);
+            rows.resize_with(tt, PackedW::default);
+            rows.iter_mut().for_each(|r| r.set_shape(p, c));
+            let mut dst: Vec<&mut [i8]> = rows.iter_mut().map(|r| &mut r.data[..]).collect();
+            input_stage(&geo, n, t, xpad, c, &self.nz_b, &v_mul, &mut dst, c);
+            let (acc, qm) = (grow(acc, p * k), grow(qm, tt * p * k));
+            for (e, r) in rows.iter_mut().enumerate() {
+                r.update_sums();
+                let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
+                gemm(r, &self.ut[e], acc, k);
+                requant(acc, mul, &mut qm[e * p * k..(e + 1) * p * k]);
+            }
+            output_stage(&geo, n, t, qm, k, &self.nz_a, &s_m, s.s_out as f32, y);
+        });
+    }
+}
+
+#[derive(Default)]
+struct BlockScratch {
+    xpad: Vec<i8>,
+    rows: Vec<PackedW>,
+    acc: Vec<i32>,
+    qm: Vec<i8>,
+}
+
+thread_local! {
+    static BLOCKS: std::cell::RefCell<BlockScratch> = std::cell::RefCell::new(BlockScratch::default());
 }
 
 /// Per-thread working buffers, reused across calls (large fresh allocations cost page faults).

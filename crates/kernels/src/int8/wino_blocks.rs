@@ -1,0 +1,306 @@
+//! Register-block tile transforms of the INT8 Winograd kernel for channel counts that are
+//! multiples of 16: one tile × 16 channels at a time, read straight from the padded
+//! channel-last input and written straight into the per-tap GEMM rows (input side), or read
+//! from the per-tap products and written straight into the output (output side). Nothing
+//! streams through intermediate lane arrays, and the transform loops have compile-time sizes.
+//!
+//! The output side must round exactly like training's `sandwich_lanes`: it performs the same
+//! f32 operations in the same order (products by nonzero coefficients, summed from zero in
+//! ascending index order).
+
+use super::to_code;
+
+/// Channels per block (i32/f32 lanes of a 512-bit vector).
+pub const CB: usize = 16;
+
+/// Nonzero coefficients of a row-major a×b matrix, row by row: (column, value), ascending.
+pub fn nonzeros<T: Copy + Default + PartialEq>(l: &[T], a: usize, b: usize) -> Vec<Vec<(usize, T)>> {
+    (0..a)
+        .map(|i| {
+            (0..b)
+                .filter(|&j| l[i * b + j] != T::default())
+                .map(|j| (j, l[i * b + j]))
+                .collect()
+        })
+        .collect()
+}
+
+/// out[q] = Σ over a row's nonzeros (p, l) of l·x[p][q], for every q: the accumulators of
+/// all q advance together (independent chains), each summing from zero in ascending p — the
+/// order training's lane-wise kernel adds in.
+#[inline(always)]
+fn combine<T: Copy + Default, const R: usize>(
+    row: &[(usize, T)],
+    x: &[[[T; CB]; R]; R],
+    madd: impl Fn(T, T, T) -> T,
+) -> [[T; CB]; R] {
+    let mut acc = [[T::default(); CB]; R];
+    for &(p, l) in row {
+        // One flat contiguous loop: LLVM vectorizes it along the lanes (nested loops over
+        // power-of-two R were vectorized across q with gathers).
+        for (a, &v) in acc.as_flattened_mut().iter_mut().zip(x[p].as_flattened()) {
+            *a = madd(*a, l, v);
+        }
+    }
+    acc
+}
+
+/// Geometry shared by both stages.
+pub struct Geometry {
+    pub m: usize,
+    pub tiles_x: usize,
+    pub tiles: usize,
+    /// Padded input width (pixels) and height.
+    pub wp: usize,
+    pub hp: usize,
+    /// Output crop: extra padding before the data (rows, columns) and the output size.
+    pub before: (usize, usize),
+    pub h: usize,
+    pub w: usize,
+}
+
+/// An element type for the exact input transform: i32, or f32 when every partial sum is an
+/// integer below 2^24 (then f32 arithmetic is exact and a multiply-add is one instruction).
+pub trait Lane: Copy + Default + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> {
+    fn from_i32(v: i32) -> Self;
+    fn to_f32(self) -> f32;
+    /// acc + l·x (fused for f32: exact here, so fusing cannot change the result).
+    fn madd(acc: Self, l: Self, x: Self) -> Self;
+}
+
+impl Lane for i32 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> i32 {
+        v
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self as f32
+    }
+    #[inline(always)]
+    fn madd(acc: i32, l: i32, x: i32) -> i32 {
+        acc + l * x
+    }
+}
+
+impl Lane for f32 {
+    #[inline(always)]
+    fn from_i32(v: i32) -> f32 {
+        v as f32
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn madd(acc: f32, l: f32, x: f32) -> f32 {
+        l.mul_add(x, acc)
+    }
+}
+
+/// Whether V = Bᵀ d B is exact in f32 for any 8-bit d: |partial sums| ≤ (max row L1 of
+/// Bᵀ)² · 128 < 2^24.
+pub fn f32_exact(nz_b: &[Vec<(usize, i32)>]) -> bool {
+    let l1 = nz_b
+        .iter()
+        .map(|r| r.iter().map(|&(_, v)| v.unsigned_abs() as u64).sum::<u64>())
+        .max()
+        .unwrap_or(0);
+    l1 * l1 * 128 < 1 << 24
+}
+
+/// V = Bᵀ d B (exact) of every tile and 16-channel block, requantized per tap with
+/// `v_mul[e]` into `rows[e][tile][channel]` (rows `kp` bytes apart).
+#[allow(clippy::too_many_arguments)]
+pub fn input_stage(
+    g: &Geometry,
+    n: usize,
+    t: usize,
+    xpad: &[i8],
+    c: usize,
+    nz_b: &[Vec<(usize, i32)>],
+    v_mul: &[f32],
+    rows: &mut [&mut [i8]],
+    kp: usize,
+) {
+    if f32_exact(nz_b) {
+        let nz: Vec<Vec<(usize, f32)>> = nz_b
+            .iter()
+            .map(|r| r.iter().map(|&(j, v)| (j, v as f32)).collect())
+            .collect();
+        match t {
+            4 => input4f(g, n, xpad, c, &nz, v_mul, rows, kp),
+            6 => input6f(g, n, xpad, c, &nz, v_mul, rows, kp),
+            8 => input8f(g, n, xpad, c, &nz, v_mul, rows, kp),
+            _ => panic!("no tile transform for t = {t}"),
+        }
+    } else {
+        match t {
+            4 => input4i(g, n, xpad, c, nz_b, v_mul, rows, kp),
+            6 => input6i(g, n, xpad, c, nz_b, v_mul, rows, kp),
+            8 => input8i(g, n, xpad, c, nz_b, v_mul, rows, kp),
+            _ => panic!("no tile transform for t = {t}"),
+        }
+    }
+}
+
+/// Y = Aᵀ M A per tile and 16-channel block on the dequantized products (code × s_m[e]),
+/// requantized to `s_out` and written into the cropped N×H×W×K output.
+#[allow(clippy::too_many_arguments)]
+pub fn output_stage(
+    g: &Geometry,
+    n: usize,
+    t: usize,
+    qm: &[i8],
+    k: usize,
+    nz_a: &[Vec<(usize, f32)>],
+    s_m: &[f32],
+    s_out: f32,
+    y: &mut [i8],
+) {
+    match t {
+        4 => output4(g, n, qm, k, nz_a, s_m, s_out, y),
+        6 => output6(g, n, qm, k, nz_a, s_m, s_out, y),
+        8 => output8(g, n, qm, k, nz_a, s_m, s_out, y),
+        _ => panic!("no tile transform for t = {t}"),
+    }
+}
+
+// One compiled function per tile size and element type: inlined together into one function,
+// LLVM left the loops of some sizes unvectorized.
+macro_rules! input_fn {
+    ($name:ident / $isa:ident, $t:literal, $l:ty) => {
+        winq_quant::multiversion! {
+            fn $name / $isa(g: &Geometry, n: usize, xpad: &[i8], c: usize, nz: &[Vec<(usize, $l)>],
+                v_mul: &[f32], rows: &mut [&mut [i8]], kp: usize) {
+                input_t::<$t, $l>(g, n, xpad, c, nz, v_mul, rows, kp)
+            }
+        }
+    };
+}
+input_fn!(input4f / input4f_isa, 4, f32);
+input_fn!(input6f / input6f_isa, 6, f32);
+input_fn!(input8f / input8f_isa, 8, f32);
+input_fn!(input4i / input4i_isa, 4, i32);
+input_fn!(input6i / input6i_isa, 6, i32);
+input_fn!(input8i / input8i_isa, 8, i32);
+
+macro_rules! output_fn {
+    ($name:ident / $isa:ident, $t:literal) => {
+        winq_quant::multiversion! {
+            fn $name / $isa(g: &Geometry, n: usize, qm: &[i8], k: usize, nz_a: &[Vec<(usize, f32)>],
+                s_m: &[f32], s_out: f32, y: &mut [i8]) {
+                output_t::<$t>(g, n, qm, k, nz_a, s_m, s_out, y)
+            }
+        }
+    };
+}
+output_fn!(output4 / output4_isa, 4);
+output_fn!(output6 / output6_isa, 6);
+output_fn!(output8 / output8_isa, 8);
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn input_t<const T: usize, L: Lane>(
+    g: &Geometry,
+    n: usize,
+    xpad: &[i8],
+    c: usize,
+    nz_b: &[Vec<(usize, L)>],
+    v_mul: &[f32],
+    rows: &mut [&mut [i8]],
+    kp: usize,
+) {
+    let m = g.m;
+    for p in 0..n * g.tiles {
+        let (ni, tile) = (p / g.tiles, p % g.tiles);
+        let origin = ((ni * g.hp + tile / g.tiles_x * m) * g.wp + tile % g.tiles_x * m) * c;
+        for c0 in (0..c).step_by(CB) {
+            let mut d = [[[L::default(); CB]; T]; T];
+            for (a, row) in d.iter_mut().enumerate() {
+                for (b, v) in row.iter_mut().enumerate() {
+                    // A fixed-size copy first keeps the conversion one vector operation.
+                    let mut src = [0i8; CB];
+                    src.copy_from_slice(&xpad[origin + (a * g.wp + b) * c + c0..][..CB]);
+                    for (o, &x) in v.iter_mut().zip(&src) {
+                        *o = L::from_i32(x as i32);
+                    }
+                }
+            }
+            // tmpᵀ[q][i] = Σ_p B[i][p]·d[p][q]; Vᵀ[j][i] = Σ_q B[j][q]·tmp[i][q].
+            let mut tmp_t = [[[L::default(); CB]; T]; T];
+            for (i, row) in nz_b.iter().enumerate() {
+                for (q, v) in combine(row, &d, L::madd).iter().enumerate() {
+                    tmp_t[q][i] = *v;
+                }
+            }
+            for (j, row) in nz_b.iter().enumerate() {
+                for (i, v) in combine(row, &tmp_t, L::madd).iter().enumerate() {
+                    let e = i * T + j;
+                    let mut codes = [0i8; CB];
+                    for (o, &x) in codes.iter_mut().zip(v) {
+                        *o = to_code(x.to_f32() * v_mul[e]);
+                    }
+                    rows[e][p * kp + c0..][..CB].copy_from_slice(&codes);
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn output_t<const T: usize>(
+    g: &Geometry,
+    n: usize,
+    qm: &[i8],
+    k: usize,
+    nz_a: &[Vec<(usize, f32)>],
+    s_m: &[f32],
+    s_out: f32,
+    y: &mut [i8],
+) {
+    let m = g.m;
+    let p_all = n * g.tiles;
+    for p in 0..p_all {
+        let (ni, tile) = (p / g.tiles, p % g.tiles);
+        let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
+        for k0 in (0..k).step_by(CB) {
+            let mut mt = [[[0f32; CB]; T]; T];
+            for (a, row) in mt.iter_mut().enumerate() {
+                for (b, v) in row.iter_mut().enumerate() {
+                    let e = a * T + b;
+                    let mut src = [0i8; CB];
+                    src.copy_from_slice(&qm[(e * p_all + p) * k + k0..][..CB]);
+                    let s = s_m[e];
+                    for (o, &q) in v.iter_mut().zip(&src) {
+                        *o = q as f32 * s;
+                    }
+                }
+            }
+            // tmpᵀ[q][i] = Σ_p A[i][p]·M[p][q] (i < m); Yᵀ[j][i] = Σ_q A[j][q]·tmp[i][q].
+            let plain = |a: f32, l: f32, v: f32| a + l * v;
+            let mut tmp_t = [[[0f32; CB]; T]; T];
+            for (i, row) in nz_a.iter().enumerate() {
+                for (q, v) in combine(row, &mt, plain).iter().enumerate() {
+                    tmp_t[q][i] = *v;
+                }
+            }
+            for (j, row) in nz_a.iter().enumerate() {
+                let Some(xx) = (tx * m + j).checked_sub(g.before.1).filter(|&v| v < g.w) else {
+                    continue;
+                };
+                for (i, o) in combine(row, &tmp_t, plain).iter().enumerate().take(m) {
+                    let Some(yy) = (ty * m + i).checked_sub(g.before.0).filter(|&v| v < g.h) else {
+                        continue;
+                    };
+                    let mut codes = [0i8; CB];
+                    for (c, &v) in codes.iter_mut().zip(o) {
+                        *c = to_code(v / s_out);
+                    }
+                    y[((ni * g.h + yy) * g.w + xx) * k + k0..][..CB].copy_from_slice(&codes);
+                }
+            }
+        }
+    }
+}
