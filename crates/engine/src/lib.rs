@@ -414,6 +414,12 @@ impl Net {
         }
     }
 
+    /// Runs channel-last activations through the network on the calling thread (what a layer
+    /// costs inside a network: no layout changes at the ends).
+    pub fn forward_nhwc(&self, x: Fmap) -> Fmap {
+        BUFS.with(|cell| run(&self.root, x, &mut cell.borrow_mut(), &mut None))
+    }
+
     /// Runs on one thread and returns the time of every operation, in order (seconds).
     pub fn profile(&self, x: &Act) -> (Act, Vec<(String, f64)>) {
         let mut prof = Some(Vec::new());
