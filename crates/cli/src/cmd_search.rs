@@ -74,6 +74,10 @@ pub struct SearchArgs {
     /// Logit steps between two lines of trajectory.jsonl.
     #[arg(long, default_value_t = 10)]
     log_every: usize,
+    /// Training batches that re-estimate BatchNorm statistics for the argmax network before
+    /// each epoch's validation (the shared statistics average over all sampled paths).
+    #[arg(long, default_value_t = 30)]
+    bn_calib_batches: usize,
     /// fashion-mnist, mnist, cifar10 or cifar100.
     #[arg(long, default_value = "fashion-mnist")]
     dataset: String,
@@ -355,6 +359,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         arch_lr: a.arch_lr,
         arch_every: a.arch_every,
         log_every: a.log_every,
+        bn_calib_batches: a.bn_calib_batches,
         quiet: a.quiet,
     };
     let names: Vec<Vec<String>> = sn

@@ -30,6 +30,9 @@ pub struct SearchOptions {
     pub arch_every: usize,
     /// Logit steps between two trajectory points.
     pub log_every: usize,
+    /// Training batches run through the argmax network before each evaluation so that the
+    /// shared BatchNorm statistics (averaged over sampled paths) match it.
+    pub bn_calib_batches: usize,
     pub quiet: bool,
 }
 
@@ -43,6 +46,7 @@ impl Default for SearchOptions {
             arch_lr: 6e-3,
             arch_every: 4,
             log_every: 10,
+            bn_calib_batches: 30,
             quiet: true,
         }
     }
@@ -122,6 +126,14 @@ impl ValStream {
             self.pass += 1;
             self.loader = Self::loader(&self.ds, &self.cfg, self.pass);
         }
+    }
+}
+
+/// Re-estimates BatchNorm running statistics (and quantizer ranges) for the paths the gates
+/// are set to: training-mode forwards, no backward, no weight update.
+fn recalibrate(net: &mut Sequential, cfg: &TrainConfig, train: &Arc<Dataset>, epoch: usize, batches: usize) {
+    for b in runner::loader(cfg, train, 1_000_000 + epoch as u64, true).take(batches) {
+        net.forward(&tensor(&b), Mode::Train);
     }
 }
 
@@ -262,6 +274,7 @@ pub fn search(
         }
         pb.finish_and_clear();
         arch.set_paths(&arch.argmax());
+        recalibrate(net, cfg, &data.train, epoch, opts.bn_calib_batches);
         let (val_loss, val_acc) = runner::evaluate(net, cfg, &data.val)?;
         trace(&point(arch, step, arch_steps, epoch + 1, tau))?;
         let log = EpochLog {
