@@ -172,7 +172,8 @@ pub fn eval_engine(path: &Path, data: Option<PathBuf>) -> Result<()> {
     let mut built = runner::build_model(&cfg, test.c, test.h, test.w, test.classes)?;
     ck.load_model(&mut built.net, true)?;
     let per = test.c * test.h * test.w;
-    let (mut correct, mut agree) = (0usize, 0usize);
+    let tol = logit_step(&op);
+    let (mut correct, mut agree, mut identical, mut within) = (0usize, 0usize, 0usize, 0usize);
     let t0 = std::time::Instant::now();
     for start in (0..test.n).step_by(64) {
         let b = 64.min(test.n - start);
@@ -182,31 +183,75 @@ pub fn eval_engine(path: &Path, data: Option<PathBuf>) -> Result<()> {
             test.h * test.w,
             &info,
         );
-        let engine = argmax_rows(
-            &net.forward(Act {
+        let logits = net
+            .forward(Act {
                 n: b,
                 c: test.c,
                 h: test.h,
                 w: test.w,
                 data: x.clone(),
             })
-            .data,
-            test.classes,
-        );
+            .data;
+        let engine = argmax_rows(&logits, test.classes);
         let xt = winq_nn::Tensor::from_vec(&[b, test.c, test.h, test.w], x);
-        let train = argmax_rows(&built.net.forward(&xt, winq_nn::Mode::Eval).data, test.classes);
+        let want = built.net.forward(&xt, winq_nn::Mode::Eval).data;
+        let train = argmax_rows(&want, test.classes);
+        for (i, (&g, &w)) in logits.iter().zip(&want).enumerate() {
+            identical += (g == w) as usize;
+            within += ((g - w).abs() <= tol.get(i % test.classes).copied().unwrap_or(0.0)) as usize;
+        }
         for i in 0..b {
             correct += (engine[i] == test.labels[start + i] as usize) as usize;
             agree += (engine[i] == train[i]) as usize;
         }
     }
+    let elements = (test.n * test.classes) as f64;
     println!(
-        "{}: engine test accuracy {:.2}% on {} images; top-1 agrees with the training model on {:.2}% ({:.1} s)",
+        "{}: engine test accuracy {:.2}% on {} images; top-1 agrees with the training model on {:.2}%; \
+         logits bit-identical {:.2}%, within one output step {:.2}% ({:.1} s)",
         path.display(),
         100.0 * correct as f64 / test.n as f64,
         test.n,
         100.0 * agree as f64 / test.n as f64,
+        100.0 * identical as f64 / elements,
+        100.0 * within as f64 / elements,
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Per class, what one output quantization step of the last quantized layer moves a logit by
+/// after global pooling and the classifier: s_out · max_j |W[class][j]| (one channel shifted
+/// by one step everywhere). Zero when the network has no quantized layer or no classifier.
+fn logit_step(op: &winq_nn::export::Op) -> Vec<f32> {
+    use winq_nn::export::Op;
+    fn walk(op: &Op, s_last: &mut f64, w: &mut Option<(usize, usize, Vec<f32>)>) {
+        match op {
+            Op::ConvI8(e) => *s_last = e.s_out,
+            Op::WinogradI8(e) => *s_last = e.s_out,
+            Op::Linear {
+                inputs,
+                outputs,
+                weight,
+                ..
+            } => *w = Some((*inputs, *outputs, weight.clone())),
+            Op::Seq(v) => v.iter().for_each(|o| walk(o, s_last, w)),
+            Op::Residual { body, shortcut } => {
+                shortcut.iter().flatten().for_each(|o| walk(o, s_last, w));
+                body.iter().for_each(|o| walk(o, s_last, w));
+            }
+            _ => {}
+        }
+    }
+    let (mut s_last, mut w) = (0.0, None);
+    walk(op, &mut s_last, &mut w);
+    match w {
+        Some((inputs, outputs, weight)) => (0..outputs)
+            .map(|o| {
+                let row = &weight[o * inputs..(o + 1) * inputs];
+                (s_last * row.iter().fold(0.0f32, |a, v| a.max(v.abs())) as f64) as f32
+            })
+            .collect(),
+        None => Vec::new(),
+    }
 }
