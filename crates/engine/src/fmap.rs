@@ -238,18 +238,5 @@ pub fn conv_f32(
 
 /// y = x·Wᵀ + b per row (x N×inputs).
 pub fn linear(x: &[f32], n: usize, inputs: usize, outputs: usize, weight: &[f32], bias: &[f32]) -> Vec<f32> {
-    let mut y: Vec<f32> = (0..n).flat_map(|_| bias.iter().copied()).collect();
-    sgemm(
-        n,
-        outputs,
-        inputs,
-        x,
-        GemmOp::N,
-        weight,
-        GemmOp::T,
-        &mut y,
-        true,
-        1,
-    );
-    y
+    winq_kernels::gemm::linear_rows(x, n, inputs, weight, outputs, bias)
 }

@@ -52,6 +52,28 @@ pub fn sgemm(
     sgemm_view(m, n, k, a_view, b_view, c, n, accumulate, threads);
 }
 
+/// y[i][o] = bias[o] + Σ_k x[i][k]·w[o][k], summed in ascending k (x n×din, w dout×din).
+/// The classifier's product is tiny; a fixed summation order makes training and the engine
+/// compute identical logits whatever the batch split (a GEMM library may block differently
+/// for different batch sizes).
+pub fn linear_rows(x: &[f32], n: usize, din: usize, w: &[f32], dout: usize, bias: &[f32]) -> Vec<f32> {
+    assert!(
+        x.len() >= n * din && w.len() >= dout * din && bias.len() >= dout,
+        "linear shapes"
+    );
+    let mut y = Vec::with_capacity(n * dout);
+    for xi in x.chunks_exact(din).take(n) {
+        for (wo, &b) in w.chunks_exact(din).zip(bias).take(dout) {
+            let mut acc = b;
+            for (&a, &v) in xi.iter().zip(wo) {
+                acc += a * v;
+            }
+            y.push(acc);
+        }
+    }
+    y
+}
+
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {

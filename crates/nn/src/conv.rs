@@ -76,6 +76,31 @@ impl Conv2d {
         })
     }
 
+    /// For 8-bit (and narrower) layers, the integer codes of input and weights and the scale
+    /// of one accumulator step per output channel: products of codes summed in f32 are exact
+    /// while every partial sum stays below 2^24 (checked), so the output is requantized from
+    /// the same integers, with the same multiplier, as in the integer engine. None otherwise
+    /// (FP32, wider codes, or sums that could round).
+    fn integer_operands(&self, xq: &[f32], wq: &[f32]) -> Option<(Vec<f32>, Vec<f32>, Vec<f64>)> {
+        if !self.q_in.bits.is_some_and(|b| b <= 8) {
+            return None;
+        }
+        let (s_in, s_w) = (self.q_in.scales()[0], self.q_w.scales());
+        let mut xc = xq.to_vec();
+        TensorQuant::codes_of(&mut xc, &[s_in], 1);
+        let mut wc = wq.to_vec();
+        TensorQuant::codes_of(&mut wc, &s_w, 1);
+        let x_max = xc.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let row_l1 = wc
+            .chunks(wc.len() / self.out_channels)
+            .map(|r| r.iter().map(|v| v.abs()).sum::<f32>())
+            .fold(0.0f32, f32::max);
+        if (x_max as f64) * (row_l1 as f64) >= (1u32 << 24) as f64 {
+            return None;
+        }
+        Some((xc, wc, s_w.iter().map(|&sw| s_in * sw).collect()))
+    }
+
     /// One weight scale per output channel instead of one per tensor.
     pub fn with_per_channel_weights(mut self, on: bool) -> Conv2d {
         let p = self.precision;
@@ -138,21 +163,32 @@ impl Layer for Conv2d {
         self.q_w.apply(&mut wq, mode, 1);
         let hw = h * w;
         let taps = c * r * r;
+        let exact = self.integer_operands(&xq.data, &wq);
+        let (xa, wa) = match &exact {
+            Some((xc, wc, _)) => (xc, wc),
+            None => (&xq.data, &wq),
+        };
         let mut y = Tensor::zeros(&[n, k, h, w]);
         y.data
             .par_chunks_mut(k * hw)
-            .zip(xq.data.par_chunks(c * hw))
+            .zip(xa.par_chunks(c * hw))
             .for_each(|(yn, xn)| {
                 if r == 1 {
-                    sgemm(k, hw, taps, &wq, Op::N, xn, Op::N, yn, false, 1);
+                    sgemm(k, hw, taps, wa, Op::N, xn, Op::N, yn, false, 1);
                 } else {
                     with_scratch(taps * hw, |cols, _| {
                         im2col(xn, c, h, w, r, cols);
-                        sgemm(k, hw, taps, &wq, Op::N, cols, Op::N, yn, false, 1);
+                        sgemm(k, hw, taps, wa, Op::N, cols, Op::N, yn, false, 1);
                     });
                 }
             });
-        self.q_out.apply(&mut y.data, mode, 1);
+        match exact {
+            Some((_, _, in_scale)) => {
+                let s_out = self.q_out.requant_codes(&mut y.data, &in_scale, mode, n);
+                TensorQuant::scale_codes(&mut y.data, &s_out, n);
+            }
+            None => self.q_out.apply(&mut y.data, mode, 1),
+        }
         if mode == Mode::Train {
             self.cache = Some((xq, wq));
         }

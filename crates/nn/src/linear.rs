@@ -66,23 +66,13 @@ impl Layer for Linear {
             x.shape
         );
         let (n, din, dout) = (x.shape[0], self.in_features, self.out_features);
-        // Start every row at the bias and accumulate x·Wᵀ on top.
-        let mut y = Vec::with_capacity(n * dout);
-        for _ in 0..n {
-            y.extend_from_slice(&self.bias.value.data);
-        }
-        let th = self.threads(n);
-        sgemm(
-            n,
-            dout,
-            din,
+        let y = winq_kernels::gemm::linear_rows(
             &x.data,
-            Op::N,
+            n,
+            din,
             &self.weight.value.data,
-            Op::T,
-            &mut y,
-            true,
-            th,
+            dout,
+            &self.bias.value.data,
         );
         self.x.clone_from(x);
         self.in_shape = Some(x.shape.clone());

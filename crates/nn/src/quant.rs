@@ -105,6 +105,83 @@ impl TensorQuant {
         });
     }
 
+    /// Quantizes exact integer accumulators as the integer engine requantizes them. The real
+    /// value of x[i] is x[i]·in_scale[g]; training mode observes those real values; then x[i]
+    /// becomes the code round_half_even(clamp(x[i]·mul)), mul = (in_scale[g] / s) as f32 (the
+    /// engine's multiplier), still unscaled — `scale_codes` turns codes into values. `x` is
+    /// [outer][G][inner] with G the number of input scales or of groups (1 or equal).
+    /// Returns the scales. Needs a quantized tensor.
+    pub fn requant_codes(&mut self, x: &mut [f32], in_scale: &[f64], mode: Mode, outer: usize) -> Vec<f64> {
+        let bits = self.bits.expect("requant_codes on an FP32 tensor");
+        let (gq, gi) = (self.groups(), in_scale.len());
+        let g = gq.max(gi);
+        assert!(
+            (gq == 1 || gq == g) && (gi == 1 || gi == g),
+            "group counts differ"
+        );
+        let inner = x.len() / (outer * g).max(1);
+        assert_eq!(inner * outer * g, x.len(), "groups do not divide the tensor");
+        let pick = |n: usize, s: usize| if n == 1 { 0 } else { s % g };
+        if inner == 0 {
+            return self.scales();
+        }
+        if mode == Mode::Train {
+            let ranges: Vec<(usize, (f64, f64))> = x
+                .par_chunks(inner)
+                .enumerate()
+                .map(|(s, sl)| {
+                    let (lo, hi) = min_max(sl);
+                    (
+                        pick(gq, s),
+                        (lo * in_scale[pick(gi, s)], hi * in_scale[pick(gi, s)]),
+                    )
+                })
+                .collect();
+            let mut agg = vec![(f64::INFINITY, f64::NEG_INFINITY); gq];
+            for (q, (lo, hi)) in ranges {
+                agg[q] = (agg[q].0.min(lo), agg[q].1.max(hi));
+            }
+            for (q, (lo, hi)) in agg.into_iter().enumerate() {
+                let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+                observe(&mut self.min[q], &mut self.max[q], lo, hi, self.momentum);
+            }
+        }
+        let scales = self.scales();
+        let (qmin, qmax) = winq_quant::qrange(bits);
+        let (lo, hi) = (qmin as f32, qmax as f32);
+        x.par_chunks_mut(inner).enumerate().for_each(|(s, sl)| {
+            let mul = (in_scale[pick(gi, s)] / scales[pick(gq, s)]) as f32;
+            winq_quant::round_codes(sl, mul, lo, hi);
+        });
+        scales
+    }
+
+    /// Codes (from `requant_codes`) → values code·s, with the same group layout.
+    pub fn scale_codes(x: &mut [f32], scales: &[f64], outer: usize) {
+        let g = scales.len();
+        let inner = x.len() / (outer * g).max(1);
+        if inner == 0 {
+            return;
+        }
+        x.par_chunks_mut(inner).enumerate().for_each(|(s, sl)| {
+            let sc = scales[s % g] as f32;
+            sl.iter_mut().for_each(|v| *v *= sc);
+        });
+    }
+
+    /// The integer codes of values this quantizer produced (code·s → code, exact).
+    pub fn codes_of(x: &mut [f32], scales: &[f64], outer: usize) {
+        let g = scales.len();
+        let inner = x.len() / (outer * g).max(1);
+        if inner == 0 {
+            return;
+        }
+        x.par_chunks_mut(inner).enumerate().for_each(|(s, sl)| {
+            let sc = scales[s % g] as f32;
+            sl.iter_mut().for_each(|v| *v = (*v / sc).round_ties_even());
+        });
+    }
+
     /// Exposes the observed ranges as checkpoint buffers "<name>.min" / "<name>.max".
     pub fn visit(&mut self, prefix: &str, name: &str, f: BufferVisitor) {
         if self.bits.is_some() {

@@ -15,7 +15,7 @@ use crate::quant::{Granularity, Precision, TensorQuant};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use winq_kernels::gemm::{sgemm_view, View};
-use winq_kernels::tile::{sandwich_grad_lanes, sandwich_lanes};
+use winq_kernels::tile::{sandwich_grad_lanes, sandwich_lanes, sandwich_lanes_i32};
 use winq_kernels::Tiling;
 use winq_transforms::{transform, PointSet, TransformError};
 
@@ -320,6 +320,8 @@ pub struct WinogradConv2d {
     q_b: TensorQuant,
     q_g: TensorQuant,
     cache: Option<Cache>,
+    /// 8-bit layers compute the Winograd-domain stages on integer codes (as the engine does).
+    integer_stages: bool,
 }
 
 impl WinogradConv2d {
@@ -357,6 +359,7 @@ impl WinogradConv2d {
             q_b: TensorQuant::new(precision, 1),
             q_g: TensorQuant::new(precision, 1),
             cache: None,
+            integer_stages: true,
         };
         if !flex {
             // Static: quantize the transforms once, from their own range.
@@ -365,6 +368,13 @@ impl WinogradConv2d {
             layer.q_g.apply(&mut layer.g.value.data, Mode::Train, 1);
         }
         Ok(layer)
+    }
+
+    /// Off: every stage in f32 on dequantized values (the unfused composition's arithmetic,
+    /// which tests compare against); on (default): the integer engine's arithmetic.
+    pub fn with_integer_stages(mut self, on: bool) -> WinogradConv2d {
+        self.integer_stages = on;
+        self
     }
 
     /// Per-output-channel weight scales and/or per-tap Winograd-domain scales (research
@@ -462,24 +472,65 @@ impl Layer for WinogradConv2d {
         let mut xq = x.clone();
         self.q_in.apply(&mut xq.data, mode, 1);
 
+        // 8-bit layers compute the Winograd-domain stages on integer codes, exactly as the
+        // integer engine does (V exactly in i32, the Hadamard sums exactly — products of codes
+        // summed in f32 stay below 2^24 for C < 1024 — each requantized with the engine's
+        // multiplier), so the eval forward rounds the same numbers the engine rounds.
+        let exact = self.integer_stages && self.q_in.bits.is_some_and(|b| b <= 8) && c < 1024;
+
         // V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile.
         let mut v = vec![0.0f32; c * tt * p];
-        v.par_chunks_mut(tt * p).enumerate().for_each_init(
-            || (vec![0.0f32; tt * LANES], vec![0.0f32; tt * LANES]),
-            |(d, tmp), (ci, vc)| {
-                for (p0, lanes) in blocks(p) {
-                    geo.gather_in(&xq.data, c, ci, p0, lanes, d);
-                    sandwich_lanes(&bt, t, t, d, lanes, &mut vc[p0..], p, lanes, tmp);
-                }
-            },
-        );
-        self.q_v.apply(&mut v, mode, c); // [C][T][P]
+        let s_v = if exact {
+            let (s_in, s_b) = (self.q_in.scales()[0], self.q_b.scales()[0]);
+            let mut xc = xq.data.clone();
+            TensorQuant::codes_of(&mut xc, &[s_in], 1);
+            let mut bc = bt.clone();
+            TensorQuant::codes_of(&mut bc, &[s_b], 1);
+            let bc: Vec<i32> = bc.iter().map(|&v| v as i32).collect();
+            v.par_chunks_mut(tt * p).enumerate().for_each_init(
+                || (vec![0.0f32; tt * LANES], vec![0i32; 3 * tt * LANES]),
+                |(d, ints), (ci, vc)| {
+                    let (di, rest) = ints.split_at_mut(tt * LANES);
+                    let (vi, tmp) = rest.split_at_mut(tt * LANES);
+                    for (p0, lanes) in blocks(p) {
+                        geo.gather_in(&xc, c, ci, p0, lanes, d);
+                        di.iter_mut().zip(d.iter()).for_each(|(o, &x)| *o = x as i32);
+                        sandwich_lanes_i32(&bc, t, t, di, lanes, vi, lanes, lanes, tmp);
+                        for e in 0..tt {
+                            let dst = &mut vc[e * p + p0..e * p + p0 + lanes];
+                            dst.iter_mut()
+                                .zip(&vi[e * lanes..])
+                                .for_each(|(o, &x)| *o = x as f32);
+                        }
+                    }
+                },
+            );
+            Some(self.q_v.requant_codes(&mut v, &[s_b * s_b * s_in], mode, c)) // codes [C][T][P]
+        } else {
+            v.par_chunks_mut(tt * p).enumerate().for_each_init(
+                || (vec![0.0f32; tt * LANES], vec![0.0f32; tt * LANES]),
+                |(d, tmp), (ci, vc)| {
+                    for (p0, lanes) in blocks(p) {
+                        geo.gather_in(&xq.data, c, ci, p0, lanes, d);
+                        sandwich_lanes(&bt, t, t, d, lanes, &mut vc[p0..], p, lanes, tmp);
+                    }
+                },
+            );
+            self.q_v.apply(&mut v, mode, c); // [C][T][P]
+            None
+        };
 
         // M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position.
+        let uc = s_v.as_ref().map(|_| {
+            let mut uc = u.clone();
+            TensorQuant::codes_of(&mut uc, &self.q_u.scales(), 1);
+            uc
+        });
+        let ua = uc.as_ref().unwrap_or(&u);
         let mut mh = vec![0.0f32; tt * k * p];
         mh.par_chunks_mut(k * p).enumerate().for_each(|(e, me)| {
             let a = View {
-                data: &u[e * kc..],
+                data: &ua[e * kc..],
                 rs: c,
                 cs: 1,
             };
@@ -490,7 +541,18 @@ impl Layer for WinogradConv2d {
             };
             sgemm_view(k, p, c, a, b, me, p, false, 1);
         });
-        self.q_m.apply(&mut mh, mode, 1); // [T][K][P]
+        match &s_v {
+            Some(s_v) => {
+                let s_u = self.q_u.scales();
+                let g = s_u.len().max(s_v.len());
+                let pick = |s: &[f64], e: usize| if s.len() == 1 { s[0] } else { s[e] };
+                let in_scale: Vec<f64> = (0..g).map(|e| pick(&s_u, e) * pick(s_v, e)).collect();
+                let s_m = self.q_m.requant_codes(&mut mh, &in_scale, mode, 1); // [T][K][P]
+                TensorQuant::scale_codes(&mut mh, &s_m, 1);
+                TensorQuant::scale_codes(&mut v, s_v, c); // V back to values for backward
+            }
+            None => self.q_m.apply(&mut mh, mode, 1), // [T][K][P]
+        }
 
         // Y = Aᵀ M A per tile, cropped; computed per output channel as [K][N][H][W].
         let mut yk = vec![0.0f32; k * n * h * w];

@@ -63,6 +63,18 @@ pub fn fake_quant_plain<T: Real>(x: &mut [T], scale: f64, bits: u32) {
     }
 }
 
+multiversion! {
+    /// x ← round_half_even(clamp(x·mul, lo, hi)) in place: requantization of exact integer
+    /// accumulators (held in f32) to codes, as the integer engine does it. NaN stays NaN.
+    pub fn round_codes / round_codes_isa(x: &mut [f32], mul: f32, lo: f32, hi: f32) {
+        for v in x.iter_mut() {
+            let q = *v * mul;
+            let q = if q < lo { lo } else if q > hi { hi } else { q };
+            *v = (q + ROUND_MAGIC) - ROUND_MAGIC;
+        }
+    }
+}
+
 /// Adding and subtracting 1.5·2^23 rounds an f32 of magnitude below 2^22 to the nearest
 /// integer, ties to even (the default rounding mode): torch.round without a libm call.
 const ROUND_MAGIC: f32 = 12_582_912.0;
