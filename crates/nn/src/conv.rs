@@ -82,7 +82,7 @@ impl Conv2d {
     /// the same integers, with the same multiplier, as in the integer engine. None otherwise
     /// (FP32, wider codes, or sums that could round).
     fn integer_operands(&self, xq: &[f32], wq: &[f32]) -> Option<(Vec<f32>, Vec<f32>, Vec<f64>)> {
-        if !self.q_in.bits.is_some_and(|b| b <= 8) {
+        if self.q_in.bits.is_none_or(|b| b > 8) {
             return None;
         }
         let (s_in, s_w) = (self.q_in.scales()[0], self.q_w.scales());
