@@ -163,7 +163,11 @@ impl Layer for Conv2d {
         self.q_w.apply(&mut wq, mode, 1);
         let hw = h * w;
         let taps = c * r * r;
-        let exact = self.integer_operands(&xq.data, &wq);
+        // Eval computes what the integer engine computes; training steps keep the faster f32
+        // products (the same quantization up to f32 rounding).
+        let exact = (mode == Mode::Eval)
+            .then(|| self.integer_operands(&xq.data, &wq))
+            .flatten();
         let (xa, wa) = match &exact {
             Some((xc, wc, _)) => (xc, wc),
             None => (&xq.data, &wq),

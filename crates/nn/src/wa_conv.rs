@@ -476,7 +476,9 @@ impl Layer for WinogradConv2d {
         // integer engine does (V exactly in i32, the Hadamard sums exactly — products of codes
         // summed in f32 stay below 2^24 for C < 1024 — each requantized with the engine's
         // multiplier), so the eval forward rounds the same numbers the engine rounds.
-        let exact = self.integer_stages && self.q_in.bits.is_some_and(|b| b <= 8) && c < 1024;
+        // Only in eval (what the engine reproduces): training steps keep the faster f32 stages.
+        let exact =
+            self.integer_stages && mode == Mode::Eval && self.q_in.bits.is_some_and(|b| b <= 8) && c < 1024;
 
         // V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile.
         let mut v = vec![0.0f32; c * tt * p];
