@@ -382,29 +382,26 @@ impl Net {
     }
 
     /// Runs the network on an f32 input (N×C×H×W); returns the outputs (N×classes logits).
-    /// Images are independent, so a batch is split over rayon's threads (one thread: in order).
+    /// Images run one at a time (each image's activations stay cache-resident), spread over
+    /// rayon's threads; results do not depend on the thread count.
     pub fn forward(&self, x: Act) -> Act {
-        let threads = rayon::current_num_threads();
-        if x.n < 2 || threads < 2 {
-            return self.run_images(&x, &mut None);
-        }
-        let per = x.n.div_ceil(threads);
         let img = x.c * x.h * x.w;
-        let parts: Vec<Act> = x
-            .data
-            .par_chunks(per * img)
-            .map(|d| {
-                let part = Act {
-                    n: d.len() / img,
-                    c: x.c,
-                    h: x.h,
-                    w: x.w,
-                    data: d.to_vec(),
-                };
-                self.run_images(&part, &mut None)
-            })
-            .collect();
-        let (c, h, w) = (parts[0].c, parts[0].h, parts[0].w);
+        let one = |d: &[f32]| {
+            let part = Act {
+                n: 1,
+                c: x.c,
+                h: x.h,
+                w: x.w,
+                data: d.to_vec(),
+            };
+            self.run_images(&part, &mut None)
+        };
+        let parts: Vec<Act> = if x.n < 2 || rayon::current_num_threads() < 2 {
+            x.data.chunks(img.max(1)).map(one).collect()
+        } else {
+            x.data.par_chunks(img.max(1)).map(one).collect()
+        };
+        let (c, h, w) = parts.first().map_or((0, 0, 0), |p| (p.c, p.h, p.w));
         Act {
             n: x.n,
             c,
