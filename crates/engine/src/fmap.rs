@@ -118,10 +118,11 @@ pub fn max_pool2(x: &Fmap, out: &mut Vec<f32>) -> Fmap {
                 o.copy_from_slice(at(0, 0));
                 for win in [at(0, 1), at(1, 0), at(1, 1)] {
                     for (o, &v) in o.iter_mut().zip(win) {
-                        // Strict > keeps the first maximum; a NaN, once in, stays.
-                        if v > *o || (v.is_nan() && !o.is_nan()) {
-                            *o = v;
-                        }
+                        // Strict > keeps the first maximum; a NaN, once in, stays. Written
+                        // without short-circuits so it compiles to a vector select (a branch
+                        // per element mispredicts on real data).
+                        let take = (v > *o) | (v.is_nan() & !o.is_nan());
+                        *o = if take { v } else { *o };
                     }
                 }
             }
