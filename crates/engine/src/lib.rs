@@ -370,7 +370,9 @@ impl Net {
 
     fn run_images(&self, x: &Act, prof: &mut Profile) -> Act {
         let f = fmap::from_nchw(x.n, x.c, x.h, x.w, &x.data);
-        let y = BUFS.with(|cell| run(&self.root, f, &mut cell.borrow_mut(), prof));
+        // On a pool thread, so that it takes part in the layers' parallel chunks instead of
+        // waiting for two other threads to wake up (a no-op when already on one).
+        let y = rayon::scope(|_| BUFS.with(|cell| run(&self.root, f, &mut cell.borrow_mut(), prof)));
         let data = if y.h * y.w == 1 { y.data } else { fmap::to_nchw(&y) };
         Act {
             n: y.n,
@@ -414,7 +416,7 @@ impl Net {
     /// Runs channel-last activations through the network on the calling thread (what a layer
     /// costs inside a network: no layout changes at the ends).
     pub fn forward_nhwc(&self, x: Fmap) -> Fmap {
-        BUFS.with(|cell| run(&self.root, x, &mut cell.borrow_mut(), &mut None))
+        rayon::scope(|_| BUFS.with(|cell| run(&self.root, x, &mut cell.borrow_mut(), &mut None)))
     }
 
     /// Runs on one thread and returns the time of every operation, in order (seconds).

@@ -130,3 +130,57 @@ fn winograd_block_transforms_equal_lane_transforms() {
         assert!(y_blocks.iter().any(|&v| v != 0) && y_blocks.iter().any(|&v| v != y_blocks[0]));
     }
 }
+
+/// Layers split into row chunks over threads compute exactly what one thread computes (pools
+/// of 1, 2 and 3 threads; uneven splits, batch 2).
+#[test]
+fn thread_count_does_not_change_results() {
+    use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let (n, c, k, h, w) = (2, 16, 32, 13, 11);
+    let x: Vec<i8> = (0..n * h * w * c).map(|_| rng.gen()).collect();
+    let qw: Vec<i8> = (0..k * c * 9).map(|_| rng.gen()).collect();
+    let im2row = Im2rowI8::new(&qw, c, k, 3, 0.02, &[0.01], 0.3);
+    let winograd: Vec<WinogradI8> = [2usize, 4, 6]
+        .iter()
+        .map(|&m| {
+            let t = m + 2;
+            WinogradI8::new(WinogradSpec {
+                c,
+                k,
+                m,
+                qa: (0..m * t).map(|_| rng.gen_range(-127..=127)).collect(),
+                qb: (0..t * t).map(|_| rng.gen_range(-60..=60)).collect(),
+                s_a: 0.01,
+                s_b: 0.02,
+                qu: (0..t * t * k * c).map(|_| rng.gen()).collect(),
+                s_u: vec![0.004],
+                s_in: 0.05,
+                s_v: vec![0.05],
+                s_m: vec![0.2],
+                s_out: 0.1,
+            })
+        })
+        .collect();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        pool.install(|| {
+            let mut outs = Vec::new();
+            let mut y = vec![0i8; n * h * w * k];
+            im2row.forward(&x, n, h, w, &mut y);
+            outs.push(y.clone());
+            for l in &winograd {
+                l.forward(&x, n, h, w, &mut y);
+                outs.push(y.clone());
+            }
+            outs
+        })
+    };
+    let one = run(1);
+    assert!(one.iter().all(|y| y.iter().any(|&v| v != y[0])));
+    assert_eq!(run(2), one);
+    assert_eq!(run(3), one);
+}

@@ -3,19 +3,39 @@
 //! contiguous bytes of the zero-padded input — times the packed weight codes [r·r·C × K],
 //! int32 accumulation, and requantization per output channel; the output is channel-last too.
 
-use super::{gemm, grow, pad_nhwc, requant_cols, PackedW, PackedX};
+use super::{gemm, grow, pad_nhwc, requant_cols, PackedW, PackedX, MR};
+use rayon::prelude::*;
 
-/// Per-thread working buffers, reused across calls.
+/// Per-thread working buffers, reused across calls: the padded input and its pixel sums
+/// (caller), and one chunk's GEMM rows and accumulators (whichever thread runs the chunk).
 #[derive(Default)]
 struct Scratch {
     xpad: Vec<i8>,
     sums: Vec<i32>,
+}
+
+#[derive(Default)]
+struct ChunkScratch {
     rows: PackedW,
     acc: Vec<i32>,
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    static CHUNK: std::cell::RefCell<ChunkScratch> = std::cell::RefCell::new(ChunkScratch::default());
+}
+
+/// Output pixels per parallel chunk at least (fewer are not worth a task).
+const MIN_CHUNK: usize = 96;
+
+/// How many pieces of `units` to run in parallel on rayon's pool (1: run inline).
+pub(crate) fn parallel_parts(units: usize, min_per_part: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    if threads < 2 {
+        1
+    } else {
+        (units / min_per_part.max(1)).clamp(1, threads)
+    }
 }
 
 /// A layer ready to run.
@@ -69,12 +89,7 @@ impl Im2rowI8 {
         let taps = r * r * c;
         SCRATCH.with(|cell| {
             let mut s = cell.borrow_mut();
-            let Scratch {
-                xpad,
-                sums,
-                rows,
-                acc,
-            } = &mut *s;
+            let Scratch { xpad, sums } = &mut *s;
             pad_nhwc(x, (n, h, w, c), (hp, wp), ((r - 1) / 2, (r - 1) / 2), xpad);
             // Channel sums per padded pixel: a row's sum (for the GEMM's +128 correction) is
             // the sum of its window's r×r pixel sums.
@@ -83,20 +98,41 @@ impl Im2rowI8 {
                 xpad.chunks_exact(c)
                     .map(|px| px.iter().map(|&v| v as i32).sum::<i32>()),
             );
-            rows.fill_rows(n * h * w, taps, |p, dst| {
-                let (ni, i, j) = (p / (h * w), p / w % h, p % w);
-                let mut sum = 0;
-                for u in 0..r {
-                    let src = ((ni * hp + i + u) * wp + j) * c;
-                    dst[u * r * c..(u + 1) * r * c].copy_from_slice(&xpad[src..src + r * c]);
-                    sum += sums[src / c..src / c + r].iter().sum::<i32>();
-                }
-                dst[taps..].fill(0);
-                sum
-            });
-            let acc = grow(acc, n * h * w * k);
-            gemm(rows, &self.w, acc, k);
-            requant_cols(acc, &self.mul, y);
+            let (xpad, sums) = (&*xpad, &*sums);
+            // Output pixels p0.. into `out` (its rows of K codes): lower, multiply, requantize.
+            let chunk = |p0: usize, out: &mut [i8]| {
+                CHUNK.with(|cell| {
+                    let mut cs = cell.borrow_mut();
+                    let ChunkScratch { rows, acc } = &mut *cs;
+                    let np = out.len() / k;
+                    rows.fill_rows(np, taps, |pr, dst| {
+                        let p = p0 + pr;
+                        let (ni, i, j) = (p / (h * w), p / w % h, p % w);
+                        let mut sum = 0;
+                        for u in 0..r {
+                            let src = ((ni * hp + i + u) * wp + j) * c;
+                            dst[u * r * c..(u + 1) * r * c].copy_from_slice(&xpad[src..src + r * c]);
+                            sum += sums[src / c..src / c + r].iter().sum::<i32>();
+                        }
+                        dst[taps..].fill(0);
+                        sum
+                    });
+                    let acc = grow(acc, np * k);
+                    gemm(rows, &self.w, acc, k);
+                    requant_cols(acc, &self.mul, out);
+                })
+            };
+            let pixels = n * h * w;
+            let parts = parallel_parts(pixels, MIN_CHUNK);
+            if parts == 1 {
+                chunk(0, y);
+            } else {
+                // Whole microkernel row blocks per part; parts write disjoint output rows.
+                let per = pixels.div_ceil(parts).div_ceil(MR) * MR;
+                y.par_chunks_mut(per * k)
+                    .enumerate()
+                    .for_each(|(i, out)| chunk(i * per, out));
+            }
         });
     }
 }

@@ -45,6 +45,15 @@ fn combine<T: Copy + Default, const R: usize>(
     acc
 }
 
+/// The tiles one call transforms (p0..p1, image-major) and the first output row (image ·
+/// H + row) of the output slice it writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub p0: usize,
+    pub p1: usize,
+    pub y_row0: usize,
+}
+
 /// Geometry shared by both stages.
 pub struct Geometry {
     pub m: usize,
@@ -114,7 +123,7 @@ pub fn f32_exact(nz_b: &[Vec<(usize, i32)>]) -> bool {
 #[allow(clippy::too_many_arguments)]
 pub fn input_stage(
     g: &Geometry,
-    n: usize,
+    span: Span,
     t: usize,
     xpad: &[i8],
     c: usize,
@@ -129,16 +138,16 @@ pub fn input_stage(
             .map(|r| r.iter().map(|&(j, v)| (j, v as f32)).collect())
             .collect();
         match t {
-            4 => input4f(g, n, xpad, c, &nz, v_mul, rows, kp),
-            6 => input6f(g, n, xpad, c, &nz, v_mul, rows, kp),
-            8 => input8f(g, n, xpad, c, &nz, v_mul, rows, kp),
+            4 => input4f(g, span, xpad, c, &nz, v_mul, rows, kp),
+            6 => input6f(g, span, xpad, c, &nz, v_mul, rows, kp),
+            8 => input8f(g, span, xpad, c, &nz, v_mul, rows, kp),
             _ => panic!("no tile transform for t = {t}"),
         }
     } else {
         match t {
-            4 => input4i(g, n, xpad, c, nz_b, v_mul, rows, kp),
-            6 => input6i(g, n, xpad, c, nz_b, v_mul, rows, kp),
-            8 => input8i(g, n, xpad, c, nz_b, v_mul, rows, kp),
+            4 => input4i(g, span, xpad, c, nz_b, v_mul, rows, kp),
+            6 => input6i(g, span, xpad, c, nz_b, v_mul, rows, kp),
+            8 => input8i(g, span, xpad, c, nz_b, v_mul, rows, kp),
             _ => panic!("no tile transform for t = {t}"),
         }
     }
@@ -149,7 +158,7 @@ pub fn input_stage(
 #[allow(clippy::too_many_arguments)]
 pub fn output_stage(
     g: &Geometry,
-    n: usize,
+    span: Span,
     t: usize,
     qm: &[i8],
     k: usize,
@@ -159,9 +168,9 @@ pub fn output_stage(
     y: &mut [i8],
 ) {
     match t {
-        4 => output4(g, n, qm, k, nz_a, s_m, s_out, y),
-        6 => output6(g, n, qm, k, nz_a, s_m, s_out, y),
-        8 => output8(g, n, qm, k, nz_a, s_m, s_out, y),
+        4 => output4(g, span, qm, k, nz_a, s_m, s_out, y),
+        6 => output6(g, span, qm, k, nz_a, s_m, s_out, y),
+        8 => output8(g, span, qm, k, nz_a, s_m, s_out, y),
         _ => panic!("no tile transform for t = {t}"),
     }
 }
@@ -171,9 +180,9 @@ pub fn output_stage(
 macro_rules! input_fn {
     ($name:ident / $isa:ident, $t:literal, $l:ty) => {
         winq_quant::multiversion! {
-            fn $name / $isa(g: &Geometry, n: usize, xpad: &[i8], c: usize, nz: &[Vec<(usize, $l)>],
+            fn $name / $isa(g: &Geometry, span: Span, xpad: &[i8], c: usize, nz: &[Vec<(usize, $l)>],
                 v_mul: &[f32], rows: &mut [&mut [i8]], kp: usize) {
-                input_t::<$t, $l>(g, n, xpad, c, nz, v_mul, rows, kp)
+                input_t::<$t, $l>(g, span, xpad, c, nz, v_mul, rows, kp)
             }
         }
     };
@@ -188,9 +197,9 @@ input_fn!(input8i / input8i_isa, 8, i32);
 macro_rules! output_fn {
     ($name:ident / $isa:ident, $t:literal) => {
         winq_quant::multiversion! {
-            fn $name / $isa(g: &Geometry, n: usize, qm: &[i8], k: usize, nz_a: &[Vec<(usize, f32)>],
+            fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], k: usize, nz_a: &[Vec<(usize, f32)>],
                 s_m: &[f32], s_out: f32, y: &mut [i8]) {
-                output_t::<$t>(g, n, qm, k, nz_a, s_m, s_out, y)
+                output_t::<$t>(g, span, qm, k, nz_a, s_m, s_out, y)
             }
         }
     };
@@ -203,7 +212,7 @@ output_fn!(output8 / output8_isa, 8);
 #[allow(clippy::too_many_arguments)]
 fn input_t<const T: usize, L: Lane>(
     g: &Geometry,
-    n: usize,
+    span: Span,
     xpad: &[i8],
     c: usize,
     nz_b: &[Vec<(usize, L)>],
@@ -212,7 +221,7 @@ fn input_t<const T: usize, L: Lane>(
     kp: usize,
 ) {
     let m = g.m;
-    for p in 0..n * g.tiles {
+    for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
         let origin = ((ni * g.hp + tile / g.tiles_x * m) * g.wp + tile % g.tiles_x * m) * c;
         for c0 in (0..c).step_by(CB) {
@@ -241,7 +250,7 @@ fn input_t<const T: usize, L: Lane>(
                     for (o, &x) in codes.iter_mut().zip(v) {
                         *o = to_code(x.to_f32() * v_mul[e]);
                     }
-                    rows[e][p * kp + c0..][..CB].copy_from_slice(&codes);
+                    rows[e][(p - span.p0) * kp + c0..][..CB].copy_from_slice(&codes);
                 }
             }
         }
@@ -252,7 +261,7 @@ fn input_t<const T: usize, L: Lane>(
 #[allow(clippy::too_many_arguments)]
 fn output_t<const T: usize>(
     g: &Geometry,
-    n: usize,
+    span: Span,
     qm: &[i8],
     k: usize,
     nz_a: &[Vec<(usize, f32)>],
@@ -261,8 +270,8 @@ fn output_t<const T: usize>(
     y: &mut [i8],
 ) {
     let m = g.m;
-    let p_all = n * g.tiles;
-    for p in 0..p_all {
+    let pc = span.p1 - span.p0;
+    for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
         let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
         for k0 in (0..k).step_by(CB) {
@@ -271,7 +280,7 @@ fn output_t<const T: usize>(
                 for (b, v) in row.iter_mut().enumerate() {
                     let e = a * T + b;
                     let mut src = [0i8; CB];
-                    src.copy_from_slice(&qm[(e * p_all + p) * k + k0..][..CB]);
+                    src.copy_from_slice(&qm[(e * pc + p - span.p0) * k + k0..][..CB]);
                     let s = s_m[e];
                     for (o, &q) in v.iter_mut().zip(&src) {
                         *o = q as f32 * s;
@@ -298,7 +307,7 @@ fn output_t<const T: usize>(
                     for (c, &v) in codes.iter_mut().zip(o) {
                         *c = to_code(v / s_out);
                     }
-                    y[((ni * g.h + yy) * g.w + xx) * k + k0..][..CB].copy_from_slice(&codes);
+                    y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB].copy_from_slice(&codes);
                 }
             }
         }

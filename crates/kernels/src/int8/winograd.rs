@@ -10,10 +10,12 @@
 //! lanes, which wastes nothing on batch 1 with few tiles and measured as fast or faster than
 //! tiles-in-lanes everywhere else.
 
-use super::wino_blocks::{input_stage, nonzeros, output_stage, Geometry, CB};
+use super::conv::parallel_parts;
+use super::wino_blocks::{input_stage, nonzeros, output_stage, Geometry, Span, CB};
 use super::{gemm, grow, pad_nhwc, requant, to_code, PackedW, PackedX};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
+use rayon::prelude::*;
 
 /// Integer codes and scales of one layer (from a trained model's export).
 #[derive(Debug, Clone)]
@@ -207,7 +209,7 @@ impl WinogradI8 {
     fn forward_blocks(&self, x: &[i8], g: &Grid, h: usize, w: usize, y: &mut [i8]) {
         let s = &self.spec;
         let (c, k, m, t, n) = (s.c, s.k, s.m, self.t, g.n);
-        let (p, tt) = (g.p(), t * t);
+        let tt = t * t;
         let (hp, wp) = g.padded_in();
         let geo = Geometry {
             m,
@@ -223,35 +225,77 @@ impl WinogradI8 {
             .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
             .collect();
         let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
-        BLOCKS.with(|cell| {
-            let mut scratch = cell.borrow_mut();
-            let BlockScratch { xpad, rows, acc, qm } = &mut *scratch;
-            pad_nhwc(x, (n, h, w, c), (hp, wp), (1 + g.before.0, 1 + g.before.1), xpad);
-            rows.resize_with(tt, PackedW::default);
-            rows.iter_mut().for_each(|r| r.set_shape(p, c));
-            let mut dst: Vec<&mut [i8]> = rows.iter_mut().map(|r| &mut r.data[..]).collect();
-            input_stage(&geo, n, t, xpad, c, &self.nz_b, &v_mul, &mut dst, c);
-            let (acc, qm) = (grow(acc, p * k), grow(qm, tt * p * k));
-            for (e, r) in rows.iter_mut().enumerate() {
-                r.update_sums();
-                let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
-                gemm(r, &self.ut[e], acc, k);
-                requant(acc, mul, &mut qm[e * p * k..(e + 1) * p * k]);
+        XPAD.with(|cell| {
+            let mut xpad = cell.borrow_mut();
+            pad_nhwc(
+                x,
+                (n, h, w, c),
+                (hp, wp),
+                (1 + g.before.0, 1 + g.before.1),
+                &mut xpad,
+            );
+            let xpad = &*xpad;
+            // Tiles p0..p1 into `out` (its output rows): input transform, per-tap GEMMs,
+            // output transform.
+            let part = |span: Span, out: &mut [i8]| {
+                BLOCKS.with(|cell| {
+                    let mut scratch = cell.borrow_mut();
+                    let BlockScratch { rows, acc, qm } = &mut *scratch;
+                    let pc = span.p1 - span.p0;
+                    rows.resize_with(tt, PackedW::default);
+                    rows.iter_mut().for_each(|r| r.set_shape(pc, c));
+                    let mut dst: Vec<&mut [i8]> = rows.iter_mut().map(|r| &mut r.data[..]).collect();
+                    input_stage(&geo, span, t, xpad, c, &self.nz_b, &v_mul, &mut dst, c);
+                    let (acc, qm) = (grow(acc, pc * k), grow(qm, tt * pc * k));
+                    for (e, r) in rows.iter_mut().enumerate() {
+                        r.update_sums();
+                        let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
+                        gemm(r, &self.ut[e], acc, k);
+                        requant(acc, mul, &mut qm[e * pc * k..(e + 1) * pc * k]);
+                    }
+                    output_stage(&geo, span, t, qm, k, &self.nz_a, &s_m, s.s_out as f32, out);
+                })
+            };
+            // Parallel parts are runs of whole tile rows: their output rows are contiguous.
+            let tile_rows = n * g.tiles_y;
+            let parts = parallel_parts(tile_rows, 1);
+            let first_row = |r: usize| {
+                let (ni, ty) = (r / g.tiles_y, r % g.tiles_y);
+                ni * h + (ty * m).saturating_sub(g.before.0).min(h)
+            };
+            let bounds: Vec<usize> = (0..=parts).map(|i| i * tile_rows / parts).collect();
+            let mut pieces = Vec::with_capacity(parts);
+            let mut rest = y;
+            for win in bounds.windows(2) {
+                let (r0, r1) = (win[0], win[1]);
+                let (row0, row1) = (first_row(r0), if r1 == tile_rows { n * h } else { first_row(r1) });
+                let (head, tail) = rest.split_at_mut((row1 - row0) * w * k);
+                rest = tail;
+                let span = Span {
+                    p0: r0 * g.tiles_x,
+                    p1: r1 * g.tiles_x,
+                    y_row0: row0,
+                };
+                pieces.push((span, head));
             }
-            output_stage(&geo, n, t, qm, k, &self.nz_a, &s_m, s.s_out as f32, y);
+            if parts == 1 {
+                pieces.into_iter().for_each(|(span, out)| part(span, out));
+            } else {
+                pieces.into_par_iter().for_each(|(span, out)| part(span, out));
+            }
         });
     }
 }
 
 #[derive(Default)]
 struct BlockScratch {
-    xpad: Vec<i8>,
     rows: Vec<PackedW>,
     acc: Vec<i32>,
     qm: Vec<i8>,
 }
 
 thread_local! {
+    static XPAD: std::cell::RefCell<Vec<i8>> = const { std::cell::RefCell::new(Vec::new()) };
     static BLOCKS: std::cell::RefCell<BlockScratch> = std::cell::RefCell::new(BlockScratch::default());
 }
 
