@@ -257,6 +257,16 @@ thread_local! {
     static BUFS: RefCell<Bufs> = RefCell::new(Bufs::default());
 }
 
+/// Runs `f` with this thread's buffers, taken out of the thread-local for the duration: while
+/// a layer waits for its parallel chunks, rayon may run another image's network on this same
+/// thread, which then starts from empty buffers instead of finding them borrowed.
+fn with_bufs<R>(f: impl FnOnce(&mut Bufs) -> R) -> R {
+    let mut b = BUFS.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+    let r = f(&mut b);
+    BUFS.with(|cell| *cell.borrow_mut() = b);
+    r
+}
+
 /// Time per leaf operation, collected when profiling.
 type Profile = Option<Vec<(String, f64)>>;
 
@@ -372,7 +382,7 @@ impl Net {
         let f = fmap::from_nchw(x.n, x.c, x.h, x.w, &x.data);
         // On a pool thread, so that it takes part in the layers' parallel chunks instead of
         // waiting for two other threads to wake up (a no-op when already on one).
-        let y = rayon::scope(|_| BUFS.with(|cell| run(&self.root, f, &mut cell.borrow_mut(), prof)));
+        let y = rayon::scope(|_| with_bufs(|b| run(&self.root, f, b, prof)));
         let data = if y.h * y.w == 1 { y.data } else { fmap::to_nchw(&y) };
         Act {
             n: y.n,
@@ -416,7 +426,7 @@ impl Net {
     /// Runs channel-last activations through the network on the calling thread (what a layer
     /// costs inside a network: no layout changes at the ends).
     pub fn forward_nhwc(&self, x: Fmap) -> Fmap {
-        rayon::scope(|_| BUFS.with(|cell| run(&self.root, x, &mut cell.borrow_mut(), &mut None)))
+        rayon::scope(|_| with_bufs(|b| run(&self.root, x, b, &mut None)))
     }
 
     /// Runs on one thread and returns the time of every operation, in order (seconds).

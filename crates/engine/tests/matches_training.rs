@@ -151,3 +151,42 @@ fn batch_split_over_threads_is_exact() {
     assert_eq!(one, two);
     assert_eq!(one, three);
 }
+
+/// Images in parallel whose layers also split over threads (nested parallelism: a thread
+/// waiting for a layer's chunks may start another image) give the one-thread result.
+#[test]
+fn nested_parallel_images_and_layers_are_exact() {
+    let choices = [
+        ConvChoice {
+            algo: Algo::Winograd { m: 4, flex: false },
+            precision: Precision::Int(8),
+        },
+        ConvChoice {
+            algo: Algo::Im2row,
+            precision: Precision::Int(8),
+        },
+    ];
+    let convs = (0..16).map(|i| choices[i % 2]).collect();
+    let (mut net, _) = resnet18like(&cfg(convs, 32, 0.25)).unwrap();
+    settle(&mut net, 32);
+    let engine = Net::compile(&net.export().unwrap()).unwrap();
+    let (x, _) = data(6, 48, 32);
+    let act = Act {
+        n: 48,
+        c: 1,
+        h: 32,
+        w: 32,
+        data: x.data,
+    };
+    let pool = |t| rayon::ThreadPoolBuilder::new().num_threads(t).build().unwrap();
+    let one = pool(1).install(|| engine.forward(act.clone()));
+    for threads in [2, 5, 16] {
+        for _ in 0..4 {
+            assert_eq!(
+                pool(threads).install(|| engine.forward(act.clone())),
+                one,
+                "{threads} threads"
+            );
+        }
+    }
+}

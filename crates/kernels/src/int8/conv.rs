@@ -87,9 +87,11 @@ impl Im2rowI8 {
         assert_eq!(y.len(), n * h * w * k, "output must be N×H×W×K");
         let (hp, wp) = (h + r - 1, w + r - 1);
         let taps = r * r * c;
-        SCRATCH.with(|cell| {
-            let mut s = cell.borrow_mut();
-            let Scratch { xpad, sums } = &mut *s;
+        // Taken out of the thread-local while the chunks run: rayon may start another layer
+        // on this thread meanwhile (work stealing), which must not find it borrowed.
+        let mut scratch = SCRATCH.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+        {
+            let Scratch { xpad, sums } = &mut scratch;
             pad_nhwc(x, (n, h, w, c), (hp, wp), ((r - 1) / 2, (r - 1) / 2), xpad);
             // Channel sums per padded pixel: a row's sum (for the GEMM's +128 correction) is
             // the sum of its window's r×r pixel sums.
@@ -133,6 +135,7 @@ impl Im2rowI8 {
                     .enumerate()
                     .for_each(|(i, out)| chunk(i * per, out));
             }
-        });
+        }
+        SCRATCH.with(|cell| *cell.borrow_mut() = scratch);
     }
 }

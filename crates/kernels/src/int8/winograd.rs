@@ -225,16 +225,18 @@ impl WinogradI8 {
             .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
             .collect();
         let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
-        XPAD.with(|cell| {
-            let mut xpad = cell.borrow_mut();
+        // Out of the thread-local while the parts run (another layer may start on this thread
+        // meanwhile: rayon work stealing).
+        let mut xpad_buf = XPAD.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
+        {
             pad_nhwc(
                 x,
                 (n, h, w, c),
                 (hp, wp),
                 (1 + g.before.0, 1 + g.before.1),
-                &mut xpad,
+                &mut xpad_buf,
             );
-            let xpad = &*xpad;
+            let xpad = &xpad_buf[..];
             // Tiles p0..p1 into `out` (its output rows): input transform, per-tap GEMMs,
             // output transform.
             let part = |span: Span, out: &mut [i8]| {
@@ -283,7 +285,8 @@ impl WinogradI8 {
             } else {
                 pieces.into_par_iter().for_each(|(span, out)| part(span, out));
             }
-        });
+        }
+        XPAD.with(|cell| *cell.borrow_mut() = xpad_buf);
     }
 }
 
