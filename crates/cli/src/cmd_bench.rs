@@ -190,7 +190,7 @@ fn layers(a: LayersArgs) -> Result<()> {
                     format!("F{m}-int8"),
                     engine_layer_ms(&mut wa, c, h, w, batch, a.reps)?,
                 );
-                // FP32 Winograd: the training layer's eval forward (the engine runs FP32 layers as im2row).
+                // FP32 Winograd through the engine (the training layer's FP32 forward).
                 let mut wf = WinogradConv2d::new(
                     c,
                     k,
@@ -200,16 +200,10 @@ fn layers(a: LayersArgs) -> Result<()> {
                     Precision::Fp32,
                     xavier_uniform(k, c, 3, &mut rng),
                 )?;
-                let x = Tensor::from_vec(
-                    &[batch, c, h, w],
-                    (0..batch * c * h * w)
-                        .map(|_| rng.gen_range(0.0..1.0f32))
-                        .collect(),
+                row(
+                    format!("F{m}-fp32"),
+                    engine_layer_ms(&mut wf, c, h, w, batch, a.reps)?,
                 );
-                let ms = timed(a.reps, &mut || {
-                    std::hint::black_box(wf.forward(&x, Mode::Eval));
-                }) * 1e3;
-                row(format!("F{m}-fp32"), ms);
             }
         }
     }

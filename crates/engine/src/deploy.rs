@@ -71,6 +71,10 @@ impl Writer {
             Op::ConvF32 { c, k, r, weight } => {
                 json!({"op": "conv_f32", "c": c, "k": k, "r": r, "weight": self.put(weight)})
             }
+            Op::WinogradF32 { c, k, m, at, bt, u } => json!({
+                "op": "winograd_f32", "c": c, "k": k, "m": m,
+                "at": self.put(at), "bt": self.put(bt), "u": self.put(u)
+            }),
             Op::ConvI8(e) => json!({
                 "op": "conv_i8", "c": e.in_channels, "k": e.out_channels, "r": e.kernel, "bits": e.bits,
                 "weight": self.put_codes(&e.weight, &e.s_w), "s_w": e.s_w, "s_in": e.s_in, "s_out": e.s_out
@@ -275,6 +279,21 @@ impl Reader<'_> {
                     k,
                     r,
                     weight: self.tensor(v, "weight", Some(k * c * r * r))?,
+                }
+            }
+            "winograd_f32" => {
+                let (c, k, m) = (self.num(v, "c")?, self.num(v, "k")?, self.num(v, "m")?);
+                if !(1..=8).contains(&m) {
+                    return Err(self.bad(format!("winograd_f32: unsupported tile m = {m}")));
+                }
+                let t = m + 2;
+                Op::WinogradF32 {
+                    c,
+                    k,
+                    m,
+                    at: self.tensor(v, "at", Some(m * t))?,
+                    bt: self.tensor(v, "bt", Some(t * t))?,
+                    u: self.tensor(v, "u", Some(t * t * k * c))?,
                 }
             }
             "conv_i8" => {

@@ -40,6 +40,13 @@ enum Kernel {
         r: usize,
         weight: Vec<f32>,
     },
+    /// FP32 Winograd F(m×m, 3×3): the training layer's own FP32 forward.
+    WinogradF32 {
+        m: usize,
+        at: Vec<f32>,
+        bt: Vec<f32>,
+        u: Vec<f32>,
+    },
 }
 
 /// A compiled operation.
@@ -201,6 +208,21 @@ fn compile(op: &Op) -> Result<Node, String> {
             };
             conv_node(kernel, *c, *k, 1.0, 1.0, format!("im2row-fp32 {r}x{r} {c}->{k}"))
         }
+        Op::WinogradF32 { c, k, m, at, bt, u } => {
+            let t = m + 2;
+            if at.len() != m * t || bt.len() != t * t || u.len() != t * t * k * c {
+                return Err(format!(
+                    "FP32 Winograd F{m} {c}->{k}: bad transform or weight sizes"
+                ));
+            }
+            let kernel = Kernel::WinogradF32 {
+                m: *m,
+                at: at.clone(),
+                bt: bt.clone(),
+                u: u.clone(),
+            };
+            conv_node(kernel, *c, *k, 1.0, 1.0, format!("F{m}-fp32 3x3 {c}->{k}"))
+        }
         Op::BatchNorm { .. } => Node::Post(Post {
             bn: bn_of(Some(op)),
             relu: false,
@@ -314,6 +336,13 @@ fn run(node: &Node, x: Fmap, b: &mut Bufs, prof: &mut Profile) -> Fmap {
                     fmap::apply_post(&mut y.data, *k, post);
                     y
                 }
+                Kernel::WinogradF32 { m, at, bt, u } => {
+                    let t = winq_nn::Tensor::from_vec(&[n, *c, h, w], fmap::to_nchw(&x));
+                    let y = winq_nn::wa_conv::winograd_f32_forward(&t, u, at, bt, *k, *m);
+                    let mut y = fmap::from_nchw(n, *k, h, w, &y.data);
+                    fmap::apply_post(&mut y.data, *k, post);
+                    y
+                }
                 Kernel::Im2rowI8(_) | Kernel::WinogradI8(_) => {
                     let (mut q_in, mut q_out) = (std::mem::take(&mut b.q_in), std::mem::take(&mut b.q_out));
                     q_in.resize(x.data.len(), 0);
@@ -322,7 +351,7 @@ fn run(node: &Node, x: Fmap, b: &mut Bufs, prof: &mut Profile) -> Fmap {
                     match &**kernel {
                         Kernel::Im2rowI8(l) => l.forward(&q_in, n, h, w, &mut q_out),
                         Kernel::WinogradI8(l) => l.forward(&q_in, n, h, w, &mut q_out),
-                        Kernel::F32 { .. } => unreachable!(),
+                        Kernel::F32 { .. } | Kernel::WinogradF32 { .. } => unreachable!(),
                     }
                     let mut data = b.take(x.pixels() * k);
                     fmap::dequant_post(&q_out, *s_out, *k, post, &mut data);

@@ -19,6 +19,10 @@ fn round_trip_and_damaged_files() {
         algo: Algo::Im2row,
         precision: Precision::Int(8),
     };
+    cfg.convs[5] = ConvChoice {
+        algo: Algo::Winograd { m: 2, flex: true },
+        precision: Precision::Fp32,
+    };
     cfg.granularity = Granularity {
         per_channel_weights: true,
         per_tap: true,
@@ -43,6 +47,10 @@ fn round_trip_and_damaged_files() {
     let path = dir.join("m.winq");
     save(&path, &op, &info).unwrap();
     let (back, info2) = load(&path).unwrap();
+    assert!(
+        format!("{back:?}").contains("WinogradF32"),
+        "an FP32 Winograd layer round-trips"
+    );
     if back != op {
         let (a, b) = (format!("{op:?}"), format!("{back:?}"));
         let i = a

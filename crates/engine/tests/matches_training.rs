@@ -120,8 +120,12 @@ fn resnet18like_mixed_layers_match() {
             algo: Algo::Im2row,
             precision: Precision::Fp32,
         },
+        ConvChoice {
+            algo: Algo::Winograd { m: 4, flex: true },
+            precision: Precision::Fp32,
+        },
     ];
-    let convs = (0..16).map(|i| choices[i % 4]).collect();
+    let convs = (0..16).map(|i| choices[i % 5]).collect();
     let (net, _) = resnet18like(&cfg(convs, 16, 0.125)).unwrap();
     compare(net, 16, "resnet18like mixed");
 }

@@ -15,6 +15,15 @@ pub enum Op {
         r: usize,
         weight: Vec<f32>,
     },
+    /// An unquantized Winograd convolution: Aᵀ (m×t), Bᵀ (t×t), U = G g Gᵀ [T][K][C].
+    WinogradF32 {
+        c: usize,
+        k: usize,
+        m: usize,
+        at: Vec<f32>,
+        bt: Vec<f32>,
+        u: Vec<f32>,
+    },
     /// A quantized im2row convolution.
     ConvI8(ConvExport),
     /// A quantized Winograd-aware convolution.

@@ -456,6 +456,74 @@ impl WinogradConv2d {
     }
 }
 
+/// V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile, in f32.
+fn input_stage_f32(geo: &Geo, x: &[f32], bt: &[f32]) -> Vec<f32> {
+    let (c, t, tt, p) = (geo.c, geo.m + 2, geo.tt(), geo.p());
+    let mut v = vec![0.0f32; c * tt * p];
+    v.par_chunks_mut(tt * p).enumerate().for_each_init(
+        || (vec![0.0f32; tt * LANES], vec![0.0f32; tt * LANES]),
+        |(d, tmp), (ci, vc)| {
+            for (p0, lanes) in blocks(p) {
+                geo.gather_in(x, c, ci, p0, lanes, d);
+                sandwich_lanes(bt, t, t, d, lanes, &mut vc[p0..], p, lanes, tmp);
+            }
+        },
+    );
+    v
+}
+
+/// M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position: [T][K][P].
+fn hadamard_stage(geo: &Geo, u: &[f32], v: &[f32]) -> Vec<f32> {
+    let (c, k, tt, p) = (geo.c, geo.k, geo.tt(), geo.p());
+    let mut mh = vec![0.0f32; tt * k * p];
+    mh.par_chunks_mut(k * p).enumerate().for_each(|(e, me)| {
+        let a = View {
+            data: &u[e * k * c..],
+            rs: c,
+            cs: 1,
+        };
+        let b = View {
+            data: &v[e * p..],
+            rs: tt * p,
+            cs: 1,
+        };
+        sgemm_view(k, p, c, a, b, me, p, false, 1);
+    });
+    mh
+}
+
+/// Y = Aᵀ M A per tile, cropped to N×K×H×W (computed per output channel as [K][N][H][W]).
+fn output_stage(geo: &Geo, mh: &[f32], at: &[f32]) -> Tensor {
+    let (k, m, p) = (geo.k, geo.m, geo.p());
+    let (n, h, w, t) = (geo.n, geo.h, geo.w, m + 2);
+    let mut yk = vec![0.0f32; k * n * h * w];
+    yk.par_chunks_mut(n * h * w).enumerate().for_each_init(
+        || (vec![0.0f32; m * m * LANES], vec![0.0f32; m * t * LANES]),
+        |(yt, tmp), (ko, planes)| {
+            for (p0, lanes) in blocks(p) {
+                sandwich_lanes(at, m, t, &mh[ko * p + p0..], k * p, yt, lanes, lanes, tmp);
+                geo.scatter_out(yt, p0, lanes, planes);
+            }
+        },
+    );
+    Tensor::from_vec(&[n, k, h, w], swap_outer(&yk, k, n, h * w))
+}
+
+/// The forward of an FP32 Winograd layer from its exported values (pre-transformed weights
+/// U [T][K][C], Aᵀ, Bᵀ) on N×C×H×W input: the same functions, so the same numbers, as the
+/// training layer's FP32 forward (the engine runs FP32 Winograd layers with it).
+pub fn winograd_f32_forward(x: &Tensor, u: &[f32], at: &[f32], bt: &[f32], k: usize, m: usize) -> Tensor {
+    let (n, c, h, w) = x.dims4();
+    let t = m + 2;
+    assert!(
+        u.len() == t * t * k * c && at.len() == m * t && bt.len() == t * t,
+        "FP32 Winograd: U, Aᵀ or Bᵀ has the wrong size"
+    );
+    let geo = Geo::new(n, c, h, w, k, m);
+    let v = input_stage_f32(&geo, &x.data, bt);
+    output_stage(&geo, &hadamard_stage(&geo, u, &v), at)
+}
+
 impl Layer for WinogradConv2d {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
         let (n, c, h, w) = x.dims4();
@@ -467,7 +535,7 @@ impl Layer for WinogradConv2d {
         let (k, m) = (self.out_channels, self.m);
         let t = m + 2;
         let geo = Geo::new(n, c, h, w, k, m);
-        let (tt, p, kc) = (geo.tt(), geo.p(), k * c);
+        let (tt, p) = (geo.tt(), geo.p());
         let (at, bt, g, wt, u) = self.weights(mode);
         let mut xq = x.clone();
         self.q_in.apply(&mut xq.data, mode, 1);
@@ -509,15 +577,7 @@ impl Layer for WinogradConv2d {
             );
             Some(self.q_v.requant_codes(&mut v, &[s_b * s_b * s_in], mode, c)) // codes [C][T][P]
         } else {
-            v.par_chunks_mut(tt * p).enumerate().for_each_init(
-                || (vec![0.0f32; tt * LANES], vec![0.0f32; tt * LANES]),
-                |(d, tmp), (ci, vc)| {
-                    for (p0, lanes) in blocks(p) {
-                        geo.gather_in(&xq.data, c, ci, p0, lanes, d);
-                        sandwich_lanes(&bt, t, t, d, lanes, &mut vc[p0..], p, lanes, tmp);
-                    }
-                },
-            );
+            v = input_stage_f32(&geo, &xq.data, &bt);
             self.q_v.apply(&mut v, mode, c); // [C][T][P]
             None
         };
@@ -528,21 +588,7 @@ impl Layer for WinogradConv2d {
             TensorQuant::codes_of(&mut uc, &self.q_u.scales(), 1);
             uc
         });
-        let ua = uc.as_ref().unwrap_or(&u);
-        let mut mh = vec![0.0f32; tt * k * p];
-        mh.par_chunks_mut(k * p).enumerate().for_each(|(e, me)| {
-            let a = View {
-                data: &ua[e * kc..],
-                rs: c,
-                cs: 1,
-            };
-            let b = View {
-                data: &v[e * p..],
-                rs: tt * p,
-                cs: 1,
-            };
-            sgemm_view(k, p, c, a, b, me, p, false, 1);
-        });
+        let mut mh = hadamard_stage(&geo, uc.as_ref().unwrap_or(&u), &v);
         match &s_v {
             Some(s_v) => {
                 let s_u = self.q_u.scales();
@@ -556,19 +602,7 @@ impl Layer for WinogradConv2d {
             None => self.q_m.apply(&mut mh, mode, 1), // [T][K][P]
         }
 
-        // Y = Aᵀ M A per tile, cropped; computed per output channel as [K][N][H][W].
-        let mut yk = vec![0.0f32; k * n * h * w];
-        yk.par_chunks_mut(n * h * w).enumerate().for_each_init(
-            || (vec![0.0f32; m * m * LANES], vec![0.0f32; m * t * LANES]),
-            |(yt, tmp), (ko, planes)| {
-                for (p0, lanes) in blocks(p) {
-                    sandwich_lanes(&at, m, t, &mh[ko * p + p0..], k * p, yt, lanes, lanes, tmp);
-                    geo.scatter_out(yt, p0, lanes, planes);
-                }
-            },
-        );
-        let mut y = Tensor::from_vec(&[n, k, h, w], swap_outer(&yk, k, n, h * w));
-        drop(yk);
+        let mut y = output_stage(&geo, &mh, &at);
         self.q_out.apply(&mut y.data, mode, 1);
 
         if mode == Mode::Train {
@@ -743,19 +777,15 @@ impl Layer for WinogradConv2d {
     }
 
     fn export(&mut self) -> Result<crate::export::Op, String> {
-        let (c, k, r, weight, what) = (
-            self.in_channels,
-            self.out_channels,
-            3,
-            self.weight.value.data.clone(),
-            self.describe(),
-        );
-        // An unquantized layer runs as an FP32 convolution (Winograd computes the same function).
+        let (c, k, m, what) = (self.in_channels, self.out_channels, self.m, self.describe());
+        // An unquantized layer exports its transforms and pre-transformed weights: the engine
+        // runs it with the training layer's own FP32 Winograd forward.
+        let (at, bt, _, _, u) = self.weights(Mode::Eval);
         crate::export::int8_or_fp32(
             WinogradConv2d::export(self),
             |e| e.bits,
             crate::export::Op::WinogradI8,
-            || crate::export::Op::ConvF32 { c, k, r, weight },
+            || crate::export::Op::WinogradF32 { c, k, m, at, bt, u },
             &what,
         )
     }
