@@ -279,6 +279,17 @@ thread_local! {
     static BUFS: RefCell<Bufs> = RefCell::new(Bufs::default());
 }
 
+/// Runs `f` on a thread of rayon's pool when it has several (so the caller takes part in the
+/// layers' parallel parts instead of waiting for two other threads to wake up); inline on one
+/// thread, where handing the work to the pool's only thread would just add latency.
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() > 1 && rayon::current_thread_index().is_none() {
+        rayon::scope(|_| f())
+    } else {
+        f()
+    }
+}
+
 /// Runs `f` with this thread's buffers, taken out of the thread-local for the duration: while
 /// a layer waits for its parallel chunks, rayon may run another image's network on this same
 /// thread, which then starts from empty buffers instead of finding them borrowed.
@@ -409,9 +420,7 @@ impl Net {
 
     fn run_images(&self, x: &Act, prof: &mut Profile) -> Act {
         let f = fmap::from_nchw(x.n, x.c, x.h, x.w, &x.data);
-        // On a pool thread, so that it takes part in the layers' parallel chunks instead of
-        // waiting for two other threads to wake up (a no-op when already on one).
-        let y = rayon::scope(|_| with_bufs(|b| run(&self.root, f, b, prof)));
+        let y = on_pool(|| with_bufs(|b| run(&self.root, f, b, prof)));
         let data = if y.h * y.w == 1 { y.data } else { fmap::to_nchw(&y) };
         Act {
             n: y.n,
@@ -455,7 +464,7 @@ impl Net {
     /// Runs channel-last activations through the network on the calling thread (what a layer
     /// costs inside a network: no layout changes at the ends).
     pub fn forward_nhwc(&self, x: Fmap) -> Fmap {
-        rayon::scope(|_| with_bufs(|b| run(&self.root, x, b, &mut None)))
+        on_pool(|| with_bufs(|b| run(&self.root, x, b, &mut None)))
     }
 
     /// Runs on one thread and returns the time of every operation, in order (seconds).
