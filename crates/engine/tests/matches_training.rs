@@ -194,3 +194,29 @@ fn nested_parallel_images_and_layers_are_exact() {
         }
     }
 }
+
+/// Batch-1 forwards from outside the pool (handed to the pool, layers split over its threads)
+/// repeat exactly, and match a one-thread pool.
+#[test]
+fn batch_one_with_spinning_workers_is_exact() {
+    let c = ConvChoice {
+        algo: Algo::Winograd { m: 2, flex: false },
+        precision: Precision::Int(8),
+    };
+    let (mut net, _) = resnet18like(&cfg(vec![c; 16], 32, 0.25)).unwrap();
+    settle(&mut net, 32);
+    let engine = Net::compile(&net.export().unwrap()).unwrap();
+    let (x, _) = data(7, 1, 32);
+    let act = Act {
+        n: 1,
+        c: 1,
+        h: 32,
+        w: 32,
+        data: x.data,
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let one = pool.install(|| engine.forward(act.clone()));
+    for _ in 0..30 {
+        assert_eq!(engine.forward(act.clone()), one);
+    }
+}
