@@ -580,3 +580,122 @@ fn retrain(
     );
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// Search directories (`winq search --retrain`) and `winq train` runs, each holding a
+    /// model.winq (`winq export RUN -o RUN/model.winq`).
+    #[arg(required = true)]
+    dirs: Vec<PathBuf>,
+    /// Write the latency/accuracy plot (SVG) here.
+    #[arg(long, short = 'o')]
+    out: Option<PathBuf>,
+    /// Timed engine runs per network (median reported).
+    #[arg(long, default_value_t = 50)]
+    reps: usize,
+    /// Threads of the engine timings (batch 1).
+    #[arg(long, default_value_t = 1)]
+    timing_threads: usize,
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// "im2row INT8", "F4 flex INT8", … for a run whose 3x3 layers are all alike, else "mixed".
+fn uniform_label(layers: &[LayerSpec]) -> String {
+    match layers.first() {
+        Some(l) if layers.iter().all(|m| m == l) => {
+            let mode = match (l.algo.as_str(), l.flex) {
+                ("im2row", _) => "",
+                (_, true) => " flex",
+                (_, false) => " static",
+            };
+            let bits = if l.bits >= 32 {
+                "FP32".to_string()
+            } else {
+                format!("INT{}", l.bits)
+            };
+            format!("{}{mode} {bits}", l.algo)
+        }
+        _ => "mixed".into(),
+    }
+}
+
+/// `winq search-report`: times every network's model.winq with the engine in one process
+/// (batch 1, the same timing as `winq search`), prints a table beside each search's prediction
+/// and accuracy, and plots the latency/accuracy front.
+pub fn report(a: ReportArgs) -> Result<()> {
+    let mut points = Vec::new();
+    println!("| network | predicted ms | measured ms | error | test acc % | wall s (search / train) |");
+    println!("|---|---|---|---|---|---|");
+    for dir in &a.dirs {
+        let searched = dir.join("search.json").exists();
+        let (label, acc, predicted, seconds) = if searched {
+            let s = read_json(&dir.join("search.json"))?;
+            let r = read_json(&dir.join("retrain.json"))
+                .context("a search directory needs `winq search --retrain`")?;
+            let o = read_json(&dir.join("outcome.json"))?;
+            (
+                format!("wiNAS λ={}", s["options"]["lambda"]),
+                r["test_acc"].as_f64(),
+                r["predicted_ms"].as_f64(),
+                format!(
+                    "{:.0} / {:.0}",
+                    o["seconds"].as_f64().unwrap_or(f64::NAN),
+                    r["train_seconds"].as_f64().unwrap_or(f64::NAN)
+                ),
+            )
+        } else {
+            let cfg: TrainConfig = serde_json::from_value(read_json(&dir.join("config.json"))?)
+                .with_context(|| format!("{}/config.json", dir.display()))?;
+            let r = read_json(&dir.join("results.json"))?;
+            (
+                uniform_label(&cfg.model.layers),
+                r["test_acc_best"].as_f64(),
+                None,
+                format!("– / {:.0}", r["seconds"].as_f64().unwrap_or(f64::NAN)),
+            )
+        };
+        let acc = 100.0 * acc.with_context(|| format!("{}: no test accuracy recorded", dir.display()))?;
+        let model = dir.join("model.winq");
+        let (op, info) = winq_engine::deploy::load(&model).with_context(|| {
+            format!(
+                "{} (export it: winq export {} -o {})",
+                model.display(),
+                dir.display(),
+                model.display()
+            )
+        })?;
+        let ms = engine_ms(
+            &op,
+            1,
+            (info.channels, info.height, info.width),
+            a.reps,
+            a.timing_threads,
+        )?;
+        let (p, e) = predicted.map_or(("–".into(), "–".into()), |p| {
+            (format!("{p:.3}"), format!("{:+.1}%", 100.0 * (p - ms) / ms))
+        });
+        println!(
+            "| {label} ({}) | {p} | {ms:.3} | {e} | {acc:.2} | {seconds} |",
+            dir.display()
+        );
+        points.push(winq_nas::plot::FrontPoint {
+            label,
+            latency_ms: ms,
+            accuracy: acc,
+            searched,
+        });
+    }
+    if let Some(out) = &a.out {
+        winq_nas::plot::plot_front(
+            out,
+            &points,
+            "wiNAS and uniform baselines: latency vs test accuracy",
+        )?;
+        println!("wrote {}", out.display());
+    }
+    Ok(())
+}

@@ -65,6 +65,9 @@ enum Command {
     /// wiNAS: search the algorithm and bit-width of every 3x3 layer for accuracy and this
     /// machine's latency (needs the table of `winq bench layers`); --retrain trains the result.
     Search(Box<cmd_search::SearchArgs>),
+    /// Time searched (`winq search --retrain`) and baseline networks with the engine, tabulate
+    /// predicted and measured latency beside test accuracy, and plot the front (SVG).
+    SearchReport(cmd_search::ReportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,5 +89,6 @@ fn main() -> anyhow::Result<()> {
         Command::Export(a) => cmd_engine::export(a),
         Command::Run(a) => cmd_engine::run(a),
         Command::Search(a) => cmd_search::run(*a),
+        Command::SearchReport(a) => cmd_search::report(a),
     }
 }

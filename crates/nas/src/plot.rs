@@ -1,4 +1,5 @@
-//! The candidate probabilities of every searchable layer over the search, one panel per layer.
+//! The candidate probabilities of every searchable layer over the search, one panel per layer;
+//! the latency/accuracy front of searched and baseline networks.
 
 use crate::search::TracePoint;
 use anyhow::{anyhow, bail, Result};
@@ -71,4 +72,152 @@ pub fn plot_probabilities(out: &Path, trace: &[TracePoint], names: &[Vec<String>
     }
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// One network on the latency/accuracy plane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrontPoint {
+    pub label: String,
+    /// Measured latency, ms.
+    pub latency_ms: f64,
+    /// Test accuracy, %.
+    pub accuracy: f64,
+    /// A searched network (filled circle) rather than a baseline (hollow square).
+    pub searched: bool,
+}
+
+/// The points that no other point beats on both latency and accuracy, by latency.
+pub fn pareto(points: &[FrontPoint]) -> Vec<&FrontPoint> {
+    let mut front: Vec<&FrontPoint> = points
+        .iter()
+        .filter(|p| {
+            !points.iter().any(|q| {
+                q.latency_ms <= p.latency_ms
+                    && q.accuracy >= p.accuracy
+                    && (q.latency_ms < p.latency_ms || q.accuracy > p.accuracy)
+            })
+        })
+        .collect();
+    front.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+    front
+}
+
+/// Writes an SVG of latency (x, ms) against test accuracy (y, %): searched networks as filled
+/// circles, baselines as hollow squares, each labelled, the Pareto front as a dashed line.
+pub fn plot_front(out: &Path, points: &[FrontPoint], title: &str) -> Result<()> {
+    if points.is_empty() {
+        bail!("nothing to plot");
+    }
+    let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("cannot write {}: {e}", out.display());
+    let range = |v: Vec<f64>| {
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
+        let pad = ((hi - lo) * 0.15).max(0.05 * hi.abs().max(1e-3));
+        (lo - pad)..(hi + pad)
+    };
+    let xs = range(points.iter().map(|p| p.latency_ms).collect());
+    let ys = range(points.iter().map(|p| p.accuracy).collect());
+    let root = SVGBackend::new(out, (760, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(xs, ys)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("latency, ms (engine, batch 1, 1 thread)")
+        .y_desc("test accuracy, %")
+        .draw()
+        .map_err(err)?;
+    let front: Vec<(f64, f64)> = pareto(points)
+        .iter()
+        .map(|p| (p.latency_ms, p.accuracy))
+        .collect();
+    let grey = RGBColor(150, 150, 150);
+    for w in front.windows(2) {
+        // Dashes by hand (plotters' dashed series needs another feature).
+        let n = 12;
+        let at = |t: f64| (w[0].0 + t * (w[1].0 - w[0].0), w[0].1 + t * (w[1].1 - w[0].1));
+        chart
+            .draw_series((0..n).step_by(2).map(|i| {
+                PathElement::new(
+                    vec![at(i as f64 / n as f64), at((i + 1) as f64 / n as f64)],
+                    grey.stroke_width(1),
+                )
+            }))
+            .map_err(err)?;
+    }
+    let blue = RGBColor(31, 119, 180);
+    let orange = RGBColor(214, 39, 40);
+    for p in points {
+        let xy = (p.latency_ms, p.accuracy);
+        if p.searched {
+            chart
+                .draw_series(std::iter::once(Circle::new(xy, 6, blue.filled())))
+                .map_err(err)?;
+        } else {
+            chart
+                .draw_series(std::iter::once(EmptyElement::at(xy) + Rectangle::new([(-5, -5), (5, 5)], orange.stroke_width(2))))
+                .map_err(err)?;
+        }
+        chart
+            .draw_series(std::iter::once(
+                EmptyElement::at(xy) + Text::new(p.label.clone(), (8, -14), ("sans-serif", 13)),
+            ))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pt(label: &str, latency_ms: f64, accuracy: f64, searched: bool) -> FrontPoint {
+        FrontPoint {
+            label: label.into(),
+            latency_ms,
+            accuracy,
+            searched,
+        }
+    }
+
+    #[test]
+    fn pareto_keeps_undominated_points_by_latency() {
+        let p = [
+            pt("a", 0.3, 90.0, true),
+            pt("b", 0.2, 89.0, true),
+            pt("c", 0.4, 89.5, false),
+            pt("d", 0.2, 88.0, false),
+        ];
+        let f: Vec<&str> = pareto(&p).iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(f, ["b", "a"]);
+    }
+
+    #[test]
+    fn front_svg_holds_every_point_and_label() {
+        let dir = std::env::temp_dir().join(format!("winq-nas-front-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("front.svg");
+        let p = [
+            pt("wiNAS λ=3", 0.25, 89.1, true),
+            pt("wiNAS λ=30", 0.21, 88.2, true),
+            pt("im2row INT8", 0.22, 89.4, false),
+            pt("F4 flex INT8", 0.31, 88.9, false),
+        ];
+        plot_front(&out, &p, "front").unwrap();
+        let svg = std::fs::read_to_string(&out).unwrap();
+        for q in &p {
+            assert!(svg.contains(&q.label), "{} missing", q.label);
+        }
+        assert_eq!(svg.matches("<circle").count(), 2, "one circle per searched network");
+        assert_eq!(svg.matches("<rect").count() - 1, 2, "one square per baseline (plus the background)");
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(plot_front(&out, &[], "empty").is_err());
+    }
 }
