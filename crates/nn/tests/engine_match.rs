@@ -50,9 +50,10 @@ fn nchw<T: Copy + Default>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
     out
 }
 
-/// Channel counts: 8 runs the lane-wise path, multiples of 16 the register-block path.
+/// Channel counts: 1 and 8 run the lane-wise path, multiples of 16 the register-block path.
 fn check(m: usize, flex: bool, points: PointSet, per_tap: bool) {
     check_shape(m, flex, points.clone(), per_tap, 8, 8);
+    check_shape(m, flex, points.clone(), per_tap, 1, 3);
     check_shape(m, flex, points, per_tap, 16, 32);
 }
 
