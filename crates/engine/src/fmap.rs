@@ -206,12 +206,13 @@ pub fn conv_f32(
 ) -> Fmap {
     let (n, h, w, c) = (x.n, x.h, x.w, x.c);
     let (taps, hw) = (c * r * r, h * w);
+    // One scratch for the lowered matrix, the GEMM's planar output and the planar input.
     cols.clear();
-    cols.resize(taps * hw + k * hw, 0.0);
-    let (cols, y) = cols.split_at_mut(taps * hw);
+    cols.resize(taps * hw + k * hw + c * hw, 0.0);
+    let (cols, rest) = cols.split_at_mut(taps * hw);
+    let (y, planes) = rest.split_at_mut(k * hw);
     out.clear();
     out.resize(n * hw * k, 0.0);
-    let mut planes = vec![0.0f32; c * hw];
     for ni in 0..n {
         let img = &x.data[ni * hw * c..(ni + 1) * hw * c];
         for (pi, px) in img.chunks_exact(c).enumerate() {
@@ -219,7 +220,7 @@ pub fn conv_f32(
                 planes[ci * hw + pi] = v;
             }
         }
-        im2col(&planes, c, h, w, r, cols);
+        im2col(planes, c, h, w, r, cols);
         sgemm(k, hw, taps, weight, GemmOp::N, cols, GemmOp::N, y, false, 1);
         let o = &mut out[ni * hw * k..(ni + 1) * hw * k];
         for (ko, plane) in y.chunks_exact(hw).enumerate() {
