@@ -65,7 +65,8 @@ pub struct ModelBenchArgs {
     batch: usize,
     #[arg(long, default_value_t = 30)]
     reps: usize,
-    /// Also print the median time of every operation (one thread, in order).
+    /// Also print the median time of every operation, in order (layers split over the
+    /// threads as in a normal run; use RAYON_NUM_THREADS=1 for single-thread times).
     #[arg(long)]
     profile: bool,
 }

@@ -221,14 +221,17 @@ pub fn eval_engine(path: &Path, data: Option<PathBuf>) -> Result<()> {
 }
 
 /// Per class, what one output quantization step of the last quantized layer moves a logit by
-/// after global pooling and the classifier: s_out · max_j |W[class][j]| (one channel shifted
-/// by one step everywhere). Zero when the network has no quantized layer or no classifier.
+/// through the BatchNorm after it, global pooling and the classifier: s_out · max |BN scale| ·
+/// max_j |W[class][j]| (one channel shifted by one step everywhere). Empty when the network
+/// has no classifier.
 fn logit_step(op: &winq_nn::export::Op) -> Vec<f32> {
     use winq_nn::export::Op;
     fn walk(op: &Op, s_last: &mut f64, w: &mut Option<(usize, usize, Vec<f32>)>) {
         match op {
             Op::ConvI8(e) => *s_last = e.s_out,
             Op::WinogradI8(e) => *s_last = e.s_out,
+            // The BatchNorm right after the last quantized layer scales its steps.
+            Op::BatchNorm { scale, .. } => *s_last *= scale.iter().fold(0.0f32, |a, v| a.max(v.abs())) as f64,
             Op::Linear {
                 inputs,
                 outputs,

@@ -417,5 +417,13 @@ pub fn load(path: &Path) -> Result<(Op, ModelInfo), DeployError> {
         std: floats("std"),
         source: input["source"].as_str().unwrap_or_default().to_string(),
     };
-    Ok((r.op(&graph)?, info))
+    let op = r.op(&graph)?;
+    let out = crate::check_shapes(&op, (info.channels, info.height, info.width)).map_err(|e| r.bad(e))?;
+    if out != (info.classes, 1, 1) {
+        return Err(r.bad(format!(
+            "the graph gives {out:?}, not {} class scores",
+            info.classes
+        )));
+    }
+    Ok((op, info))
 }

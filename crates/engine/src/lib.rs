@@ -20,6 +20,7 @@ use std::time::Instant;
 use winq_kernels::int8::conv::Im2rowI8;
 use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
 use winq_nn::export::Op;
+use winq_nn::wa_conv::WinogradExport;
 
 /// The network's input and output: N×C×H×W f32 (the output is N×classes with h = w = 1).
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +35,7 @@ pub struct Act {
 /// A convolution's arithmetic, prepared once at compile time.
 enum Kernel {
     Im2rowI8(Im2rowI8),
-    WinogradI8(WinogradI8),
+    WinogradI8(Box<WinogradI8>),
     /// FP32 r×r convolution, weights [K, C·r·r].
     F32 {
         r: usize,
@@ -140,6 +141,12 @@ fn conv_node(kernel: Kernel, c: usize, k: usize, s_in: f64, s_out: f64, name: St
 fn compile(op: &Op) -> Result<Node, String> {
     Ok(match op {
         Op::ConvI8(e) => {
+            if e.kernel % 2 == 0 || e.bits != 8 || e.in_channels == 0 || e.out_channels == 0 {
+                return Err(format!(
+                    "INT{} {}x{} convolution {}->{}: the engine runs 8-bit codes, odd kernels",
+                    e.bits, e.kernel, e.kernel, e.in_channels, e.out_channels
+                ));
+            }
             let qw = codes(&e.weight, &e.s_w);
             let layer = Im2rowI8::new(
                 &qw,
@@ -164,6 +171,12 @@ fn compile(op: &Op) -> Result<Node, String> {
             )
         }
         Op::WinogradI8(e) => {
+            if e.bits != 8 || !(1..=8).contains(&e.m) || e.in_channels == 0 || e.out_channels == 0 {
+                return Err(format!(
+                    "INT{} F{} Winograd {}->{}: the engine runs 8-bit codes, tiles 1..=8",
+                    e.bits, e.m, e.in_channels, e.out_channels
+                ));
+            }
             let t = e.m + 2;
             if e.at.len() != e.m * t {
                 return Err(format!(
@@ -190,7 +203,7 @@ fn compile(op: &Op) -> Result<Node, String> {
             };
             let name = format!("F{}-int8 3x3 {}->{}", e.m, e.in_channels, e.out_channels);
             conv_node(
-                Kernel::WinogradI8(WinogradI8::new(spec)),
+                Kernel::WinogradI8(Box::new(WinogradI8::new(spec))),
                 e.in_channels,
                 e.out_channels,
                 e.s_in,
@@ -248,6 +261,73 @@ fn compile(op: &Op) -> Result<Node, String> {
             relu: false,
         },
     })
+}
+
+/// Walks the graph from an input of shape (C, H, W): every operation must accept what
+/// reaches it (channel counts, BatchNorm lengths, classifier inputs, maps large enough to pool,
+/// odd kernels, 8-bit codes); returns the output shape. A model file that passes cannot make
+/// the engine panic on inputs of that shape.
+pub fn check_shapes(op: &Op, (c, h, w): (usize, usize, usize)) -> Result<(usize, usize, usize), String> {
+    let conv = |name: &str, ci: usize, k: usize| -> Result<(usize, usize, usize), String> {
+        if ci != c {
+            return Err(format!("{name}: expects {ci} input channels, gets {c}"));
+        }
+        if k == 0 {
+            return Err(format!("{name}: no output channels"));
+        }
+        Ok((k, h, w))
+    };
+    if c == 0 || h == 0 || w == 0 {
+        return Err(format!("empty activations {c}x{h}x{w} reach an operation"));
+    }
+    match op {
+        Op::ConvF32 { c: ci, k, r, .. } if r % 2 == 1 => conv("FP32 convolution", *ci, *k),
+        Op::ConvF32 { r, .. } => Err(format!("FP32 convolution: even kernel {r}")),
+        Op::ConvI8(e) if e.bits != 8 => {
+            Err(format!("INT{} convolution: the engine runs 8-bit codes", e.bits))
+        }
+        Op::ConvI8(e) if e.kernel % 2 == 1 => conv("INT8 convolution", e.in_channels, e.out_channels),
+        Op::ConvI8(e) => Err(format!("INT8 convolution: even kernel {}", e.kernel)),
+        Op::WinogradI8(e) if e.bits != 8 => {
+            Err(format!("INT{} Winograd: the engine runs 8-bit codes", e.bits))
+        }
+        Op::WinogradI8(e) if (1..=8).contains(&e.m) => conv("INT8 Winograd", e.in_channels, e.out_channels),
+        Op::WinogradF32 { c: ci, k, m, .. } if (1..=8).contains(m) => conv("FP32 Winograd", *ci, *k),
+        Op::WinogradI8(WinogradExport { m, .. }) | Op::WinogradF32 { m, .. } => {
+            Err(format!("Winograd: unsupported tile m = {m}"))
+        }
+        Op::BatchNorm { mean, scale, bias } => {
+            if mean.len() != c || scale.len() != c || bias.len() != c {
+                return Err(format!("BatchNorm of {} channels gets {c}", mean.len()));
+            }
+            Ok((c, h, w))
+        }
+        Op::Relu => Ok((c, h, w)),
+        Op::MaxPool2 if h >= 2 && w >= 2 => Ok((c, h / 2, w / 2)),
+        Op::MaxPool2 => Err(format!("2x2 max-pool of a {h}x{w} map")),
+        Op::GlobalAvgPool => Ok((c, 1, 1)),
+        Op::Linear {
+            inputs,
+            outputs,
+            weight,
+            bias,
+        } => {
+            if *inputs != c * h * w || weight.len() != inputs * outputs || bias.len() != *outputs {
+                return Err(format!("Linear({inputs} -> {outputs}) gets {c}x{h}x{w}"));
+            }
+            Ok((*outputs, 1, 1))
+        }
+        Op::Seq(v) => v.iter().try_fold((c, h, w), |s, o| check_shapes(o, s)),
+        Op::Residual { body, shortcut } => {
+            let run = |ops: &[Op]| ops.iter().try_fold((c, h, w), |s, o| check_shapes(o, s));
+            let b = run(body)?;
+            let sc = shortcut.as_deref().map_or(Ok((c, h, w)), run)?;
+            if b != sc {
+                return Err(format!("residual block: body gives {b:?}, shortcut {sc:?}"));
+            }
+            Ok(b)
+        }
+    }
 }
 
 /// Per-thread buffers reused across layers and calls (fresh large allocations cost page
@@ -467,7 +547,8 @@ impl Net {
         on_pool(|| with_bufs(|b| run(&self.root, x, b, &mut None)))
     }
 
-    /// Runs on one thread and returns the time of every operation, in order (seconds).
+    /// Runs the whole input as one batch (threads as for `forward`'s layers) and returns the
+    /// time of every operation, in order (seconds).
     pub fn profile(&self, x: &Act) -> (Act, Vec<(String, f64)>) {
         let mut prof = Some(Vec::new());
         let y = self.run_images(x, &mut prof);

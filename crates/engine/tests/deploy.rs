@@ -1,4 +1,5 @@
 use winq_engine::deploy::{load, save, ModelInfo};
+use winq_nn::export::Op;
 use winq_nn::models::{resnet18like, Algo, ConvChoice, ResNetConfig};
 use winq_nn::quant::Granularity;
 use winq_nn::{Layer, Mode, Precision};
@@ -79,5 +80,72 @@ fn round_trip_and_damaged_files() {
     }
     let msg = load(&dir.join("missing.winq")).unwrap_err().to_string();
     assert!(msg.contains("missing.winq"), "{msg}");
+
+    // Well-formed files whose graph does not fit together are refused at load, not at run.
+    let bn = |n: usize| Op::BatchNorm {
+        mean: vec![0.0; n],
+        scale: vec![1.0; n],
+        bias: vec![0.0; n],
+    };
+    let linear = |inputs: usize| Op::Linear {
+        inputs,
+        outputs: 10,
+        weight: vec![0.0; inputs * 10],
+        bias: vec![0.0; 10],
+    };
+    let conv = |c: usize, k: usize, r: usize| Op::ConvF32 {
+        c,
+        k,
+        r,
+        weight: vec![0.0; k * c * r * r],
+    };
+    for (what, graph, expect) in [
+        (
+            "BatchNorm length",
+            vec![conv(1, 4, 3), bn(5), Op::GlobalAvgPool, linear(4)],
+            "BatchNorm of 5",
+        ),
+        (
+            "channel chain",
+            vec![conv(2, 4, 3), Op::GlobalAvgPool, linear(4)],
+            "expects 2 input channels",
+        ),
+        (
+            "even kernel",
+            vec![conv(1, 4, 2), Op::GlobalAvgPool, linear(4)],
+            "even kernel",
+        ),
+        (
+            "classifier size",
+            vec![conv(1, 4, 3), linear(4)],
+            "Linear(4 -> 10)",
+        ),
+        (
+            "pooling too far",
+            (0..5)
+                .map(|_| Op::MaxPool2)
+                .chain([Op::GlobalAvgPool, linear(1)])
+                .collect(),
+            "max-pool of a 1x1",
+        ),
+    ] {
+        save(&bad, &Op::Seq(graph), &info).unwrap();
+        let msg = load(&bad).unwrap_err().to_string();
+        assert!(msg.contains(expect), "{what}: {msg}");
+    }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The engine runs 8-bit codes: a layer quantized to other bits is refused at export (its
+/// codes would clamp to a different range than training's).
+#[test]
+fn other_bit_widths_are_refused_at_export() {
+    use rand::SeedableRng;
+    let wt = winq_nn::conv::xavier_uniform(4, 2, 3, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
+    for bits in [4, 6, 12] {
+        let mut l = winq_nn::Conv2d::new(2, 4, 3, Precision::Int(bits), wt.clone());
+        l.forward(&winq_nn::gradcheck::random_tensor(&[1, 2, 5, 5], 2), Mode::Train);
+        let msg = Layer::export(&mut l).unwrap_err();
+        assert!(msg.contains(&format!("not INT{bits}")), "{msg}");
+    }
 }

@@ -198,7 +198,7 @@ fn nested_parallel_images_and_layers_are_exact() {
 /// Batch-1 forwards from outside the pool (handed to the pool, layers split over its threads)
 /// repeat exactly, and match a one-thread pool.
 #[test]
-fn batch_one_with_spinning_workers_is_exact() {
+fn batch_one_over_the_pool_is_exact() {
     let c = ConvChoice {
         algo: Algo::Winograd { m: 2, flex: false },
         precision: Precision::Int(8),

@@ -74,6 +74,43 @@ pub fn linear_rows(x: &[f32], n: usize, din: usize, w: &[f32], dout: usize, bias
     y
 }
 
+/// Most products of two 8-bit codes (|v| ≤ 128 each) whose f32 sum is exact in any order:
+/// 1023 · 128² < 2^24.
+pub const EXACT_CODE_TERMS: usize = 1023;
+
+/// C (m×n, rows `c_rs` apart) = A·B exactly, for A and B holding 8-bit integer codes as f32,
+/// rounded once to f32 (what `i32 as f32` gives the integer engine): sums of at most
+/// `EXACT_CODE_TERMS` products in f32, longer ones in chunks of that length added in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn code_gemm(m: usize, n: usize, k: usize, a: View, b: View, c: &mut [f32], c_rs: usize) {
+    if k <= EXACT_CODE_TERMS {
+        sgemm_view(m, n, k, a, b, c, c_rs, false, 1);
+        return;
+    }
+    let mut acc = vec![0.0f64; m * n];
+    let mut part = vec![0.0f32; m * n];
+    for k0 in (0..k).step_by(EXACT_CODE_TERMS) {
+        let kk = EXACT_CODE_TERMS.min(k - k0);
+        let a_sub = View {
+            data: &a.data[k0 * a.cs..],
+            rs: a.rs,
+            cs: a.cs,
+        };
+        let b_sub = View {
+            data: &b.data[k0 * b.rs..],
+            rs: b.rs,
+            cs: b.cs,
+        };
+        sgemm_view(m, n, kk, a_sub, b_sub, &mut part, n, false, 1);
+        acc.iter_mut().zip(&part).for_each(|(s, &p)| *s += p as f64);
+    }
+    for (i, row) in acc.chunks_exact(n).enumerate() {
+        for (o, &v) in c[i * c_rs..i * c_rs + n].iter_mut().zip(row) {
+            *o = v as f32;
+        }
+    }
+}
+
 /// A read-only strided matrix view: element (i, j) is `data[i * rs + j * cs]`.
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
@@ -174,6 +211,77 @@ pub fn sgemm_view(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sums of 8-bit code products beyond f32's exact range: `code_gemm` gives the exact
+    /// integer rounded once (as `i64 as f32`), where a plain f32 GEMM would round partial sums.
+    #[test]
+    fn code_gemm_is_exact_beyond_two_to_the_24() {
+        let (m, n, k) = (3, 5, 2600);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| if i % 7 == 3 { -127.0 } else { -128.0 })
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| if i % 5 == 1 { 127.0 } else { -128.0 })
+            .collect();
+        let mut c = vec![0.0f32; m * n];
+        code_gemm(
+            m,
+            n,
+            k,
+            View {
+                data: &a,
+                rs: k,
+                cs: 1,
+            },
+            View {
+                data: &b,
+                rs: n,
+                cs: 1,
+            },
+            &mut c,
+            n,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let exact: i64 = (0..k).map(|p| a[i * k + p] as i64 * b[p * n + j] as i64).sum();
+                assert!(exact.abs() > 1 << 24, "the test must leave f32's exact range");
+                assert_eq!(c[i * n + j], exact as f32, "({i}, {j})");
+            }
+        }
+        // Short sums take the plain path and are exact as well.
+        let mut c2 = vec![0.0f32; m * n];
+        code_gemm(
+            m,
+            n,
+            1000,
+            View {
+                data: &a,
+                rs: k,
+                cs: 1,
+            },
+            View {
+                data: &b,
+                rs: n,
+                cs: 1,
+            },
+            &mut c2,
+            n,
+        );
+        let exact: i64 = (0..1000).map(|p| a[p] as i64 * b[p * n] as i64).sum();
+        assert_eq!(c2[0], exact as f32);
+    }
+
+    #[test]
+    fn linear_rows_sums_in_index_order() {
+        let x = [1e8f32, 1.0, -1e8, 1.0];
+        let w = [1.0f32, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5];
+        // Ascending order: ((b + 1e8) + 1) - 1e8 + 1 loses the first 1 to rounding.
+        let y = linear_rows(&x, 1, 4, &w, 2, &[0.0, 2.0]);
+        assert_eq!(
+            y,
+            vec![((1e8f32 + 1.0) - 1e8) + 1.0, (((2.0 + 5e7f32) + 0.5) - 5e7) + 0.5]
+        );
+    }
 
     fn naive(m: usize, n: usize, k: usize, a: &[f32], ta: bool, b: &[f32], tb: bool) -> Vec<f64> {
         let mut c = vec![0.0f64; m * n];

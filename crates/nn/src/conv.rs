@@ -7,7 +7,7 @@ use crate::tensor::Tensor;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use winq_kernels::gemm::{sgemm, Op};
+use winq_kernels::gemm::{code_gemm, sgemm, Op, View};
 
 pub struct Conv2d {
     pub in_channels: usize,
@@ -76,13 +76,12 @@ impl Conv2d {
         })
     }
 
-    /// For 8-bit (and narrower) layers, the integer codes of input and weights and the scale
-    /// of one accumulator step per output channel: products of codes summed in f32 are exact
-    /// while every partial sum stays below 2^24 (checked), so the output is requantized from
-    /// the same integers, with the same multiplier, as in the integer engine. None otherwise
-    /// (FP32, wider codes, or sums that could round).
+    /// For 8-bit layers, the integer codes of input and weights and the scale of one
+    /// accumulator step per output channel: the output is then requantized from the exact
+    /// integer sums (`code_gemm`), with the same multiplier, as in the integer engine. None for
+    /// other precisions.
     fn integer_operands(&self, xq: &[f32], wq: &[f32]) -> Option<(Vec<f32>, Vec<f32>, Vec<f64>)> {
-        if self.q_in.bits.is_none_or(|b| b > 8) {
+        if self.q_in.bits != Some(8) {
             return None;
         }
         let (s_in, s_w) = (self.q_in.scales()[0], self.q_w.scales());
@@ -90,14 +89,6 @@ impl Conv2d {
         TensorQuant::codes_of(&mut xc, &[s_in], 1);
         let mut wc = wq.to_vec();
         TensorQuant::codes_of(&mut wc, &s_w, 1);
-        let x_max = xc.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        let row_l1 = wc
-            .chunks(wc.len() / self.out_channels)
-            .map(|r| r.iter().map(|v| v.abs()).sum::<f32>())
-            .fold(0.0f32, f32::max);
-        if (x_max as f64) * (row_l1 as f64) >= (1u32 << 24) as f64 {
-            return None;
-        }
         Some((xc, wc, s_w.iter().map(|&sw| s_in * sw).collect()))
     }
 
@@ -177,12 +168,33 @@ impl Layer for Conv2d {
             .par_chunks_mut(k * hw)
             .zip(xa.par_chunks(c * hw))
             .for_each(|(yn, xn)| {
+                // Codes multiply exactly; values in f32 as before.
+                let product = |b: &[f32], yn: &mut [f32]| match exact {
+                    Some(_) => code_gemm(
+                        k,
+                        hw,
+                        taps,
+                        View {
+                            data: wa,
+                            rs: taps,
+                            cs: 1,
+                        },
+                        View {
+                            data: b,
+                            rs: hw,
+                            cs: 1,
+                        },
+                        yn,
+                        hw,
+                    ),
+                    None => sgemm(k, hw, taps, wa, Op::N, b, Op::N, yn, false, 1),
+                };
                 if r == 1 {
-                    sgemm(k, hw, taps, wa, Op::N, xn, Op::N, yn, false, 1);
+                    product(xn, yn);
                 } else {
                     with_scratch(taps * hw, |cols, _| {
                         im2col(xn, c, h, w, r, cols);
-                        sgemm(k, hw, taps, wa, Op::N, cols, Op::N, yn, false, 1);
+                        product(cols, yn);
                     });
                 }
             });

@@ -66,7 +66,8 @@ impl Op {
     }
 }
 
-/// The engine runs INT8 and FP32 layers: an exported quantized layer of more bits is refused.
+/// The engine runs INT8 and FP32 layers: an exported quantized layer of other bits is refused
+/// (its codes would clamp to a different range).
 pub fn int8_or_fp32<E>(
     exported: Option<E>,
     bits: impl Fn(&E) -> u32,
@@ -75,7 +76,7 @@ pub fn int8_or_fp32<E>(
     what: &str,
 ) -> Result<Op, String> {
     match exported {
-        Some(e) if bits(&e) <= 8 => Ok(int8(e)),
+        Some(e) if bits(&e) == 8 => Ok(int8(e)),
         Some(e) => Err(format!(
             "{what}: the engine runs INT8 and FP32, not INT{}",
             bits(&e)

@@ -14,7 +14,7 @@ use crate::par::ordered_sum;
 use crate::quant::{Granularity, Precision, TensorQuant};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-use winq_kernels::gemm::{sgemm_view, View};
+use winq_kernels::gemm::{code_gemm, sgemm_view, View};
 use winq_kernels::tile::{sandwich_grad_lanes, sandwich_lanes, sandwich_lanes_i32};
 use winq_kernels::Tiling;
 use winq_transforms::{transform, PointSet, TransformError};
@@ -472,8 +472,9 @@ fn input_stage_f32(geo: &Geo, x: &[f32], bt: &[f32]) -> Vec<f32> {
     v
 }
 
-/// M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position: [T][K][P].
-fn hadamard_stage(geo: &Geo, u: &[f32], v: &[f32]) -> Vec<f32> {
+/// M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position: [T][K][P]. `codes`: U and V
+/// hold 8-bit codes and the sums are exact integers (`code_gemm`).
+fn hadamard_stage(geo: &Geo, u: &[f32], v: &[f32], codes: bool) -> Vec<f32> {
     let (c, k, tt, p) = (geo.c, geo.k, geo.tt(), geo.p());
     let mut mh = vec![0.0f32; tt * k * p];
     mh.par_chunks_mut(k * p).enumerate().for_each(|(e, me)| {
@@ -487,7 +488,11 @@ fn hadamard_stage(geo: &Geo, u: &[f32], v: &[f32]) -> Vec<f32> {
             rs: tt * p,
             cs: 1,
         };
-        sgemm_view(k, p, c, a, b, me, p, false, 1);
+        if codes {
+            code_gemm(k, p, c, a, b, me, p);
+        } else {
+            sgemm_view(k, p, c, a, b, me, p, false, 1);
+        }
     });
     mh
 }
@@ -521,7 +526,7 @@ pub fn winograd_f32_forward(x: &Tensor, u: &[f32], at: &[f32], bt: &[f32], k: us
     );
     let geo = Geo::new(n, c, h, w, k, m);
     let v = input_stage_f32(&geo, &x.data, bt);
-    output_stage(&geo, &hadamard_stage(&geo, u, &v), at)
+    output_stage(&geo, &hadamard_stage(&geo, u, &v, false), at)
 }
 
 impl Layer for WinogradConv2d {
@@ -541,16 +546,15 @@ impl Layer for WinogradConv2d {
         self.q_in.apply(&mut xq.data, mode, 1);
 
         // 8-bit layers compute the Winograd-domain stages on integer codes, exactly as the
-        // integer engine does (V exactly in i32, the Hadamard sums exactly — products of codes
-        // summed in f32 stay below 2^24 for C < 1024 — each requantized with the engine's
-        // multiplier), so the eval forward rounds the same numbers the engine rounds.
-        // Only in eval (what the engine reproduces): training steps keep the faster f32 stages.
-        let exact =
-            self.integer_stages && mode == Mode::Eval && self.q_in.bits.is_some_and(|b| b <= 8) && c < 1024;
+        // integer engine does (V exactly in i32, the Hadamard sums exactly with `code_gemm`,
+        // each requantized with the engine's multiplier), so the eval forward rounds the same
+        // numbers the engine rounds. Only in eval (what the engine reproduces): training steps
+        // keep the faster f32 stages.
+        let exact = self.integer_stages && mode == Mode::Eval && self.q_in.bits == Some(8);
 
         // V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile.
-        let mut v = vec![0.0f32; c * tt * p];
-        let s_v = if exact {
+        let (mut v, s_v) = if exact {
+            let mut v = vec![0.0f32; c * tt * p];
             let (s_in, s_b) = (self.q_in.scales()[0], self.q_b.scales()[0]);
             let mut xc = xq.data.clone();
             TensorQuant::codes_of(&mut xc, &[s_in], 1);
@@ -575,11 +579,12 @@ impl Layer for WinogradConv2d {
                     }
                 },
             );
-            Some(self.q_v.requant_codes(&mut v, &[s_b * s_b * s_in], mode, c)) // codes [C][T][P]
+            let s_v = self.q_v.requant_codes(&mut v, &[s_b * s_b * s_in], mode, c); // codes [C][T][P]
+            (v, Some(s_v))
         } else {
-            v = input_stage_f32(&geo, &xq.data, &bt);
+            let mut v = input_stage_f32(&geo, &xq.data, &bt);
             self.q_v.apply(&mut v, mode, c); // [C][T][P]
-            None
+            (v, None)
         };
 
         // M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position.
@@ -588,7 +593,7 @@ impl Layer for WinogradConv2d {
             TensorQuant::codes_of(&mut uc, &self.q_u.scales(), 1);
             uc
         });
-        let mut mh = hadamard_stage(&geo, uc.as_ref().unwrap_or(&u), &v);
+        let mut mh = hadamard_stage(&geo, uc.as_ref().unwrap_or(&u), &v, uc.is_some());
         match &s_v {
             Some(s_v) => {
                 let s_u = self.q_u.scales();

@@ -1,11 +1,13 @@
 //! INT8 matrix products for the integer engine: C (i32, M×N) = W (i8, M×K) · X (i8, K×N).
 //!
-//! X (activations) is packed in panels of 64 columns, each [K/4][64][4] bytes of x + 128
-//! (unsigned), so one 64-byte load holds 4 consecutive k of 16 columns — the operand layout of
-//! AVX-512 VNNI's vpdpbusd (u8 × i8, 4 products summed into each i32 lane) — and a panel is
-//! contiguous over K (no page-strided walks). The +128 is undone with per-row weight
-//! sums: Σ (x + 128)·w = Σ x·w + 128·Σ w. W (weights) stays row-major i8 with K padded to a
-//! multiple of 4 and M to a multiple of 4; it is packed once at model load.
+//! X is packed in panels of 64 columns, each [K/4][64][4] bytes of x + 128 (unsigned), so one
+//! 64-byte load holds 4 consecutive k of 16 columns — the operand layout of AVX-512 VNNI's
+//! vpdpbusd (u8 × i8, 4 products summed into each i32 lane) — and a panel is contiguous over
+//! K (no page-strided walks). The +128 is undone with per-row sums of W:
+//! Σ (x + 128)·w = Σ x·w + 128·Σ w. W stays row-major i8 with K padded to a multiple of 4 and
+//! M to a multiple of the microkernel's rows. The convolutions put activations in W (output
+//! pixels or Winograd tiles as rows, repacked every call, row sums from the lowering) and the
+//! weights in X (output channels as vector lanes, packed once at model load).
 //!
 //! Paths: AVX-512 VNNI and AVX2 (i16 vpmaddwd) microkernels in `x86.rs`, and a portable path
 //! (plain loops, compiled per ISA by `multiversion!`) used elsewhere and under
@@ -61,7 +63,7 @@ fn round_up(v: usize, m: usize) -> usize {
     v.div_ceil(m) * m
 }
 
-/// Weights packed for `gemm`: row-major, K padded to a multiple of 4, M to a multiple of MR.
+/// The row operand of `gemm`: row-major, K padded to a multiple of 4, M to a multiple of MR.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PackedW {
     pub m: usize,

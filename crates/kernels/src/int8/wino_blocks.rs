@@ -107,6 +107,15 @@ impl Lane for f32 {
     }
 }
 
+/// Bᵀ's nonzeros as f32 when the f32 transform is exact (`f32_exact`).
+pub fn f32_nonzeros(nz_b: &[Vec<(usize, i32)>]) -> Option<Vec<Vec<(usize, f32)>>> {
+    f32_exact(nz_b).then(|| {
+        nz_b.iter()
+            .map(|r| r.iter().map(|&(j, v)| (j, v as f32)).collect())
+            .collect()
+    })
+}
+
 /// Whether V = Bᵀ d B is exact in f32 for any 8-bit d: |partial sums| ≤ (max row L1 of
 /// Bᵀ)² · 128 < 2^24.
 pub fn f32_exact(nz_b: &[Vec<(usize, i32)>]) -> bool {
@@ -128,19 +137,16 @@ pub fn input_stage(
     xpad: &[i8],
     c: usize,
     nz_b: &[Vec<(usize, i32)>],
+    nz_b_f32: Option<&[Vec<(usize, f32)>]>,
     v_mul: &[f32],
     rows: &mut [&mut [i8]],
     kp: usize,
 ) {
-    if f32_exact(nz_b) {
-        let nz: Vec<Vec<(usize, f32)>> = nz_b
-            .iter()
-            .map(|r| r.iter().map(|&(j, v)| (j, v as f32)).collect())
-            .collect();
+    if let Some(nz) = nz_b_f32 {
         match t {
-            4 => input4f(g, span, xpad, c, &nz, v_mul, rows, kp),
-            6 => input6f(g, span, xpad, c, &nz, v_mul, rows, kp),
-            8 => input8f(g, span, xpad, c, &nz, v_mul, rows, kp),
+            4 => input4f(g, span, xpad, c, nz, v_mul, rows, kp),
+            6 => input6f(g, span, xpad, c, nz, v_mul, rows, kp),
+            8 => input8f(g, span, xpad, c, nz, v_mul, rows, kp),
             _ => panic!("no tile transform for t = {t}"),
         }
     } else {

@@ -11,7 +11,7 @@
 //! tiles-in-lanes everywhere else.
 
 use super::conv::parallel_parts;
-use super::wino_blocks::{input_stage, nonzeros, output_stage, Geometry, Span, CB};
+use super::wino_blocks::{f32_nonzeros, input_stage, nonzeros, output_stage, Geometry, Span, CB};
 use super::{gemm, grow, pad_nhwc, requant, to_code, PackedW, PackedX};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
@@ -44,6 +44,8 @@ pub struct WinogradI8 {
     ut: Vec<PackedX>,
     /// Nonzeros of Bᵀ (codes) and Aᵀ (dequantized), for the register-block transforms.
     nz_b: Vec<Vec<(usize, i32)>>,
+    /// The same in f32 when the f32 input transform is exact.
+    nz_b_f32: Option<Vec<Vec<(usize, f32)>>>,
     nz_a: Vec<Vec<(usize, f32)>>,
     /// Register-block transforms where the channel counts allow (off: always lane-wise).
     blocks: bool,
@@ -78,6 +80,7 @@ impl WinogradI8 {
             .map(|e| PackedX::from_rows(&transpose_i8(&spec.qu[e * k * c..(e + 1) * k * c], k, c), c, k, k))
             .collect();
         let nz_b = nonzeros(&spec.qb, t, t);
+        let nz_b_f32 = f32_nonzeros(&nz_b);
         let a_vals: Vec<f32> = spec.qa.iter().map(|&v| v as f32 * spec.s_a as f32).collect();
         let nz_a = nonzeros(&a_vals, spec.m, t);
         WinogradI8 {
@@ -85,6 +88,7 @@ impl WinogradI8 {
             t,
             ut,
             nz_b,
+            nz_b_f32,
             nz_a,
             blocks: true,
         }
@@ -247,7 +251,18 @@ impl WinogradI8 {
                     rows.resize_with(tt, PackedW::default);
                     rows.iter_mut().for_each(|r| r.set_shape(pc, c));
                     let mut dst: Vec<&mut [i8]> = rows.iter_mut().map(|r| &mut r.data[..]).collect();
-                    input_stage(&geo, span, t, xpad, c, &self.nz_b, &v_mul, &mut dst, c);
+                    input_stage(
+                        &geo,
+                        span,
+                        t,
+                        xpad,
+                        c,
+                        &self.nz_b,
+                        self.nz_b_f32.as_deref(),
+                        &v_mul,
+                        &mut dst,
+                        c,
+                    );
                     let (acc, qm) = (grow(acc, pc * k), grow(qm, tt * pc * k));
                     for (e, r) in rows.iter_mut().enumerate() {
                         r.update_sums();
