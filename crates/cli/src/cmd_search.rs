@@ -638,7 +638,7 @@ pub fn report(a: ReportArgs) -> Result<()> {
                 .context("a search directory needs `winq search --retrain`")?;
             let o = read_json(&dir.join("outcome.json"))?;
             (
-                format!("wiNAS λ={}", s["options"]["lambda"]),
+                format!("wiNAS λ={}", s["options"]["lambda"].as_f64().unwrap_or(f64::NAN)),
                 r["test_acc"].as_f64(),
                 r["predicted_ms"].as_f64(),
                 format!(

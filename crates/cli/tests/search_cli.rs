@@ -203,5 +203,43 @@ fn table_search_retrain_export_and_timing() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = winq(SEARCH, &[("--lut", &lut), ("--data", &d), ("-o", &out)]);
     assert!(!o.status.success() && stderr(&o).contains("already holds a search"));
+
+    // `winq search-report`: a baseline run needs its model.winq; then one row per network and
+    // a point per network in the plot.
+    let train = dir.join("train");
+    let front = dir.join("front.svg");
+    let report = || {
+        Command::new(env!("CARGO_BIN_EXE_winq"))
+            .args(["search-report", "--reps", "2", "-o"])
+            .args([&front, &out, &train])
+            .output()
+            .unwrap()
+    };
+    let o = report();
+    assert!(
+        !o.status.success() && stderr(&o).contains("winq export"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_winq"))
+        .arg("export")
+        .arg(&train)
+        .arg("-o")
+        .arg(train.join("model.winq"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = report();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("| wiNAS λ=1 ("), "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("| ")).count(),
+        3,
+        "{stdout}"
+    );
+    let svg = std::fs::read_to_string(&front).unwrap();
+    assert!(svg.contains("wiNAS λ=1"), "{svg}");
+    assert_eq!(svg.matches("<circle").count(), 1, "one searched network");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -110,10 +110,14 @@ pub fn plot_front(out: &Path, points: &[FrontPoint], title: &str) -> Result<()> 
     }
     let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("cannot write {}: {e}", out.display());
     let range = |v: Vec<f64>| {
-        let (lo, hi) = v
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
-        let pad = ((hi - lo) * 0.15).max(0.05 * hi.abs().max(1e-3));
+        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+            (l.min(*x), h.max(*x))
+        });
+        let pad = if hi > lo {
+            (hi - lo) * 0.15
+        } else {
+            0.05 * hi.abs().max(1e-3)
+        };
         (lo - pad)..(hi + pad)
     };
     let xs = range(points.iter().map(|p| p.latency_ms).collect());
@@ -153,20 +157,33 @@ pub fn plot_front(out: &Path, points: &[FrontPoint], title: &str) -> Result<()> 
     }
     let blue = RGBColor(31, 119, 180);
     let orange = RGBColor(214, 39, 40);
+    // Label anchors in pixels; a label that would overlap an earlier one moves down a line.
+    let mut placed: Vec<(i32, i32)> = Vec::new();
     for p in points {
         let xy = (p.latency_ms, p.accuracy);
+        let (px, py) = chart.backend_coord(&xy);
+        let mut dy = -14;
+        while placed
+            .iter()
+            .any(|&(x, y)| (x - px).abs() < 110 && (y - (py + dy)).abs() < 15)
+        {
+            dy += 15;
+        }
+        placed.push((px, py + dy));
         if p.searched {
             chart
                 .draw_series(std::iter::once(Circle::new(xy, 6, blue.filled())))
                 .map_err(err)?;
         } else {
             chart
-                .draw_series(std::iter::once(EmptyElement::at(xy) + Rectangle::new([(-5, -5), (5, 5)], orange.stroke_width(2))))
+                .draw_series(std::iter::once(
+                    EmptyElement::at(xy) + Rectangle::new([(-5, -5), (5, 5)], orange.stroke_width(2)),
+                ))
                 .map_err(err)?;
         }
         chart
             .draw_series(std::iter::once(
-                EmptyElement::at(xy) + Text::new(p.label.clone(), (8, -14), ("sans-serif", 13)),
+                EmptyElement::at(xy) + Text::new(p.label.clone(), (8, dy), ("sans-serif", 13)),
             ))
             .map_err(err)?;
     }
@@ -215,8 +232,16 @@ mod tests {
         for q in &p {
             assert!(svg.contains(&q.label), "{} missing", q.label);
         }
-        assert_eq!(svg.matches("<circle").count(), 2, "one circle per searched network");
-        assert_eq!(svg.matches("<rect").count() - 1, 2, "one square per baseline (plus the background)");
+        assert_eq!(
+            svg.matches("<circle").count(),
+            2,
+            "one circle per searched network"
+        );
+        assert_eq!(
+            svg.matches("<rect").count() - 1,
+            2,
+            "one square per baseline (plus the background)"
+        );
         std::fs::remove_dir_all(&dir).ok();
         assert!(plot_front(&out, &[], "empty").is_err());
     }
