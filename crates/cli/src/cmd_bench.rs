@@ -331,6 +331,15 @@ pub struct ConvArgs {
 }
 
 fn conv_int8(a: ConvArgs) -> Result<()> {
+    // Single-thread kernel timings: the kernels would otherwise split layers over the pool.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .context("thread pool")?
+        .install(|| conv_int8_timings(a))
+}
+
+fn conv_int8_timings(a: ConvArgs) -> Result<()> {
     use winq_kernels::int8::conv::Im2rowI8;
     use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
     use winq_transforms::{transform, PointSet};
