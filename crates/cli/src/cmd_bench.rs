@@ -47,6 +47,9 @@ pub struct LayersArgs {
     /// Write the JSON table here (default: print it).
     #[arg(long, short = 'o')]
     out: Option<std::path::PathBuf>,
+    /// Thread counts to measure, e.g. `1,2` (default: the pool's); entries record theirs.
+    #[arg(long, value_delimiter = ',')]
+    threads_list: Vec<usize>,
 }
 
 #[derive(clap::Args)]
@@ -155,58 +158,77 @@ fn layers(a: LayersArgs) -> Result<()> {
             shapes.push(s);
         }
     }
-    let threads = rayon::current_num_threads();
+    // One pass per thread count (the pool each pass runs on); the table's "threads" is the
+    // first, which wiNAS optimises for.
+    let thread_counts = if a.threads_list.is_empty() {
+        vec![rayon::current_num_threads()]
+    } else {
+        a.threads_list.clone()
+    };
+    if thread_counts.contains(&0) {
+        bail!("--threads-list: thread counts must be at least 1");
+    }
+    let threads = thread_counts[0];
     let mut entries = Vec::new();
-    for &(c, k, h, w) in &shapes {
-        for &batch in &a.batches {
-            let mut rng = ChaCha8Rng::seed_from_u64(3);
-            let mut row = |name: String, ms: f64| {
-                eprintln!("  {c:>4}->{k:<4} {h:>2}x{w:<2} b{batch}: {name:<12} {ms:8.3} ms");
-                entries.push(
-                    json!({"in_channels": c, "out_channels": k, "height": h, "width": w, "batch": batch,
-                                    "candidate": name, "ms": ms}),
-                );
-            };
-            for (bits, tag) in [(Precision::Int(8), "int8"), (Precision::Fp32, "fp32")] {
-                let mut conv = Conv2d::new(c, k, 3, bits, xavier_uniform(k, c, 3, &mut rng));
-                row(
-                    format!("im2row-{tag}"),
-                    engine_layer_ms(&mut conv, c, h, w, batch, a.reps)?,
-                );
-            }
-            for m in [2usize, 4, 6] {
-                if winq_nn::models::fitted_tile(m, h, w) != m {
-                    continue; // the model would fall back to a smaller tile here
+    for &threads in &thread_counts {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .context("thread pool")?;
+        pool.install(|| -> Result<()> {
+            for &(c, k, h, w) in &shapes {
+                for &batch in &a.batches {
+                    let mut rng = ChaCha8Rng::seed_from_u64(3);
+                    let mut row = |name: String, ms: f64| {
+                        eprintln!("  {c:>4}->{k:<4} {h:>2}x{w:<2} b{batch}: {name:<12} {ms:8.3} ms");
+                        entries.push(
+                        json!({"in_channels": c, "out_channels": k, "height": h, "width": w, "batch": batch,
+                                        "candidate": name, "ms": ms, "threads": threads}),
+                    );
+                    };
+                    for (bits, tag) in [(Precision::Int(8), "int8"), (Precision::Fp32, "fp32")] {
+                        let mut conv = Conv2d::new(c, k, 3, bits, xavier_uniform(k, c, 3, &mut rng));
+                        row(
+                            format!("im2row-{tag}"),
+                            engine_layer_ms(&mut conv, c, h, w, batch, a.reps)?,
+                        );
+                    }
+                    for m in [2usize, 4, 6] {
+                        if winq_nn::models::fitted_tile(m, h, w) != m {
+                            continue; // the model would fall back to a smaller tile here
+                        }
+                        let mut wa = WinogradConv2d::new(
+                            c,
+                            k,
+                            m,
+                            winq_transforms::PointSet::Default,
+                            false,
+                            Precision::Int(8),
+                            xavier_uniform(k, c, 3, &mut rng),
+                        )?;
+                        row(
+                            format!("F{m}-int8"),
+                            engine_layer_ms(&mut wa, c, h, w, batch, a.reps)?,
+                        );
+                        // FP32 Winograd through the engine (the training layer's FP32 forward).
+                        let mut wf = WinogradConv2d::new(
+                            c,
+                            k,
+                            m,
+                            winq_transforms::PointSet::Default,
+                            false,
+                            Precision::Fp32,
+                            xavier_uniform(k, c, 3, &mut rng),
+                        )?;
+                        row(
+                            format!("F{m}-fp32"),
+                            engine_layer_ms(&mut wf, c, h, w, batch, a.reps)?,
+                        );
+                    }
                 }
-                let mut wa = WinogradConv2d::new(
-                    c,
-                    k,
-                    m,
-                    winq_transforms::PointSet::Default,
-                    false,
-                    Precision::Int(8),
-                    xavier_uniform(k, c, 3, &mut rng),
-                )?;
-                row(
-                    format!("F{m}-int8"),
-                    engine_layer_ms(&mut wa, c, h, w, batch, a.reps)?,
-                );
-                // FP32 Winograd through the engine (the training layer's FP32 forward).
-                let mut wf = WinogradConv2d::new(
-                    c,
-                    k,
-                    m,
-                    winq_transforms::PointSet::Default,
-                    false,
-                    Precision::Fp32,
-                    xavier_uniform(k, c, 3, &mut rng),
-                )?;
-                row(
-                    format!("F{m}-fp32"),
-                    engine_layer_ms(&mut wf, c, h, w, batch, a.reps)?,
-                );
             }
-        }
+            Ok(())
+        })?;
     }
     let table = json!({
         "cpu": cpu_model(),

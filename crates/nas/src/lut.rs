@@ -16,6 +16,10 @@ pub struct Entry {
     pub batch: usize,
     pub candidate: String,
     pub ms: f64,
+    /// Threads the entry was measured on (tables with several thread counts); absent: the
+    /// table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,12 +45,15 @@ impl LatencyTable {
     pub fn read(path: &Path) -> Result<LatencyTable> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the latency table {}", path.display()))?;
-        let t: LatencyTable = serde_json::from_str(&text).with_context(|| {
+        let mut t: LatencyTable = serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not a latency table (write one with `winq bench layers -o FILE`)",
                 path.display()
             )
         })?;
+        // A table measured on several thread counts: keep the table's own (its first).
+        let own = t.threads;
+        t.entries.retain(|e| e.threads.is_none_or(|n| n == own));
         t.check()
             .with_context(|| format!("latency table {}", path.display()))?;
         Ok(t)
@@ -162,6 +169,24 @@ mod tests {
             e.contains("no 'F2-int8'") && e.contains("im2row-int8, F4-int8"),
             "{e}"
         );
+    }
+
+    /// A table measured on several thread counts (`bench layers --threads-list 1,2`) reads
+    /// as the table's own thread count.
+    #[test]
+    fn several_thread_counts_keep_the_tables_own() {
+        let path = std::env::temp_dir().join(format!("winq-lut-threads-{}.json", std::process::id()));
+        std::fs::write(
+            &path,
+            r#"{"threads":2,"entries":[
+            {"in_channels":4,"out_channels":8,"height":14,"width":14,"batch":1,"candidate":"im2row-int8","ms":0.5,"threads":1},
+            {"in_channels":4,"out_channels":8,"height":14,"width":14,"batch":1,"candidate":"im2row-int8","ms":0.3,"threads":2}]}"#,
+        )
+        .unwrap();
+        let t = LatencyTable::read(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        assert_eq!(t.entries.len(), 1);
+        assert_eq!((t.entries[0].ms, t.entries[0].threads), (0.3, Some(2)));
     }
 
     #[test]
