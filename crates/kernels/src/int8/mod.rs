@@ -40,12 +40,20 @@ pub(crate) fn pad_nhwc(
     out: &mut Vec<i8>,
 ) {
     assert_eq!(x.len(), n * h * w * c, "input must be N×H×W×C");
-    out.clear();
+    assert!(hp >= top + h && wp >= left + w, "padding must hold the image");
+    // Every byte written once: borders zeroed, the interior copied (no full clear first).
     out.resize(n * hp * wp * c, 0);
-    for ni in 0..n {
-        for i in 0..h {
-            let dst = ((ni * hp + i + top) * wp + left) * c;
-            out[dst..dst + w * c].copy_from_slice(&x[(ni * h + i) * w * c..][..w * c]);
+    let (row, run) = (wp * c, w * c);
+    if hp * row == 0 {
+        return;
+    }
+    for (ni, img) in out.chunks_exact_mut(hp * row).enumerate() {
+        img[..top * row].fill(0);
+        img[(top + h) * row..].fill(0);
+        for (i, r) in img[top * row..(top + h) * row].chunks_exact_mut(row).enumerate() {
+            r[..left * c].fill(0);
+            r[left * c..left * c + run].copy_from_slice(&x[(ni * h + i) * run..][..run]);
+            r[left * c + run..].fill(0);
         }
     }
 }
