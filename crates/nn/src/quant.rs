@@ -89,20 +89,26 @@ impl TensorQuant {
                 .enumerate()
                 .flat_map(|(s, sl)| sl.par_chunks(piece).map(move |c| (s % groups, min_max(c))))
                 .collect();
-            let mut agg = vec![(f64::INFINITY, f64::NEG_INFINITY); groups];
-            for (g, (lo, hi)) in ranges {
-                agg[g] = (agg[g].0.min(lo), agg[g].1.max(hi));
-            }
-            for (g, (lo, hi)) in agg.into_iter().enumerate() {
-                let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
-                observe(&mut self.min[g], &mut self.max[g], lo, hi, self.momentum);
-            }
+            self.observe_groups(ranges);
         }
         let scales = self.scales();
         x.par_chunks_mut(inner.max(1)).enumerate().for_each(|(s, sl)| {
             sl.chunks_mut(piece)
                 .for_each(|c| fake_quant(c, scales[s % groups], bits))
         });
+    }
+
+    /// Merges (group, (min, max)) ranges of pieces of a batch per group and moves each group's
+    /// observer (an empty group observes [0, 0]).
+    fn observe_groups(&mut self, ranges: Vec<(usize, (f64, f64))>) {
+        let mut agg = vec![(f64::INFINITY, f64::NEG_INFINITY); self.groups()];
+        for (g, (lo, hi)) in ranges {
+            agg[g] = (agg[g].0.min(lo), agg[g].1.max(hi));
+        }
+        for (g, (lo, hi)) in agg.into_iter().enumerate() {
+            let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+            observe(&mut self.min[g], &mut self.max[g], lo, hi, self.momentum);
+        }
     }
 
     /// Quantizes exact integer accumulators as the integer engine requantizes them. The real
@@ -137,14 +143,7 @@ impl TensorQuant {
                     )
                 })
                 .collect();
-            let mut agg = vec![(f64::INFINITY, f64::NEG_INFINITY); gq];
-            for (q, (lo, hi)) in ranges {
-                agg[q] = (agg[q].0.min(lo), agg[q].1.max(hi));
-            }
-            for (q, (lo, hi)) in agg.into_iter().enumerate() {
-                let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
-                observe(&mut self.min[q], &mut self.max[q], lo, hi, self.momentum);
-            }
+            self.observe_groups(ranges);
         }
         let scales = self.scales();
         let (qmin, qmax) = winq_quant::qrange(bits);
