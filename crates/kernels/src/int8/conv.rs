@@ -3,7 +3,7 @@
 //! contiguous bytes of the zero-padded input — times the packed weight codes [r·r·C × K],
 //! int32 accumulation, and requantization per output channel; the output is channel-last too.
 
-use super::{gemm, grow, pad_nhwc, requant_cols, PackedW, PackedX, MR};
+use super::{gemm, grow, pad_nhwc, parallel_parts, requant_cols, PackedW, PackedX, MR};
 use rayon::prelude::*;
 
 /// Per-thread working buffers, reused across calls: the padded input and its pixel sums
@@ -27,16 +27,6 @@ thread_local! {
 
 /// Output pixels per parallel chunk at least (fewer are not worth a task).
 const MIN_CHUNK: usize = 96;
-
-/// How many pieces of `units` to run in parallel on rayon's pool (1: run inline).
-pub(crate) fn parallel_parts(units: usize, min_per_part: usize) -> usize {
-    let threads = rayon::current_num_threads();
-    if threads < 2 {
-        1
-    } else {
-        (units / min_per_part.max(1)).clamp(1, threads)
-    }
-}
 
 /// A layer ready to run.
 pub struct Im2rowI8 {

@@ -58,6 +58,16 @@ pub(crate) fn pad_nhwc(
     }
 }
 
+/// How many pieces of `units` to run in parallel on rayon's pool (1: run inline).
+pub(crate) fn parallel_parts(units: usize, min_per_part: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    if threads < 2 {
+        1
+    } else {
+        (units / min_per_part.max(1)).clamp(1, threads)
+    }
+}
+
 /// Rows of W per microkernel step: 6 × 64 columns fill 24 of the 32 zmm registers; matrices
 /// of at most 4 rows (few Winograd tiles) use 4 so nothing is padded.
 pub const MR: usize = 6;
@@ -95,30 +105,14 @@ impl PackedW {
     /// Repacks in place, reusing the buffers (operands packed on every call).
     pub fn fill(&mut self, w: &[i8], m: usize, k: usize) {
         assert_eq!(w.len(), m * k, "weights must be M×K");
-        let mr = if m <= MR_SMALL { MR_SMALL } else { MR };
-        let (kp, mp) = (round_up(k.max(1), 4), round_up(m.max(1), mr));
-        *self = PackedW {
-            m,
-            k,
-            kp,
-            mp,
-            mr,
-            data: std::mem::take(&mut self.data),
-            bias128: std::mem::take(&mut self.bias128),
-        };
-        self.data.clear();
-        self.data.resize(mp * kp, 0);
-        for r in 0..m {
-            self.data[r * kp..r * kp + k].copy_from_slice(&w[r * k..(r + 1) * k]);
-        }
-        let data = &self.data;
-        self.bias128.clear();
-        self.bias128
-            .extend((0..mp).map(|r| 128 * data[r * kp..(r + 1) * kp].iter().map(|&v| v as i32).sum::<i32>()));
+        self.fill_rows(m, k, |r, dst| {
+            let row = &w[r * k..(r + 1) * k];
+            dst[..k].copy_from_slice(row);
+            dst[k..].fill(0);
+            row.iter().map(|&v| v as i32).sum()
+        });
     }
-}
 
-impl PackedW {
     /// Repacks M rows of K from a writer: `row(r, dst)` fills all `kp` bytes of row r (zeros
     /// past K) and returns the sum of its codes — callers that know the sums cheaply (from
     /// per-pixel channel sums) skip a second pass over the data.

@@ -10,9 +10,8 @@
 //! lanes, which wastes nothing on batch 1 with few tiles and measured as fast or faster than
 //! tiles-in-lanes everywhere else.
 
-use super::conv::parallel_parts;
 use super::wino_blocks::{f32_nonzeros, input_stage, nonzeros, output_stage, Geometry, Span, CB};
-use super::{gemm, grow, pad_nhwc, requant, to_code, PackedW, PackedX};
+use super::{gemm, grow, pad_nhwc, parallel_parts, requant, to_code, PackedW, PackedX};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
 use rayon::prelude::*;
