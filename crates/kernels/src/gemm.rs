@@ -223,24 +223,25 @@ mod tests {
         let b: Vec<f32> = (0..k * n)
             .map(|i| if i % 5 == 1 { 127.0 } else { -128.0 })
             .collect();
-        let mut c = vec![0.0f32; m * n];
-        code_gemm(
-            m,
-            n,
-            k,
-            View {
-                data: &a,
-                rs: k,
-                cs: 1,
-            },
-            View {
-                data: &b,
-                rs: n,
-                cs: 1,
-            },
-            &mut c,
-            n,
-        );
+        // Products of the first `terms` columns of A and rows of B.
+        let run = |terms: usize| {
+            let mut c = vec![0.0f32; m * n];
+            let (va, vb) = (
+                View {
+                    data: &a,
+                    rs: k,
+                    cs: 1,
+                },
+                View {
+                    data: &b,
+                    rs: n,
+                    cs: 1,
+                },
+            );
+            code_gemm(m, n, terms, va, vb, &mut c, n);
+            c
+        };
+        let c = run(k);
         for i in 0..m {
             for j in 0..n {
                 let exact: i64 = (0..k).map(|p| a[i * k + p] as i64 * b[p * n + j] as i64).sum();
@@ -249,24 +250,7 @@ mod tests {
             }
         }
         // Short sums take the plain path and are exact as well.
-        let mut c2 = vec![0.0f32; m * n];
-        code_gemm(
-            m,
-            n,
-            1000,
-            View {
-                data: &a,
-                rs: k,
-                cs: 1,
-            },
-            View {
-                data: &b,
-                rs: n,
-                cs: 1,
-            },
-            &mut c2,
-            n,
-        );
+        let c2 = run(1000);
         let exact: i64 = (0..1000).map(|p| a[p] as i64 * b[p * n] as i64).sum();
         assert_eq!(c2[0], exact as f32);
     }
