@@ -1,6 +1,7 @@
 //! `winq search`: wiNAS over ResNet18Like (or lenet) with this machine's latency table, and
 //! optionally the retraining, export and engine timing of the network it picks.
 
+use crate::cmd_train::{dataset, DataArgs};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -8,7 +9,7 @@ use serde_json::json;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use winq_data::{Augment, DatasetKind};
+use winq_data::Augment;
 use winq_nas::candidate::{name, CandidateSpace};
 use winq_nas::search::{EpochLog, TracePoint};
 use winq_nas::supernet::SupernetConfig;
@@ -78,12 +79,8 @@ pub struct SearchArgs {
     /// each epoch's validation (the shared statistics average over all sampled paths).
     #[arg(long, default_value_t = 30)]
     bn_calib_batches: usize,
-    /// fashion-mnist, mnist, cifar10 or cifar100.
-    #[arg(long, default_value = "fashion-mnist")]
-    dataset: String,
-    /// Directory of the dataset files (default: where the dataset normally lives).
-    #[arg(long)]
-    data: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
     /// Fraction of the training set held out for the logit steps.
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f32,
@@ -166,7 +163,7 @@ fn model(a: &SearchArgs) -> Result<(Model, usize)> {
 
 /// The training configuration of the search (and, with the chosen layers, of the retraining).
 fn train_config(a: &SearchArgs, arch: Model, layers: Vec<LayerSpec>) -> Result<TrainConfig> {
-    let dataset: DatasetKind = a.dataset.parse().map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
+    let (dataset, data_dir) = dataset(&a.data)?;
     if a.batch == 0 || a.epochs == 0 {
         bail!("--batch and --epochs must be at least 1");
     }
@@ -185,7 +182,7 @@ fn train_config(a: &SearchArgs, arch: Model, layers: Vec<LayerSpec>) -> Result<T
             seed: a.seed,
         },
         dataset,
-        data_dir: a.data.clone().unwrap_or_else(|| dataset.default_dir()),
+        data_dir,
         val_fraction: a.val_fraction,
         augment: Augment {
             crop_pad: a.crop_pad,
@@ -315,7 +312,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "search-{}-{}-x{}-lambda{}",
-            a.dataset, a.model, a.mult, a.lambda
+            a.data.dataset, a.model, a.mult, a.lambda
         ))
     });
     if out.join("search.json").exists() {

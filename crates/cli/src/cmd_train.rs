@@ -44,10 +44,10 @@ pub struct ModelArgs {
 pub struct DataArgs {
     /// fashion-mnist, mnist, cifar10 or cifar100.
     #[arg(long, default_value = "fashion-mnist")]
-    dataset: String,
+    pub(crate) dataset: String,
     /// Directory of the dataset files (default: where the dataset normally lives).
     #[arg(long)]
-    data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -144,7 +144,7 @@ pub struct ImportArgs {
     bits: u32,
 }
 
-fn dataset(d: &DataArgs) -> Result<(DatasetKind, PathBuf)> {
+pub(crate) fn dataset(d: &DataArgs) -> Result<(DatasetKind, PathBuf)> {
     let kind: DatasetKind = d.dataset.parse().map_err(|e| anyhow::anyhow!("--dataset: {e}"))?;
     Ok((kind, d.data.clone().unwrap_or_else(|| kind.default_dir())))
 }
