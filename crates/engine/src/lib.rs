@@ -64,14 +64,8 @@ enum Node {
     },
     /// BatchNorm / ReLU not preceded by a convolution.
     Post(Post),
-    MaxPool2,
-    GlobalAvgPool,
-    Linear {
-        inputs: usize,
-        outputs: usize,
-        weight: Vec<f32>,
-        bias: Vec<f32>,
-    },
+    /// Max-pool, global average pool and the classifier run straight from their exported op.
+    Plain(Op),
     Seq(Vec<Node>),
     Residual {
         body: Vec<Node>,
@@ -241,19 +235,7 @@ fn compile(op: &Op) -> Result<Node, String> {
             relu: false,
         }),
         Op::Relu => Node::Post(Post { bn: None, relu: true }),
-        Op::MaxPool2 => Node::MaxPool2,
-        Op::GlobalAvgPool => Node::GlobalAvgPool,
-        Op::Linear {
-            inputs,
-            outputs,
-            weight,
-            bias,
-        } => Node::Linear {
-            inputs: *inputs,
-            outputs: *outputs,
-            weight: weight.clone(),
-            bias: bias.clone(),
-        },
+        Op::MaxPool2 | Op::GlobalAvgPool | Op::Linear { .. } => Node::Plain(op.clone()),
         Op::Seq(v) => Node::Seq(compile_all(v)?),
         Op::Residual { body, shortcut } => Node::Residual {
             body: compile_all(body)?,
@@ -458,14 +440,25 @@ fn run(node: &Node, x: Fmap, b: &mut Bufs, prof: &mut Profile) -> Fmap {
             fmap::apply_post(&mut x.data, x.c, post);
             (x, "batchnorm/relu".into())
         }
-        Node::MaxPool2 => {
+        Node::Plain(op) => run_plain(op, x, b),
+    };
+    if let (Some(p), Some(t0)) = (prof.as_mut(), t0) {
+        p.push((name, t0.elapsed().as_secs_f64()));
+    }
+    y
+}
+
+/// Max-pool, global average pool and the classifier, from their exported op.
+fn run_plain(op: &Op, x: Fmap, b: &mut Bufs) -> (Fmap, String) {
+    match op {
+        Op::MaxPool2 => {
             let mut out = b.take(0);
             let y = fmap::max_pool2(&x, &mut out);
             b.give(x.data);
             (y, "maxpool 2x2".into())
         }
-        Node::GlobalAvgPool => (fmap::global_avg_pool(&x), "global avg pool".into()),
-        Node::Linear {
+        Op::GlobalAvgPool => (fmap::global_avg_pool(&x), "global avg pool".into()),
+        Op::Linear {
             inputs,
             outputs,
             weight,
@@ -474,22 +467,17 @@ fn run(node: &Node, x: Fmap, b: &mut Bufs, prof: &mut Profile) -> Fmap {
             assert_eq!(x.data.len(), x.n * inputs, "Linear input size");
             let flat = if x.h * x.w == 1 { x.data } else { fmap::to_nchw(&x) };
             let data = fmap::linear(&flat, x.n, *inputs, *outputs, weight, bias);
-            (
-                Fmap {
-                    n: x.n,
-                    h: 1,
-                    w: 1,
-                    c: *outputs,
-                    data,
-                },
-                "linear".into(),
-            )
+            let y = Fmap {
+                n: x.n,
+                h: 1,
+                w: 1,
+                c: *outputs,
+                data,
+            };
+            (y, "linear".into())
         }
-    };
-    if let (Some(p), Some(t0)) = (prof.as_mut(), t0) {
-        p.push((name, t0.elapsed().as_secs_f64()));
+        other => unreachable!("{other:?} is compiled into its own node"),
     }
-    y
 }
 
 impl Net {
