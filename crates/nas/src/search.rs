@@ -4,7 +4,6 @@
 
 use crate::arch::{temperature, AlphaAdam, Arch};
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -202,15 +201,7 @@ pub fn search(
         let t0 = Instant::now();
         let (mut weight_s, mut arch_s) = (0.0f64, 0.0f64);
         let (mut seen, mut loss_sum, mut correct, mut epoch_arch) = (0usize, 0.0f64, 0usize, 0usize);
-        let pb = if opts.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(steps_per_epoch as u64)
-        };
-        pb.set_style(
-            ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        let pb = winq_train::runner::epoch_bar(steps_per_epoch, opts.quiet);
         pb.set_prefix(format!(
             "{}/{}{}",
             epoch + 1,

@@ -227,6 +227,20 @@ pub struct Outcome {
 }
 
 /// Runs (or resumes) training and evaluates best and last on the test set.
+/// The per-epoch progress bar of training loops (hidden when quiet).
+pub fn epoch_bar(steps: usize, quiet: bool) -> ProgressBar {
+    let pb = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(steps as u64)
+    };
+    pb.set_style(
+        ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
 pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Result<Outcome> {
     let run = RunDir {
         dir: out.to_path_buf(),
@@ -320,15 +334,7 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
     let t_run = Instant::now();
     for epoch in state.epoch..cfg.epochs {
         let t0 = Instant::now();
-        let pb = if quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(steps_per_epoch as u64)
-        };
-        pb.set_style(
-            ProgressStyle::with_template("epoch {prefix} {bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        let pb = epoch_bar(steps_per_epoch, quiet);
         pb.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
         let (mut seen, mut loss_sum, mut correct) = (0usize, 0.0f64, 0usize);
         let mut lr = cfg.lr;
