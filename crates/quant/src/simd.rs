@@ -2,8 +2,10 @@
 //!
 //! Hot loops are written once as plain Rust and compiled several times by `multiversion!`
 //! (AVX-512, AVX2+FMA, baseline); the best the CPU supports is chosen at run time.
-//! `WINQ_ISA=scalar` (or `avx2`) forces a lower path, and every path is callable explicitly
-//! (`*_isa` functions) so tests can compare them.
+//! `WINQ_ISA=scalar` (or `avx2`, `avx512`, `neon`) forces a lower path, and every path is
+//! callable explicitly (`*_isa` functions) so tests can compare them. On aarch64 the
+//! `multiversion!` loops have one build (NEON is the baseline there); the hand-written NEON
+//! and dot-product kernels are selected through `Neon` / `NeonDot`.
 
 use std::sync::OnceLock;
 
@@ -13,6 +15,10 @@ pub enum Isa {
     Scalar,
     Avx2,
     Avx512,
+    /// aarch64 hand-written NEON kernels (widening multiplies; every aarch64 CPU).
+    Neon,
+    /// aarch64 with the dot-product extension (sdot, ARMv8.2+).
+    NeonDot,
 }
 
 impl Isa {
@@ -21,6 +27,8 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+            Isa::NeonDot => "neon-dotprod",
         }
     }
 }
@@ -32,7 +40,15 @@ pub fn available() -> &'static [Isa] {
 }
 
 fn detect() -> Vec<Isa> {
+    #[allow(unused_mut)]
     let mut v = vec![Isa::Scalar];
+    #[cfg(target_arch = "aarch64")]
+    {
+        v.push(Isa::Neon);
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            v.push(Isa::NeonDot);
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -51,13 +67,27 @@ fn detect() -> Vec<Isa> {
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        let best = available().last().copied().unwrap_or(Isa::Scalar);
         let cap = match std::env::var("WINQ_ISA").as_deref() {
-            Ok("scalar") => Isa::Scalar,
-            Ok("avx2") => Isa::Avx2,
-            _ => Isa::Avx512,
+            Ok("scalar") => Some(Isa::Scalar),
+            Ok("avx2") => Some(Isa::Avx2),
+            Ok("avx512") => Some(Isa::Avx512),
+            Ok("neon") => Some(Isa::Neon),
+            _ => None,
         };
-        best.min(cap)
+        // Paths of one architecture are ordered lowest first; a cap naming the other
+        // architecture's path caps nothing (scalar caps everything).
+        let arm = |i: Isa| i >= Isa::Neon;
+        let allowed = |i: Isa| match cap {
+            Some(Isa::Scalar) => i == Isa::Scalar,
+            Some(c) if arm(c) == arm(i) => i <= c,
+            _ => true,
+        };
+        available()
+            .iter()
+            .rev()
+            .copied()
+            .find(|&i| allowed(i))
+            .unwrap_or(Isa::Scalar)
     })
 }
 

@@ -9,10 +9,13 @@
 //! pixels or Winograd tiles as rows, repacked every call, row sums from the lowering) and the
 //! weights in X (output channels as vector lanes, packed once at model load).
 //!
-//! Paths: AVX-512 VNNI and AVX2 (i16 vpmaddwd) microkernels in `x86.rs`, and a portable path
-//! (plain loops, compiled per ISA by `multiversion!`) used elsewhere and under
-//! `WINQ_ISA=scalar`. Every path is tested against `reference`.
+//! Paths: AVX-512 VNNI and AVX2 (i16 vpmaddwd) microkernels in `x86.rs`, NEON (dot product
+//! and widening multiplies) in `arm.rs`, and a portable path (plain loops, compiled per ISA by
+//! `multiversion!`) used elsewhere and under `WINQ_ISA=scalar`. Every path is tested against
+//! `reference`.
 
+#[cfg(target_arch = "aarch64")]
+mod arm;
 pub mod conv;
 mod wino_blocks;
 pub mod winograd;
@@ -354,15 +357,27 @@ pub fn gemm_isa(isa: Isa, w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx2 && simd::available().contains(&Isa::Avx2) {
+    if matches!(isa, Isa::Avx2 | Isa::Avx512) && simd::available().contains(&Isa::Avx2) {
         // SAFETY: AVX2 was detected at run time.
         unsafe { x86::gemm_avx2(w, x, c, ldc) };
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if isa == Isa::NeonDot && arm::has_dotprod() {
+        // SAFETY: the dot-product extension was detected at run time.
+        unsafe { arm::gemm_dot(w, x, c, ldc) };
+        return;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if isa == Isa::Neon {
+        // SAFETY: NEON is part of every aarch64 CPU.
+        unsafe { arm::gemm_neon(w, x, c, ldc) };
         return;
     }
     gemm_portable_isa(isa, w, x, c, ldc)
 }
 
-/// Whether the VNNI path runs on this machine (for reports).
+/// The GEMM path that runs on this machine (for reports).
 pub fn path_name() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     if simd::isa() == Isa::Avx512 && x86::has_vnni() {
