@@ -84,13 +84,17 @@ fn im2row_int8_equals_integer_direct_convolution() {
 }
 
 /// The register-block Winograd transforms against the lane-wise ones: identical codes, for
-/// F2/F4/F6, random transforms (including Bᵀ codes too large for the exact-f32 shortcut),
-/// per-tap scales, odd sizes and batch 2.
+/// F2/F4/F6, random transforms (including Bᵀ and Aᵀ codes too large for the exact-f32
+/// shortcuts), per-tap and single Hadamard scales (output transform on values / on codes),
+/// odd sizes and batch 2.
 #[test]
 fn winograd_block_transforms_equal_lane_transforms() {
     use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
     let mut rng = ChaCha8Rng::seed_from_u64(22);
-    for (m, big_b) in [(2, false), (4, false), (4, true), (6, false), (6, true)] {
+    let mut a_kinds = [false; 2];
+    let cases = [(2, false), (4, false), (4, true), (6, false), (6, true)];
+    for ((m, big), per_tap) in cases.into_iter().flat_map(|c| [(c, true), (c, false)]) {
+        let big_b = big;
         let t = m + 2;
         let (n, c, k, h, w) = (2, 32, 16, 7, 13);
         let mut qb: Vec<i32> = (0..t * t)
@@ -105,11 +109,13 @@ fn winograd_block_transforms_equal_lane_transforms() {
         if big_b {
             qb[0..t].iter_mut().for_each(|v| *v = 127);
         }
+        let a_max = if big { 127 } else { 30 };
+        let qa: Vec<i32> = (0..m * t).map(|_| rng.gen_range(-a_max..=a_max)).collect();
         let spec = WinogradSpec {
             c,
             k,
             m,
-            qa: (0..m * t).map(|_| rng.gen_range(-127..=127)).collect(),
+            qa: qa.clone(),
             qb,
             s_a: 0.01,
             s_b: 0.02,
@@ -117,18 +123,49 @@ fn winograd_block_transforms_equal_lane_transforms() {
             s_u: (0..t * t).map(|_| rng.gen_range(0.001..0.01)).collect(),
             s_in: 0.05,
             s_v: (0..t * t).map(|_| rng.gen_range(0.01..0.1)).collect(),
-            s_m: (0..t * t).map(|_| rng.gen_range(0.05..0.5)).collect(),
-            s_out: 0.1,
+            s_m: (0..if per_tap { t * t } else { 1 })
+                .map(|_| rng.gen_range(0.05..0.5))
+                .collect(),
+            s_out: 1.0,
         };
+        // An output scale that keeps most codes in range: |Y| ~ s_a²·s_m·σ(M codes)·Σ a².
+        let a2 = qa
+            .chunks(t)
+            .map(|r| r.iter().map(|&v| (v * v) as f64).sum::<f64>())
+            .fold(0.0, f64::max);
+        let s_m = spec.s_m.iter().sum::<f64>() / spec.s_m.len() as f64;
+        let spec = WinogradSpec {
+            s_out: spec.s_a * spec.s_a * s_m * 50.0 * a2 / 40.0,
+            ..spec
+        };
+        if !per_tap {
+            // Which output path the codes take: f32 (exact) or i32.
+            let l1 = qa
+                .chunks(t)
+                .map(|r| r.iter().map(|v| v.unsigned_abs()).sum::<u32>())
+                .max();
+            a_kinds[usize::from(l1.map_or(0, |l| l as u64 * l as u64 * 128) >= 1 << 24)] = true;
+        }
         let x: Vec<i8> = (0..n * h * w * c).map(|_| rng.gen()).collect();
         let (mut y_blocks, mut y_lanes) = (vec![0i8; n * h * w * k], vec![1i8; n * h * w * k]);
         WinogradI8::new(spec.clone()).forward(&x, n, h, w, &mut y_blocks);
         WinogradI8::new(spec)
             .with_block_transforms(false)
             .forward(&x, n, h, w, &mut y_lanes);
-        assert_eq!(y_blocks, y_lanes, "F{m} big_b={big_b}");
+        assert_eq!(y_blocks, y_lanes, "F{m} big={big} per_tap={per_tap}");
         assert!(y_blocks.iter().any(|&v| v != 0) && y_blocks.iter().any(|&v| v != y_blocks[0]));
+        let saturated = y_blocks.iter().filter(|&&v| v == 127 || v == -128).count();
+        let distinct = y_blocks.iter().collect::<std::collections::BTreeSet<_>>().len();
+        assert!(
+            saturated * 20 < y_blocks.len() && distinct > 32,
+            "F{m}: outputs should spread over the code range ({saturated} saturated, {distinct} distinct)"
+        );
     }
+    assert_eq!(
+        a_kinds,
+        [true, true],
+        "both output paths on codes (f32 and i32) tested"
+    );
 }
 
 /// Layers split into row chunks over threads compute exactly what one thread computes (pools

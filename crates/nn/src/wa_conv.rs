@@ -514,6 +514,43 @@ fn output_stage(geo: &Geo, mh: &[f32], at: &[f32]) -> Tensor {
     Tensor::from_vec(&[n, k, h, w], swap_outer(&yk, k, n, h * w))
 }
 
+/// The same on 8-bit codes of M (f32 holding integers, [T][K][P]) and of Aᵀ: exact integer
+/// sums (|S| ≤ (row L1 of Aᵀ)²·128 < 2^31), returned as f32.
+fn output_stage_codes(geo: &Geo, mh: &[f32], ac: &[i32]) -> Tensor {
+    let (k, m, p) = (geo.k, geo.m, geo.p());
+    let (n, h, w, t) = (geo.n, geo.h, geo.w, m + 2);
+    let tt = t * t;
+    let mut yk = vec![0.0f32; k * n * h * w];
+    yk.par_chunks_mut(n * h * w).enumerate().for_each_init(
+        || {
+            let f = vec![0.0f32; m * m * LANES];
+            (
+                f,
+                vec![0i32; tt * LANES],
+                vec![0i32; m * m * LANES],
+                vec![0i32; m * t * LANES],
+            )
+        },
+        |(yt, mi, yi, tmp), (ko, planes)| {
+            for (p0, lanes) in blocks(p) {
+                for e in 0..tt {
+                    let src = &mh[(e * k + ko) * p + p0..][..lanes];
+                    mi[e * lanes..(e + 1) * lanes]
+                        .iter_mut()
+                        .zip(src)
+                        .for_each(|(o, &v)| *o = v as i32);
+                }
+                sandwich_lanes_i32(ac, m, t, mi, lanes, yi, lanes, lanes, tmp);
+                yt.iter_mut()
+                    .zip(&yi[..m * m * lanes])
+                    .for_each(|(o, &v)| *o = v as f32);
+                geo.scatter_out(yt, p0, lanes, planes);
+            }
+        },
+    );
+    Tensor::from_vec(&[n, k, h, w], swap_outer(&yk, k, n, h * w))
+}
+
 /// The forward of an FP32 Winograd layer from its exported values (pre-transformed weights
 /// U [T][K][C], Aᵀ, Bᵀ) on N×C×H×W input: the same functions, so the same numbers, as the
 /// training layer's FP32 forward (the engine runs FP32 Winograd layers with it).
@@ -594,21 +631,39 @@ impl Layer for WinogradConv2d {
             uc
         });
         let mut mh = hadamard_stage(&geo, uc.as_ref().unwrap_or(&u), &v, uc.is_some());
-        match &s_v {
+        let y = match &s_v {
             Some(s_v) => {
                 let s_u = self.q_u.scales();
                 let g = s_u.len().max(s_v.len());
                 let pick = |s: &[f64], e: usize| if s.len() == 1 { s[0] } else { s[e] };
                 let in_scale: Vec<f64> = (0..g).map(|e| pick(&s_u, e) * pick(s_v, e)).collect();
                 let s_m = self.q_m.requant_codes(&mut mh, &in_scale, mode, 1); // [T][K][P]
-                TensorQuant::scale_codes(&mut mh, &s_m, 1);
                 TensorQuant::scale_codes(&mut v, s_v, c); // V back to values for backward
+                if let [s_m] = s_m[..] {
+                    // One scale for all taps: Y = s_a²·s_m · (Aᵀ M A on codes), an exact
+                    // integer sum requantized once (the engine computes the same integers).
+                    let s_a = self.q_a.scales()[0];
+                    let mut ac = at.clone();
+                    TensorQuant::codes_of(&mut ac, &[s_a], 1);
+                    let ac: Vec<i32> = ac.iter().map(|&v| v as i32).collect();
+                    let mut y = output_stage_codes(&geo, &mh, &ac);
+                    let s_out = self.q_out.requant_codes(&mut y.data, &[s_a * s_a * s_m], mode, 1);
+                    TensorQuant::scale_codes(&mut y.data, &s_out, 1);
+                    y
+                } else {
+                    TensorQuant::scale_codes(&mut mh, &s_m, 1);
+                    let mut y = output_stage(&geo, &mh, &at);
+                    self.q_out.apply(&mut y.data, mode, 1);
+                    y
+                }
             }
-            None => self.q_m.apply(&mut mh, mode, 1), // [T][K][P]
-        }
-
-        let mut y = output_stage(&geo, &mh, &at);
-        self.q_out.apply(&mut y.data, mode, 1);
+            None => {
+                self.q_m.apply(&mut mh, mode, 1); // [T][K][P]
+                let mut y = output_stage(&geo, &mh, &at);
+                self.q_out.apply(&mut y.data, mode, 1);
+                y
+            }
+        };
 
         if mode == Mode::Train {
             let mq = self.flex.then_some(mh);

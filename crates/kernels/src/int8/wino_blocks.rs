@@ -159,24 +159,47 @@ pub fn input_stage(
     }
 }
 
-/// Y = Aᵀ M A per tile and 16-channel block on the dequantized products (code × s_m[e]),
-/// requantized to `s_out` and written into the cropped N×H×W×K output.
-#[allow(clippy::too_many_arguments)]
+/// How the output stage computes Y = Aᵀ M A and requantizes it.
+pub enum OutTransform<'a> {
+    /// On the dequantized products (code × s_m[e]) with training's plain f32 mul-then-add,
+    /// divided by s_out (per-tap Hadamard scales).
+    Values {
+        nz_a: &'a [Vec<(usize, f32)>],
+        s_m: &'a [f32],
+        s_out: f32,
+    },
+    /// On codes (exact integer sums, in f32 when exact), times one multiplier.
+    CodesF32 {
+        nz: &'a [Vec<(usize, f32)>],
+        mul: f32,
+    },
+    CodesI32 {
+        nz: &'a [Vec<(usize, i32)>],
+        mul: f32,
+    },
+}
+
+/// Y = Aᵀ M A per tile and 16-channel block, requantized and written into the cropped
+/// N×H×W×K output.
 pub fn output_stage(
     g: &Geometry,
     span: Span,
     t: usize,
     qm: &[i8],
     k: usize,
-    nz_a: &[Vec<(usize, f32)>],
-    s_m: &[f32],
-    s_out: f32,
+    how: &OutTransform,
     y: &mut [i8],
 ) {
-    match t {
-        4 => output4(g, span, qm, k, nz_a, s_m, s_out, y),
-        6 => output6(g, span, qm, k, nz_a, s_m, s_out, y),
-        8 => output8(g, span, qm, k, nz_a, s_m, s_out, y),
+    match (t, how) {
+        (4, OutTransform::Values { nz_a, s_m, s_out }) => output4v(g, span, qm, k, nz_a, s_m, *s_out, y),
+        (6, OutTransform::Values { nz_a, s_m, s_out }) => output6v(g, span, qm, k, nz_a, s_m, *s_out, y),
+        (8, OutTransform::Values { nz_a, s_m, s_out }) => output8v(g, span, qm, k, nz_a, s_m, *s_out, y),
+        (4, OutTransform::CodesF32 { nz, mul }) => output4f(g, span, qm, k, nz, *mul, y),
+        (6, OutTransform::CodesF32 { nz, mul }) => output6f(g, span, qm, k, nz, *mul, y),
+        (8, OutTransform::CodesF32 { nz, mul }) => output8f(g, span, qm, k, nz, *mul, y),
+        (4, OutTransform::CodesI32 { nz, mul }) => output4i(g, span, qm, k, nz, *mul, y),
+        (6, OutTransform::CodesI32 { nz, mul }) => output6i(g, span, qm, k, nz, *mul, y),
+        (8, OutTransform::CodesI32 { nz, mul }) => output8i(g, span, qm, k, nz, *mul, y),
         _ => panic!("no tile transform for t = {t}"),
     }
 }
@@ -201,18 +224,35 @@ input_fn!(input6i / input6i_isa, 6, i32);
 input_fn!(input8i / input8i_isa, 8, i32);
 
 macro_rules! output_fn {
-    ($name:ident / $isa:ident, $t:literal) => {
+    ($name:ident / $isa:ident, $t:literal, values) => {
         winq_quant::multiversion! {
             fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], k: usize, nz_a: &[Vec<(usize, f32)>],
                 s_m: &[f32], s_out: f32, y: &mut [i8]) {
-                output_t::<$t>(g, span, qm, k, nz_a, s_m, s_out, y)
+                // Training's order: products by the dequantized coefficients, plain mul-then-add.
+                let load = |q: i8, e: usize| q as f32 * s_m[e];
+                output_t::<$t, f32>(g, span, qm, k, nz_a, load, |a, l, v| a + l * v, |v| to_code(v / s_out), y)
+            }
+        }
+    };
+    ($name:ident / $isa:ident, $t:literal, codes $l:ty) => {
+        winq_quant::multiversion! {
+            fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], k: usize, nz: &[Vec<(usize, $l)>],
+                mul: f32, y: &mut [i8]) {
+                let load = |q: i8, _: usize| <$l as Lane>::from_i32(q as i32);
+                output_t::<$t, $l>(g, span, qm, k, nz, load, <$l as Lane>::madd, |v| to_code(v.to_f32() * mul), y)
             }
         }
     };
 }
-output_fn!(output4 / output4_isa, 4);
-output_fn!(output6 / output6_isa, 6);
-output_fn!(output8 / output8_isa, 8);
+output_fn!(output4v / output4v_isa, 4, values);
+output_fn!(output6v / output6v_isa, 6, values);
+output_fn!(output8v / output8v_isa, 8, values);
+output_fn!(output4f / output4f_isa, 4, codes f32);
+output_fn!(output6f / output6f_isa, 6, codes f32);
+output_fn!(output8f / output8f_isa, 8, codes f32);
+output_fn!(output4i / output4i_isa, 4, codes i32);
+output_fn!(output6i / output6i_isa, 6, codes i32);
+output_fn!(output8i / output8i_isa, 8, codes i32);
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -265,14 +305,15 @@ fn input_t<const T: usize, L: Lane>(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn output_t<const T: usize>(
+fn output_t<const T: usize, L: Copy + Default>(
     g: &Geometry,
     span: Span,
     qm: &[i8],
     k: usize,
-    nz_a: &[Vec<(usize, f32)>],
-    s_m: &[f32],
-    s_out: f32,
+    nz_a: &[Vec<(usize, L)>],
+    load: impl Fn(i8, usize) -> L,
+    madd: impl Fn(L, L, L) -> L + Copy,
+    code: impl Fn(L) -> i8,
     y: &mut [i8],
 ) {
     let m = g.m;
@@ -281,23 +322,21 @@ fn output_t<const T: usize>(
         let (ni, tile) = (p / g.tiles, p % g.tiles);
         let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
         for k0 in (0..k).step_by(CB) {
-            let mut mt = [[[0f32; CB]; T]; T];
+            let mut mt = [[[L::default(); CB]; T]; T];
             for (a, row) in mt.iter_mut().enumerate() {
                 for (b, v) in row.iter_mut().enumerate() {
                     let e = a * T + b;
                     let mut src = [0i8; CB];
                     src.copy_from_slice(&qm[(e * pc + p - span.p0) * k + k0..][..CB]);
-                    let s = s_m[e];
                     for (o, &q) in v.iter_mut().zip(&src) {
-                        *o = q as f32 * s;
+                        *o = load(q, e);
                     }
                 }
             }
             // tmpᵀ[q][i] = Σ_p A[i][p]·M[p][q] (i < m); Yᵀ[j][i] = Σ_q A[j][q]·tmp[i][q].
-            let plain = |a: f32, l: f32, v: f32| a + l * v;
-            let mut tmp_t = [[[0f32; CB]; T]; T];
+            let mut tmp_t = [[[L::default(); CB]; T]; T];
             for (i, row) in nz_a.iter().enumerate() {
-                for (q, v) in combine(row, &mt, plain).iter().enumerate() {
+                for (q, v) in combine(row, &mt, madd).iter().enumerate() {
                     tmp_t[q][i] = *v;
                 }
             }
@@ -305,13 +344,13 @@ fn output_t<const T: usize>(
                 let Some(xx) = (tx * m + j).checked_sub(g.before.1).filter(|&v| v < g.w) else {
                     continue;
                 };
-                for (i, o) in combine(row, &tmp_t, plain).iter().enumerate().take(m) {
+                for (i, o) in combine(row, &tmp_t, madd).iter().enumerate().take(m) {
                     let Some(yy) = (ty * m + i).checked_sub(g.before.0).filter(|&v| v < g.h) else {
                         continue;
                     };
                     let mut codes = [0i8; CB];
                     for (c, &v) in codes.iter_mut().zip(o) {
-                        *c = to_code(v / s_out);
+                        *c = code(v);
                     }
                     y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB].copy_from_slice(&codes);
                 }

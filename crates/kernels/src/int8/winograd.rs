@@ -10,7 +10,9 @@
 //! lanes, which wastes nothing on batch 1 with few tiles and measured as fast or faster than
 //! tiles-in-lanes everywhere else.
 
-use super::wino_blocks::{f32_nonzeros, input_stage, nonzeros, output_stage, Geometry, Span, CB};
+use super::wino_blocks::{
+    f32_nonzeros, input_stage, nonzeros, output_stage, Geometry, OutTransform, Span, CB,
+};
 use super::{gemm, grow, pad_nhwc, parallel_parts, requant, to_code, PackedW, PackedX};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
@@ -46,8 +48,17 @@ pub struct WinogradI8 {
     /// The same in f32 when the f32 input transform is exact.
     nz_b_f32: Option<Vec<Vec<(usize, f32)>>>,
     nz_a: Vec<Vec<(usize, f32)>>,
+    /// With one Hadamard scale for all taps, the output transform runs on codes (exact
+    /// integers; f32 when exact) and requantizes once with this multiplier s_a²·s_m / s_out.
+    out_codes: Option<OutCodes>,
     /// Register-block transforms where the channel counts allow (off: always lane-wise).
     blocks: bool,
+}
+
+struct OutCodes {
+    mul: f32,
+    nz: Vec<Vec<(usize, i32)>>,
+    nz_f32: Option<Vec<Vec<(usize, f32)>>>,
 }
 
 fn per_tap(v: &[f64], e: usize) -> f64 {
@@ -82,6 +93,17 @@ impl WinogradI8 {
         let nz_b_f32 = f32_nonzeros(&nz_b);
         let a_vals: Vec<f32> = spec.qa.iter().map(|&v| v as f32 * spec.s_a as f32).collect();
         let nz_a = nonzeros(&a_vals, spec.m, t);
+        let out_codes = match spec.s_m[..] {
+            [s_m] => {
+                let nz = nonzeros(&spec.qa, spec.m, t);
+                Some(OutCodes {
+                    mul: (spec.s_a * spec.s_a * s_m / spec.s_out) as f32,
+                    nz_f32: f32_nonzeros(&nz),
+                    nz,
+                })
+            }
+            _ => None,
+        };
         WinogradI8 {
             spec,
             t,
@@ -89,6 +111,7 @@ impl WinogradI8 {
             nz_b,
             nz_b_f32,
             nz_a,
+            out_codes,
             blocks: true,
         }
     }
@@ -170,9 +193,10 @@ impl WinogradI8 {
                 requant(acc, mul, &mut qm[e * kp..(e + 1) * kp]);
             }
 
-            // Y = Aᵀ M A per tile, requantized to s_out. Computed on the dequantized values
-            // (code × f32 scale) with the same f32 kernel and division as the training model's
-            // eval forward, so both round exactly the same numbers.
+            // Y = Aᵀ M A per tile, requantized to s_out: on codes with one Hadamard scale,
+            // else on the dequantized values (code × f32 scale) with the same f32 kernel and
+            // division as the training model's eval forward. Either way both round exactly
+            // the same numbers.
             let a_vals: Vec<f32> = s.qa.iter().map(|&v| v as f32 * s.s_a as f32).collect();
             let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
             let s_out = s.s_out as f32;
@@ -183,16 +207,33 @@ impl WinogradI8 {
                 grow(yt, m * m * LANES),
                 grow(tmpf, m * t * LANES),
             );
+            // The input stage's i32 buffers (tt·LANES each) serve the integer output transform.
+            let (mi, yi, tmpi) = (&mut d[..], &mut v[..m * m * LANES], &mut tmp[..m * t * LANES]);
             for l0 in (0..kp).step_by(LANES) {
                 let lanes = LANES.min(kp - l0);
-                for e in 0..tt {
-                    let src = &qm[e * kp + l0..][..lanes];
-                    for (dst, &q) in mt[e * lanes..(e + 1) * lanes].iter_mut().zip(src) {
-                        *dst = q as f32 * s_m[e];
+                let src = |e: usize| &qm[e * kp + l0..][..lanes];
+                match &self.out_codes {
+                    Some(oc) => {
+                        for e in 0..tt {
+                            let dst = &mut mi[e * lanes..(e + 1) * lanes];
+                            dst.iter_mut().zip(src(e)).for_each(|(o, &q)| *o = q as i32);
+                        }
+                        sandwich_lanes_i32(&s.qa, m, t, mi, lanes, yi, lanes, lanes, tmpi);
+                        let yt = &mut yt[..m * m * lanes];
+                        yt.iter_mut().zip(&yi[..]).for_each(|(o, &v)| *o = v as f32);
+                        g.scatter_hwc(yt, |v| to_code(v * oc.mul), l0, lanes, ypad, k);
+                    }
+                    None => {
+                        for e in 0..tt {
+                            let dst = &mut mt[e * lanes..(e + 1) * lanes];
+                            dst.iter_mut()
+                                .zip(src(e))
+                                .for_each(|(o, &q)| *o = q as f32 * s_m[e]);
+                        }
+                        sandwich_lanes(&a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
+                        g.scatter_hwc(yt, |v| to_code(v / s_out), l0, lanes, ypad, k);
                     }
                 }
-                sandwich_lanes(&a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
-                g.scatter_hwc(yt, s_out, l0, lanes, ypad, k);
             }
 
             // Crop the tiled output back to N×H×W×K.
@@ -228,6 +269,19 @@ impl WinogradI8 {
             .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
             .collect();
         let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
+        let how = match &self.out_codes {
+            Some(OutCodes {
+                mul,
+                nz_f32: Some(nz),
+                ..
+            }) => OutTransform::CodesF32 { nz, mul: *mul },
+            Some(OutCodes { mul, nz, .. }) => OutTransform::CodesI32 { nz, mul: *mul },
+            None => OutTransform::Values {
+                nz_a: &self.nz_a,
+                s_m: &s_m,
+                s_out: s.s_out as f32,
+            },
+        };
         // Out of the thread-local while the parts run (another layer may start on this thread
         // meanwhile: rayon work stealing).
         let mut xpad_buf = XPAD.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
@@ -269,7 +323,7 @@ impl WinogradI8 {
                         gemm(r, &self.ut[e], acc, k);
                         requant(acc, mul, &mut qm[e * pc * k..(e + 1) * pc * k]);
                     }
-                    output_stage(&geo, span, t, qm, k, &self.nz_a, &s_m, s.s_out as f32, out);
+                    output_stage(&geo, span, t, qm, k, &how, out);
                 })
             };
             // Parallel parts are runs of whole tile rows: their output rows are contiguous.
@@ -405,9 +459,17 @@ impl Grid {
         }
     }
 
-    /// Requantizes lane-wise output tiles (lane = tile·K + channel) into channel-last tiled
+    /// Requantizes (`code`) lane-wise output tiles (lane = tile·K + channel) into channel-last tiled
     /// outputs [N][tiles_y·m][tiles_x·m][K].
-    fn scatter_hwc(&self, yt: &[f32], s_out: f32, l0: usize, lanes: usize, ypad: &mut [i8], k: usize) {
+    fn scatter_hwc(
+        &self,
+        yt: &[f32],
+        code: impl Fn(f32) -> i8,
+        l0: usize,
+        lanes: usize,
+        ypad: &mut [i8],
+        k: usize,
+    ) {
         let m = self.m;
         let (hm, wm) = (self.tiles_y * m, self.tiles_x * m);
         let mut l = l0;
@@ -421,7 +483,7 @@ impl Grid {
                     let src = &yt[(a * m + b) * lanes + (l - l0)..][..run];
                     let dst = &mut ypad[origin + (a * wm + b) * k..][..run];
                     for (o, &v) in dst.iter_mut().zip(src) {
-                        *o = to_code(v / s_out);
+                        *o = code(v);
                     }
                 }
             }
