@@ -45,6 +45,25 @@ fn combine<T: Copy + Default, const R: usize>(
     acc
 }
 
+/// out[i] = Σ over a row's nonzeros (q, l) of l·x[i][q], for every i < S: the second pass of
+/// a sandwich on the first pass's rows as they come (no transposed copy).
+#[inline(always)]
+fn combine_cols<T: Copy + Default, const R: usize, const S: usize>(
+    row: &[(usize, T)],
+    x: &[[[T; CB]; R]; S],
+    madd: impl Fn(T, T, T) -> T,
+) -> [[T; CB]; S] {
+    let mut acc = [[T::default(); CB]; S];
+    for &(q, l) in row {
+        for (a, xi) in acc.iter_mut().zip(x) {
+            for (a, &v) in a.iter_mut().zip(&xi[q]) {
+                *a = madd(*a, l, v);
+            }
+        }
+    }
+    acc
+}
+
 /// The tiles one call transforms (p0..p1, image-major) and the first output row (image ·
 /// H + row) of the output slice it writes.
 #[derive(Debug, Clone, Copy)]
@@ -230,7 +249,7 @@ macro_rules! output_fn {
                 s_m: &[f32], s_out: f32, y: &mut [i8]) {
                 // Training's order: products by the dequantized coefficients, plain mul-then-add.
                 let load = |q: i8, e: usize| q as f32 * s_m[e];
-                output_t::<$t, f32>(g, span, qm, k, nz_a, load, |a, l, v| a + l * v, |v| to_code(v / s_out), y)
+                output_t::<$t, { $t - 2 }, f32>(g, span, qm, k, nz_a, load, |a, l, v| a + l * v, |v| to_code(v / s_out), y)
             }
         }
     };
@@ -239,7 +258,7 @@ macro_rules! output_fn {
             fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], k: usize, nz: &[Vec<(usize, $l)>],
                 mul: f32, y: &mut [i8]) {
                 let load = |q: i8, _: usize| <$l as Lane>::from_i32(q as i32);
-                output_t::<$t, $l>(g, span, qm, k, nz, load, <$l as Lane>::madd, |v| to_code(v.to_f32() * mul), y)
+                output_t::<$t, { $t - 2 }, $l>(g, span, qm, k, nz, load, <$l as Lane>::madd, |v| to_code(v.to_f32() * mul), y)
             }
         }
     };
@@ -267,11 +286,13 @@ fn input_t<const T: usize, L: Lane>(
     kp: usize,
 ) {
     let m = g.m;
+    // Zeroed once per call, not per block (a 2 KiB memset each time; every element is
+    // overwritten before it is read).
+    let mut d = [[[L::default(); CB]; T]; T];
     for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
         let origin = ((ni * g.hp + tile / g.tiles_x * m) * g.wp + tile % g.tiles_x * m) * c;
         for c0 in (0..c).step_by(CB) {
-            let mut d = [[[L::default(); CB]; T]; T];
             for (a, row) in d.iter_mut().enumerate() {
                 for (b, v) in row.iter_mut().enumerate() {
                     // A fixed-size copy first keeps the conversion one vector operation.
@@ -282,15 +303,10 @@ fn input_t<const T: usize, L: Lane>(
                     }
                 }
             }
-            // tmpᵀ[q][i] = Σ_p B[i][p]·d[p][q]; Vᵀ[j][i] = Σ_q B[j][q]·tmp[i][q].
-            let mut tmp_t = [[[L::default(); CB]; T]; T];
-            for (i, row) in nz_b.iter().enumerate() {
-                for (q, v) in combine(row, &d, L::madd).iter().enumerate() {
-                    tmp_t[q][i] = *v;
-                }
-            }
+            // tmp[i][q] = Σ_p B[i][p]·d[p][q]; V[i][j] = Σ_q B[j][q]·tmp[i][q].
+            let tmp: [[[L; CB]; T]; T] = std::array::from_fn(|i| combine(&nz_b[i], &d, L::madd));
             for (j, row) in nz_b.iter().enumerate() {
-                for (i, v) in combine(row, &tmp_t, L::madd).iter().enumerate() {
+                for (i, v) in combine_cols(row, &tmp, L::madd).iter().enumerate() {
                     let e = i * T + j;
                     let mut codes = [0i8; CB];
                     for (o, &x) in codes.iter_mut().zip(v) {
@@ -305,7 +321,7 @@ fn input_t<const T: usize, L: Lane>(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn output_t<const T: usize, L: Copy + Default>(
+fn output_t<const T: usize, const M: usize, L: Copy + Default>(
     g: &Geometry,
     span: Span,
     qm: &[i8],
@@ -316,13 +332,13 @@ fn output_t<const T: usize, L: Copy + Default>(
     code: impl Fn(L) -> i8,
     y: &mut [i8],
 ) {
-    let m = g.m;
+    debug_assert!(g.m == M && T == M + 2 && nz_a.len() == M);
     let pc = span.p1 - span.p0;
+    let mut mt = [[[L::default(); CB]; T]; T];
     for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
         let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
         for k0 in (0..k).step_by(CB) {
-            let mut mt = [[[L::default(); CB]; T]; T];
             for (a, row) in mt.iter_mut().enumerate() {
                 for (b, v) in row.iter_mut().enumerate() {
                     let e = a * T + b;
@@ -333,19 +349,14 @@ fn output_t<const T: usize, L: Copy + Default>(
                     }
                 }
             }
-            // tmpᵀ[q][i] = Σ_p A[i][p]·M[p][q] (i < m); Yᵀ[j][i] = Σ_q A[j][q]·tmp[i][q].
-            let mut tmp_t = [[[L::default(); CB]; T]; T];
-            for (i, row) in nz_a.iter().enumerate() {
-                for (q, v) in combine(row, &mt, madd).iter().enumerate() {
-                    tmp_t[q][i] = *v;
-                }
-            }
+            // tmp[i][q] = Σ_p A[i][p]·M[p][q] (i < m); Y[i][j] = Σ_q A[j][q]·tmp[i][q].
+            let tmp: [[[L; CB]; T]; M] = std::array::from_fn(|i| combine(&nz_a[i], &mt, madd));
             for (j, row) in nz_a.iter().enumerate() {
-                let Some(xx) = (tx * m + j).checked_sub(g.before.1).filter(|&v| v < g.w) else {
+                let Some(xx) = (tx * M + j).checked_sub(g.before.1).filter(|&v| v < g.w) else {
                     continue;
                 };
-                for (i, o) in combine(row, &tmp_t, madd).iter().enumerate().take(m) {
-                    let Some(yy) = (ty * m + i).checked_sub(g.before.0).filter(|&v| v < g.h) else {
+                for (i, o) in combine_cols(row, &tmp, madd).iter().enumerate() {
+                    let Some(yy) = (ty * M + i).checked_sub(g.before.0).filter(|&v| v < g.h) else {
                         continue;
                     };
                     let mut codes = [0i8; CB];
