@@ -132,7 +132,7 @@ impl PackedW {
     /// are zeroed, padding columns are the writer's); `update_sums` must follow.
     pub fn set_shape(&mut self, m: usize, k: usize) {
         // The 4-row kernel when it pads less (16 Winograd tiles: 16 rows, not 18).
-        let mr = if m <= MR_SMALL || (m % MR_SMALL == 0 && m % MR != 0) {
+        let mr = if m <= MR_SMALL || (m.is_multiple_of(MR_SMALL) && !m.is_multiple_of(MR)) {
             MR_SMALL
         } else {
             MR
@@ -388,6 +388,39 @@ pub fn gemm_isa(isa: Isa, w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
     gemm_portable_isa(isa, w, x, c, ldc)
 }
 
+/// out (M×N codes, rows `ldo` apart) = requantized W·X: `requant` of each row of C by `mul`,
+/// in the VNNI microkernel's epilogue where it runs (else through `scratch`).
+pub fn gemm_requant(w: &PackedW, x: &PackedX, mul: f32, out: &mut [i8], ldo: usize, scratch: &mut Vec<i32>) {
+    gemm_requant_isa(simd::isa(), w, x, mul, out, ldo, scratch)
+}
+
+/// The same on an explicit instruction set.
+pub fn gemm_requant_isa(
+    isa: Isa,
+    w: &PackedW,
+    x: &PackedX,
+    mul: f32,
+    out: &mut [i8],
+    ldo: usize,
+    scratch: &mut Vec<i32>,
+) {
+    assert!(
+        ldo >= x.n && (w.m == 0 || out.len() >= (w.m - 1) * ldo + x.n),
+        "the output is too small"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && x86::has_vnni() && w.kp == x.kp && w.m > 0 && x.n > 0 {
+        // SAFETY: AVX-512F/BW and VNNI were detected at run time; sizes checked above.
+        unsafe { x86::gemm_vnni_requant(w, x, mul, out, ldo) };
+        return;
+    }
+    let c = grow(scratch, w.m * x.n);
+    gemm_isa(isa, w, x, c, x.n);
+    for (o, row) in out.chunks_mut(ldo).zip(c.chunks_exact(x.n.max(1))).take(w.m) {
+        requant_isa(isa, row, mul, &mut o[..x.n]);
+    }
+}
+
 /// The GEMM path that runs on this machine (for reports).
 pub fn path_name() -> &'static str {
     #[cfg(target_arch = "x86_64")]
@@ -435,18 +468,63 @@ mod tests {
             let want = reference(&w, &x, m, k, n);
             let pw = PackedW::new(&w, m, k);
             let px = PackedX::from_rows(&x, k, n, n);
+            // Requantized: a multiplier that spreads the sums over the code range.
+            let spread = want.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0).max(1) as f32;
+            let mul = 150.0 / spread;
+            let want_codes: Vec<i8> = want.iter().map(|&v| to_code(v as f32 * mul)).collect();
             for &isa in simd::available() {
                 let ldc = n + 3;
                 let mut c = vec![i32::MIN; m * ldc];
                 gemm_isa(isa, &pw, &px, &mut c, ldc);
+                let mut q = vec![99i8; m * ldc];
+                gemm_requant_isa(isa, &pw, &px, mul, &mut q, ldc, &mut Vec::new());
                 for i in 0..m {
                     assert_eq!(
                         &c[i * ldc..i * ldc + n],
                         &want[i * n..(i + 1) * n],
                         "{isa:?} {m}x{k}x{n} row {i}"
                     );
+                    assert_eq!(
+                        &q[i * ldc..i * ldc + n],
+                        &want_codes[i * n..(i + 1) * n],
+                        "{isa:?} {m}x{k}x{n} requantized row {i}"
+                    );
+                    assert!(
+                        q[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 99),
+                        "wrote past N"
+                    );
                 }
             }
+            let saturated = want_codes.iter().filter(|&&v| v == 127 || v == -128).count();
+            if m * n >= 64 {
+                assert!(
+                    saturated > 0 && saturated * 3 < m * n,
+                    "{m}x{k}x{n}: {saturated} saturated"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fused_requantization_rounds_ties_to_even() {
+        // C = x exactly (one row, K = 1, weight 1); x·0.5 hits every .5 tie.
+        let x: Vec<i8> = (-128..=127).map(|v| v as i8).collect();
+        let (pw, px) = (PackedW::new(&[1], 1, 1), PackedX::from_rows(&x, 1, 256, 256));
+        let want: Vec<i8> = x
+            .iter()
+            .map(|&v| (v as f32 * 0.5).round_ties_even() as i8)
+            .collect();
+        for &isa in simd::available() {
+            let mut q = vec![0i8; 256];
+            gemm_requant_isa(isa, &pw, &px, 0.5, &mut q, 256, &mut Vec::new());
+            assert_eq!(q, want, "{isa:?}");
+            gemm_requant_isa(isa, &pw, &px, 3.0, &mut q, 256, &mut Vec::new());
+            assert!(
+                q.iter()
+                    .zip(&x)
+                    .all(|(&q, &v)| q as i32 == (3 * v as i32).clamp(-128, 127)),
+                "{isa:?} saturation"
+            );
         }
     }
 

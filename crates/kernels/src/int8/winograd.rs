@@ -13,7 +13,7 @@
 use super::wino_blocks::{
     f32_nonzeros, input_stage, nonzeros, output_stage, Geometry, OutTransform, Span, CB,
 };
-use super::{gemm, grow, pad_nhwc, parallel_parts, requant, to_code, PackedW, PackedX};
+use super::{gemm, gemm_requant, grow, pad_nhwc, parallel_parts, requant, to_code, PackedW, PackedX};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
 use rayon::prelude::*;
@@ -316,12 +316,11 @@ impl WinogradI8 {
                         &mut dst,
                         c,
                     );
-                    let (acc, qm) = (grow(acc, pc * k), grow(qm, tt * pc * k));
+                    let qm = grow(qm, tt * pc * k);
                     for (e, r) in rows.iter_mut().enumerate() {
                         r.update_sums();
                         let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
-                        gemm(r, &self.ut[e], acc, k);
-                        requant(acc, mul, &mut qm[e * pc * k..(e + 1) * pc * k]);
+                        gemm_requant(r, &self.ut[e], mul, &mut qm[e * pc * k..(e + 1) * pc * k], k, acc);
                     }
                     output_stage(&geo, span, t, qm, k, &how, out);
                 })

@@ -15,27 +15,49 @@ pub fn has_vnni() -> bool {
 /// with ldc ≥ N (checked by the caller).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 pub unsafe fn gemm_vnni(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+    let out = Out::I32 { c, ldc };
     if w.mr == MR_SMALL {
-        kernel::<MR_SMALL>(w, x, c, ldc)
+        kernel::<MR_SMALL>(w, x, out)
     } else {
-        kernel::<MR>(w, x, c, ldc)
+        kernel::<MR>(w, x, out)
     }
+}
+
+/// The same with requantization in the microkernel's epilogue: out (M×N codes, rows `ldo`
+/// apart) = to_code(C · mul), with `to_code`'s rounding (clamp, then half to even).
+///
+/// # Safety
+/// As `gemm_vnni`; `out` must hold M rows of `ldo` with ldo ≥ N.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn gemm_vnni_requant(w: &PackedW, x: &PackedX, mul: f32, out: &mut [i8], ldo: usize) {
+    let out = Out::Codes { out, ldo, mul };
+    if w.mr == MR_SMALL {
+        kernel::<MR_SMALL>(w, x, out)
+    } else {
+        kernel::<MR>(w, x, out)
+    }
+}
+
+/// Where a block's sums go.
+enum Out<'a> {
+    I32 { c: &'a mut [i32], ldc: usize },
+    Codes { out: &'a mut [i8], ldo: usize, mul: f32 },
 }
 
 /// # Safety
 /// As `gemm_vnni`; `w.mp` must be a multiple of R.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel<const R: usize>(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+unsafe fn kernel<const R: usize>(w: &PackedW, x: &PackedX, mut out: Out) {
     let np = x.np;
     for i0 in (0..w.mp).step_by(R) {
         let mut j0 = 0;
         while j0 < np {
             // Compile-time block widths keep all R×B accumulators in registers.
             match x.panel_width(j0) / NV {
-                4 => block::<R, 4>(w, x, c, ldc, i0, j0),
-                3 => block::<R, 3>(w, x, c, ldc, i0, j0),
-                2 => block::<R, 2>(w, x, c, ldc, i0, j0),
-                _ => block::<R, 1>(w, x, c, ldc, i0, j0),
+                4 => block::<R, 4>(w, x, &mut out, i0, j0),
+                3 => block::<R, 3>(w, x, &mut out, i0, j0),
+                2 => block::<R, 2>(w, x, &mut out, i0, j0),
+                _ => block::<R, 1>(w, x, &mut out, i0, j0),
             }
             j0 += x.panel_width(j0);
         }
@@ -51,8 +73,7 @@ unsafe fn kernel<const R: usize>(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: u
 unsafe fn block<const R: usize, const B: usize>(
     w: &PackedW,
     x: &PackedX,
-    c: &mut [i32],
-    ldc: usize,
+    out: &mut Out,
     i0: usize,
     j0: usize,
 ) {
@@ -76,7 +97,6 @@ unsafe fn block<const R: usize, const B: usize>(
         }
     }
     // Undo the +128 and store the valid rows and columns.
-    let mut tail = [0i32; NV];
     for (r, accr) in acc.iter().enumerate() {
         let i = i0 + r;
         if i >= w.m {
@@ -86,11 +106,27 @@ unsafe fn block<const R: usize, const B: usize>(
         for (b, &ab) in accr.iter().enumerate() {
             let v = _mm512_sub_epi32(ab, bias);
             let col = j0 + b * NV;
-            if col + NV <= x.n {
-                _mm512_storeu_si512(c.as_mut_ptr().add(i * ldc + col) as *mut _, v);
-            } else if col < x.n {
-                _mm512_storeu_si512(tail.as_mut_ptr() as *mut _, v);
-                c[i * ldc + col..i * ldc + x.n].copy_from_slice(&tail[..x.n - col]);
+            if col >= x.n {
+                break;
+            }
+            // Lanes past N are masked off.
+            let mask: __mmask16 = if col + NV <= x.n {
+                !0
+            } else {
+                (1 << (x.n - col)) - 1
+            };
+            match out {
+                Out::I32 { c, ldc } => {
+                    _mm512_mask_storeu_epi32(c.as_mut_ptr().add(i * *ldc + col) as *mut _, mask, v)
+                }
+                Out::Codes { out, ldo, mul } => {
+                    // to_code: (v as f32 · mul) clamped to [-128, 127], rounded half to even
+                    // (the default rounding mode of the conversion).
+                    let f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_set1_ps(*mul));
+                    let f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(-128.0)), _mm512_set1_ps(127.0));
+                    let q = _mm512_cvtps_epi32(f);
+                    _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(i * *ldo + col) as *mut _, mask, q);
+                }
             }
         }
     }
