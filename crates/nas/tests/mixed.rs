@@ -131,9 +131,11 @@ fn gate_gradients_make_the_estimator_exact_for_a_linear_loss() {
     // The estimator against finite differences of L(Σ_j q_j(α)·o_j(x)) over the pair.
     let tau = 0.7;
     let est = pair_grad(&alpha, tau, (a, b), dg);
+    // o_a is the sampled path's training-mode output (8-bit eval forwards compute on integer
+    // codes and can round a few elements differently), o_b the partner's as the gate saw it.
     let mix = |al: &[f64]| {
         let q = probs(&[al[a], al[b]], tau);
-        q[0] * dot(&outs[a]) + q[1] * dot(&outs[b])
+        q[0] * dot(&y) + q[1] * dot(&outs[b])
     };
     for i in 0..alpha.len() {
         let h = 1e-5;
