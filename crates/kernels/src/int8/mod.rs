@@ -21,6 +21,8 @@ mod wino_blocks;
 pub mod winograd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_wino;
 
 use winq_quant::simd::{self, Isa};
 

@@ -51,6 +51,10 @@ pub struct WinogradI8 {
     /// With one Hadamard scale for all taps, the output transform runs on codes (exact
     /// integers; f32 when exact) and requantizes once with this multiplier s_a²·s_m / s_out.
     out_codes: Option<OutCodes>,
+    /// Bᵀ for the VNNI input transform (x86_64, when its codes fit in i8 and the f32 second
+    /// pass is exact).
+    #[cfg(target_arch = "x86_64")]
+    quad_b: Option<super::x86_wino::QuadB>,
     /// Register-block transforms where the channel counts allow (off: always lane-wise).
     blocks: bool,
 }
@@ -104,6 +108,10 @@ impl WinogradI8 {
             }
             _ => None,
         };
+        #[cfg(target_arch = "x86_64")]
+        let quad_b = nz_b_f32
+            .as_ref()
+            .and_then(|_| super::x86_wino::QuadB::new(&spec.qb, t));
         WinogradI8 {
             spec,
             t,
@@ -112,6 +120,8 @@ impl WinogradI8 {
             nz_b_f32,
             nz_a,
             out_codes,
+            #[cfg(target_arch = "x86_64")]
+            quad_b,
             blocks: true,
         }
     }
@@ -249,6 +259,46 @@ impl WinogradI8 {
 }
 
 impl WinogradI8 {
+    /// Whether the block path's input transform runs on VNNI dot products here.
+    fn vnni_input(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.quad_b.is_some() && super::simd::isa() == super::Isa::Avx512 && super::x86::has_vnni() {
+            return true;
+        }
+        false
+    }
+
+    /// The block path's input transform with VNNI (`vnni_input` must hold).
+    #[allow(unused_variables)]
+    fn input_vnni(
+        &self,
+        geo: &Geometry,
+        span: Span,
+        x: &[i8],
+        v_mul: &[f32],
+        rows: &mut [&mut [i8]],
+        quads: &mut Vec<u8>,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(qb), Some(nz)) = (&self.quad_b, &self.nz_b_f32) {
+            use super::x86_wino::{build_quads, input_vnni};
+            let c = self.spec.c;
+            // SAFETY: `vnni_input` checked AVX-512F/BW and VNNI; c is a multiple of 16 on the
+            // block path; the quads are built for this span just before use.
+            unsafe {
+                build_quads(geo, span, x, c, qb, quads);
+                match self.t {
+                    4 => input_vnni::<4, 1>(geo, span, quads, c, qb, nz, v_mul, rows, c),
+                    6 => input_vnni::<6, 2>(geo, span, quads, c, qb, nz, v_mul, rows, c),
+                    8 => input_vnni::<8, 2>(geo, span, quads, c, qb, nz, v_mul, rows, c),
+                    t => panic!("no tile transform for t = {t}"),
+                }
+            }
+            return;
+        }
+        unreachable!("input_vnni without vnni_input");
+    }
+
     /// The same pipeline with register-block transforms (C and K multiples of 16).
     fn forward_blocks(&self, x: &[i8], g: &Grid, h: usize, w: usize, y: &mut [i8]) {
         let s = &self.spec;
@@ -286,36 +336,44 @@ impl WinogradI8 {
         // meanwhile: rayon work stealing).
         let mut xpad_buf = XPAD.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
         {
-            pad_nhwc(
-                x,
-                (n, h, w, c),
-                (hp, wp),
-                (1 + g.before.0, 1 + g.before.1),
-                &mut xpad_buf,
-            );
+            // The VNNI input transform reads row quads built from x; the others a padded copy.
+            let vnni = self.vnni_input();
+            if !vnni {
+                pad_nhwc(
+                    x,
+                    (n, h, w, c),
+                    (hp, wp),
+                    (1 + g.before.0, 1 + g.before.1),
+                    &mut xpad_buf,
+                );
+            }
             let xpad = &xpad_buf[..];
             // Tiles p0..p1 into `out` (its output rows): input transform, per-tap GEMMs,
             // output transform.
             let part = |span: Span, out: &mut [i8]| {
                 BLOCKS.with(|cell| {
                     let mut scratch = cell.borrow_mut();
-                    let BlockScratch { rows, acc, qm } = &mut *scratch;
+                    let BlockScratch { rows, acc, qm, quads } = &mut *scratch;
                     let pc = span.p1 - span.p0;
                     rows.resize_with(tt, PackedW::default);
                     rows.iter_mut().for_each(|r| r.set_shape(pc, c));
                     let mut dst: Vec<&mut [i8]> = rows.iter_mut().map(|r| &mut r.data[..]).collect();
-                    input_stage(
-                        &geo,
-                        span,
-                        t,
-                        xpad,
-                        c,
-                        &self.nz_b,
-                        self.nz_b_f32.as_deref(),
-                        &v_mul,
-                        &mut dst,
-                        c,
-                    );
+                    if vnni {
+                        self.input_vnni(&geo, span, x, &v_mul, &mut dst, quads);
+                    } else {
+                        input_stage(
+                            &geo,
+                            span,
+                            t,
+                            xpad,
+                            c,
+                            &self.nz_b,
+                            self.nz_b_f32.as_deref(),
+                            &v_mul,
+                            &mut dst,
+                            c,
+                        );
+                    }
                     let qm = grow(qm, tt * pc * k);
                     for (e, r) in rows.iter_mut().enumerate() {
                         r.update_sums();
@@ -362,6 +420,8 @@ struct BlockScratch {
     rows: Vec<PackedW>,
     acc: Vec<i32>,
     qm: Vec<i8>,
+    /// Row quads of the VNNI input transform.
+    quads: Vec<u8>,
 }
 
 thread_local! {

@@ -1,0 +1,173 @@
+//! AVX-512 VNNI input transform of the INT8 Winograd kernel: the first pass of V = Bᵀ d B
+//! as byte dot products instead of f32 multiply-adds.
+//!
+//! tmp[i][q] = Σ_p B[i][p]·d[p][q] is, per channel, a dot product over the window's rows p.
+//! With the input stored as "row quads" — for every tile row and group of 4 window rows, each
+//! (column, channel) holds its 4 rows as 4 consecutive bytes (x + 128) — one vpdpbusd adds 4
+//! such products into each of 16 channel lanes, against a broadcast 4-byte group of Bᵀ's row
+//! (rows past t are multiplied by zero coefficients). The +128 costs a constant per row i,
+//! 128·Σ_p B[i][p]. The sums are exact; the second pass and the requantization are the f32
+//! ones of the portable path (exact under the same bound, so the results are identical).
+
+use super::wino_blocks::{Geometry, Span, CB};
+use std::arch::x86_64::*;
+
+/// Bᵀ as 4-byte groups for the dot products.
+#[derive(Debug, Clone)]
+pub struct QuadB {
+    /// groups[i·q + g] = B[i][4g..4g+4] as little-endian bytes.
+    groups: Vec<i32>,
+    /// 128·Σ_p B[i][p], removed from every first-pass sum of row i.
+    corr: Vec<i32>,
+    /// Quads per window: ⌈t / 4⌉.
+    pub q: usize,
+}
+
+impl QuadB {
+    /// None when a code of Bᵀ does not fit in i8.
+    pub fn new(qb: &[i32], t: usize) -> Option<QuadB> {
+        let q = t.div_ceil(4);
+        let byte = |i: usize, p: usize| {
+            if p < t {
+                i8::try_from(qb[i * t + p]).ok()
+            } else {
+                Some(0)
+            }
+        };
+        let mut groups = Vec::with_capacity(t * q);
+        for i in 0..t {
+            for g in 0..q {
+                let mut b = [0u8; 4];
+                for (r, v) in b.iter_mut().enumerate() {
+                    *v = byte(i, 4 * g + r)? as u8;
+                }
+                groups.push(i32::from_le_bytes(b));
+            }
+        }
+        let corr = (0..t)
+            .map(|i| 128 * qb[i * t..(i + 1) * t].iter().sum::<i32>())
+            .collect();
+        Some(QuadB { groups, corr, q })
+    }
+}
+
+/// Row quads of the tile rows of `span` from the unpadded N×H×W×C codes `x`: [tile row][quad
+/// g][padded column][channel][4 rows], x + 128 per byte; padding (outside the image) is x = 0.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW; c must be a multiple of 16.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn build_quads(g: &Geometry, span: Span, x: &[i8], c: usize, qb: &QuadB, out: &mut Vec<u8>) {
+    let tiles_y = g.tiles / g.tiles_x;
+    let (r0, r1) = (span.p0 / g.tiles_x, span.p1 / g.tiles_x);
+    let plane = g.wp * c * 4;
+    out.resize((r1 - r0) * qb.q * plane, 0);
+    let (top, left) = (1 + g.before.0, 1 + g.before.1);
+    let flip = _mm_set1_epi8(-128);
+    let zero = _mm_setzero_si128();
+    for rr in r0..r1 {
+        let (ni, ty) = (rr / tiles_y, rr % tiles_y);
+        for gq in 0..qb.q {
+            let dst = out.as_mut_ptr().add(((rr - r0) * qb.q + gq) * plane);
+            // The 4 image rows of this quad (None: padding).
+            let rows: [Option<&[i8]>; 4] = std::array::from_fn(|r| {
+                let rp = ty * g.m + 4 * gq + r;
+                let iy = rp.checked_sub(top).filter(|&v| v < g.h)?;
+                Some(&x[(ni * g.h + iy) * g.w * c..][..g.w * c])
+            });
+            for col in 0..g.wp {
+                let ix = col.checked_sub(left).filter(|&v| v < g.w);
+                for c0 in (0..c).step_by(CB) {
+                    let load = |r: usize| match (rows[r], ix) {
+                        (Some(row), Some(ix)) => _mm_loadu_si128(row.as_ptr().add(ix * c + c0) as *const _),
+                        _ => zero,
+                    };
+                    let (a, b, cc, d) = (load(0), load(1), load(2), load(3));
+                    // Bytes of rows 0..3 interleaved per channel: 4 channels per 16 bytes.
+                    let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+                    let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(cc, d), _mm_unpackhi_epi8(cc, d));
+                    let o = dst.add((col * c + c0) * 4) as *mut __m128i;
+                    _mm_storeu_si128(o, _mm_xor_si128(_mm_unpacklo_epi16(ab_lo, cd_lo), flip));
+                    _mm_storeu_si128(o.add(1), _mm_xor_si128(_mm_unpackhi_epi16(ab_lo, cd_lo), flip));
+                    _mm_storeu_si128(o.add(2), _mm_xor_si128(_mm_unpacklo_epi16(ab_hi, cd_hi), flip));
+                    _mm_storeu_si128(o.add(3), _mm_xor_si128(_mm_unpackhi_epi16(ab_hi, cd_hi), flip));
+                }
+            }
+        }
+    }
+}
+
+/// V = Bᵀ d B of every tile of `span` and 16-channel block, requantized per tap with
+/// `v_mul[e]` into `rows[e][tile][channel]` (rows `kp` bytes apart) — the same codes as the
+/// portable f32 path (`f32_nz`: Bᵀ's nonzeros, which must satisfy its exactness bound).
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW and VNNI; `quads` from `build_quads` for this span; T
+/// and Q = ⌈T/4⌉ the layer's tile size.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub unsafe fn input_vnni<const T: usize, const Q: usize>(
+    g: &Geometry,
+    span: Span,
+    quads: &[u8],
+    c: usize,
+    qb: &QuadB,
+    f32_nz: &[Vec<(usize, f32)>],
+    v_mul: &[f32],
+    rows: &mut [&mut [i8]],
+    kp: usize,
+) {
+    assert!(qb.q == Q && f32_nz.len() == T && rows.len() == T * T && v_mul.len() == T * T);
+    let pc = span.p1 - span.p0;
+    assert!(rows.iter().all(|r| r.len() >= pc * kp) && c.is_multiple_of(CB) && kp >= c);
+    assert!(f32_nz.iter().flatten().all(|&(q, _)| q < T));
+    // Per-call constants, broadcast once (no index checks or broadcasts in the block loop).
+    let corr: [__m512i; T] = std::array::from_fn(|i| _mm512_set1_epi32(-qb.corr[i]));
+    let groups: [[__m512i; Q]; T] =
+        std::array::from_fn(|i| std::array::from_fn(|gq| _mm512_set1_epi32(qb.groups[i * Q + gq])));
+    let dst: Vec<*mut i8> = rows.iter_mut().map(|r| r.as_mut_ptr()).collect();
+    let plane = g.wp * c * 4;
+    let r0 = span.p0 / g.tiles_x;
+    let tiles_y = g.tiles / g.tiles_x;
+    let cap = _mm512_set1_ps(1073741824.0);
+    // Zeroed once; every element is written before it is read.
+    let mut tmp = [[_mm512_setzero_ps(); T]; T];
+    for p in span.p0..span.p1 {
+        let (ni, tile) = (p / g.tiles, p % g.tiles);
+        let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
+        let base = quads.as_ptr().add((ni * tiles_y + ty - r0) * Q * plane);
+        let at = (p - span.p0) * kp;
+        for c0 in (0..c).step_by(CB) {
+            // First pass: tmp[i][q] for window column q, exact, as f32.
+            for q in 0..T {
+                let col = tx * g.m + q;
+                let d: [__m512i; Q] = std::array::from_fn(|gq| {
+                    _mm512_loadu_si512(base.add(gq * plane + (col * c + c0) * 4) as *const _)
+                });
+                for i in 0..T {
+                    let mut acc = corr[i];
+                    for gq in 0..Q {
+                        acc = _mm512_dpbusd_epi32(acc, d[gq], groups[i][gq]);
+                    }
+                    tmp[i][q] = _mm512_cvtepi32_ps(acc);
+                }
+            }
+            // Second pass V[i][j] = Σ_q B[j][q]·tmp[i][q] (exact in f32), requantized: clamp
+            // above, round half to even, narrow with saturation (= `to_code`).
+            for (j, nz) in f32_nz.iter().enumerate() {
+                for (i, ti) in tmp.iter().enumerate() {
+                    let mut v = _mm512_setzero_ps();
+                    for &(q, l) in nz {
+                        // q < T: checked above.
+                        v = _mm512_fmadd_ps(_mm512_set1_ps(l), *ti.get_unchecked(q), v);
+                    }
+                    let e = i * T + j;
+                    let scaled = _mm512_min_ps(_mm512_mul_ps(v, _mm512_set1_ps(v_mul[e])), cap);
+                    let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
+                    // In bounds: rows hold pc rows of kp ≥ c bytes (checked above).
+                    _mm_storeu_si128(dst[e].add(at + c0) as *mut _, codes);
+                }
+            }
+        }
+    }
+}
