@@ -262,7 +262,7 @@ impl WinogradI8 {
     /// Whether the block path's input transform runs on VNNI dot products here.
     fn vnni_input(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if self.quad_b.is_some() && super::simd::isa() == super::Isa::Avx512 && super::x86::has_vnni() {
+        if self.quad_b.is_some() && super::x86::avx512_on() && super::x86::has_vnni() {
             return true;
         }
         false
@@ -297,6 +297,35 @@ impl WinogradI8 {
             return;
         }
         unreachable!("input_vnni without vnni_input");
+    }
+
+    /// The block path's output transform with AVX-512 where it applies (one Hadamard scale,
+    /// exact f32 sums); false where the portable stage must run.
+    #[allow(unused_variables)]
+    fn output_avx512(&self, geo: &Geometry, span: Span, qm: &[i8], out: &mut [i8]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if let (
+            true,
+            Some(OutCodes {
+                mul, nz_f32: Some(_), ..
+            }),
+        ) = (super::x86::avx512_on(), &self.out_codes)
+        {
+            use super::x86_wino::output_avx512;
+            let at: Vec<f32> = self.spec.qa.iter().map(|&v| v as f32).collect();
+            let k = self.spec.k;
+            // SAFETY: `avx512_on` checked AVX-512F/BW; k is a multiple of 16 on this path.
+            unsafe {
+                match self.t {
+                    4 => output_avx512::<4, 2>(geo, span, qm, k, &at, *mul, out),
+                    6 => output_avx512::<6, 4>(geo, span, qm, k, &at, *mul, out),
+                    8 => output_avx512::<8, 6>(geo, span, qm, k, &at, *mul, out),
+                    _ => return false,
+                }
+            }
+            return true;
+        }
+        false
     }
 
     /// The same pipeline with register-block transforms (C and K multiples of 16).
@@ -380,7 +409,9 @@ impl WinogradI8 {
                         let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
                         gemm_requant(r, &self.ut[e], mul, &mut qm[e * pc * k..(e + 1) * pc * k], k, acc);
                     }
-                    output_stage(&geo, span, t, qm, k, &how, out);
+                    if !self.output_avx512(&geo, span, qm, out) {
+                        output_stage(&geo, span, t, qm, k, &how, out);
+                    }
                 })
             };
             // Parallel parts are runs of whole tile rows: their output rows are contiguous.

@@ -3,6 +3,12 @@
 
 use super::{PackedW, PackedX, MR, MR_SMALL, NV};
 use std::arch::x86_64::*;
+use winq_quant::simd::{self, Isa};
+
+/// Whether the AVX-512 (F and BW) paths run: the CPU has them and `WINQ_ISA` allows them.
+pub fn avx512_on() -> bool {
+    simd::isa() == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512bw")
+}
 
 pub fn has_vnni() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")

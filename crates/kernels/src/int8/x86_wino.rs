@@ -171,3 +171,67 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
         }
     }
 }
+
+/// Y = Aᵀ M A on the codes of M (per tap e: `qm[e][tile][channel]`, tiles of `span`) and the
+/// f32 codes of Aᵀ (`at`, M×T row-major, exact under `f32_exact`), requantized with `mul` into
+/// the cropped N×H×W×K output — the same codes as the portable path. Straight-line code over
+/// all coefficients (zeros included): the accumulators stay in registers.
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW; k a multiple of 16; T = M + 2 the layer's tile size.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub unsafe fn output_avx512<const T: usize, const M: usize>(
+    g: &Geometry,
+    span: Span,
+    qm: &[i8],
+    k: usize,
+    at: &[f32],
+    mul: f32,
+    y: &mut [i8],
+) {
+    let pc = span.p1 - span.p0;
+    assert!(at.len() == M * T && g.m == M && k.is_multiple_of(CB) && qm.len() >= T * T * pc * k);
+    let a: [[__m512; T]; M] = std::array::from_fn(|i| std::array::from_fn(|p| _mm512_set1_ps(at[i * T + p])));
+    let (mulv, cap) = (_mm512_set1_ps(mul), _mm512_set1_ps(1073741824.0));
+    for p in span.p0..span.p1 {
+        let (ni, tile) = (p / g.tiles, p % g.tiles);
+        let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
+        let pl = p - span.p0;
+        // Output rows and columns of this tile inside the crop.
+        let yy: [Option<usize>; M] =
+            std::array::from_fn(|i| (ty * M + i).checked_sub(g.before.0).filter(|&v| v < g.h));
+        let xx: [Option<usize>; M] =
+            std::array::from_fn(|j| (tx * M + j).checked_sub(g.before.1).filter(|&v| v < g.w));
+        for k0 in (0..k).step_by(CB) {
+            // First pass, row by row of M: tmp[i][q] = Σ_p A[i][p]·M[p][q].
+            let mut tmp = [[_mm512_setzero_ps(); T]; M];
+            for pp in 0..T {
+                let row: [__m512; T] = std::array::from_fn(|q| {
+                    let src = qm.as_ptr().add(((pp * T + q) * pc + pl) * k + k0);
+                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(src as *const _)))
+                });
+                for i in 0..M {
+                    for q in 0..T {
+                        tmp[i][q] = _mm512_fmadd_ps(a[i][pp], row[q], tmp[i][q]);
+                    }
+                }
+            }
+            // Second pass Y[i][j] = Σ_q A[j][q]·tmp[i][q], requantized (see `input_vnni`).
+            for i in 0..M {
+                let Some(yy) = yy[i] else { continue };
+                for j in 0..M {
+                    let Some(xx) = xx[j] else { continue };
+                    let mut v = _mm512_setzero_ps();
+                    for q in 0..T {
+                        v = _mm512_fmadd_ps(a[j][q], tmp[i][q], v);
+                    }
+                    let scaled = _mm512_min_ps(_mm512_mul_ps(v, mulv), cap);
+                    let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
+                    let dst = &mut y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB];
+                    _mm_storeu_si128(dst.as_mut_ptr() as *mut _, codes);
+                }
+            }
+        }
+    }
+}
