@@ -23,6 +23,48 @@ pub struct QuadB {
     pub q: usize,
 }
 
+/// Where the quads of a span's tile rows live in its buffer. With m a multiple of 4 a quad is
+/// shared by neighbouring tile rows of one image (F4: quad 1 of tile row y is quad 0 of row
+/// y + 1) and built once.
+struct Slots {
+    shared: bool,
+    m: usize,
+    q: usize,
+    tiles_y: usize,
+    /// Quads per image when shared.
+    per_image: usize,
+    base: usize,
+}
+
+impl Slots {
+    fn new(g: &Geometry, q: usize, r0: usize) -> Slots {
+        let tiles_y = g.tiles / g.tiles_x;
+        let shared = g.m % 4 == 0;
+        let per_image = g.m * (tiles_y - 1) / 4 + q;
+        let mut s = Slots {
+            shared,
+            m: g.m,
+            q,
+            tiles_y,
+            per_image,
+            base: 0,
+        };
+        s.base = s.slot(r0, 0);
+        s
+    }
+
+    /// Slot of quad `gq` of global tile row `rr` (image · tiles_y + row).
+    fn slot(&self, rr: usize, gq: usize) -> usize {
+        let (ni, ty) = (rr / self.tiles_y, rr % self.tiles_y);
+        let abs = if self.shared {
+            ni * self.per_image + self.m * ty / 4 + gq
+        } else {
+            rr * self.q + gq
+        };
+        abs - self.base
+    }
+}
+
 impl QuadB {
     /// None when a code of Bᵀ does not fit in i8.
     pub fn new(qb: &[i32], t: usize) -> Option<QuadB> {
@@ -61,14 +103,22 @@ pub unsafe fn build_quads(g: &Geometry, span: Span, x: &[i8], c: usize, qb: &Qua
     let tiles_y = g.tiles / g.tiles_x;
     let (r0, r1) = (span.p0 / g.tiles_x, span.p1 / g.tiles_x);
     let plane = g.wp * c * 4;
-    out.resize((r1 - r0) * qb.q * plane, 0);
+    let slots = Slots::new(g, qb.q, r0);
+    out.resize((slots.slot(r1 - 1, qb.q - 1) + 1) * plane, 0);
     let (top, left) = (1 + g.before.0, 1 + g.before.1);
     let flip = _mm_set1_epi8(-128);
     let zero = _mm_setzero_si128();
+    let mut built = None;
     for rr in r0..r1 {
         let (ni, ty) = (rr / tiles_y, rr % tiles_y);
         for gq in 0..qb.q {
-            let dst = out.as_mut_ptr().add(((rr - r0) * qb.q + gq) * plane);
+            // Slots only grow along this loop: a slot at or below the last one is built.
+            let slot = slots.slot(rr, gq);
+            if built.is_some_and(|b| slot <= b) {
+                continue;
+            }
+            built = Some(slot);
+            let dst = out.as_mut_ptr().add(slot * plane);
             // The 4 image rows of this quad (None: padding).
             let rows: [Option<&[i8]>; 4] = std::array::from_fn(|r| {
                 let rp = ty * g.m + 4 * gq + r;
@@ -127,23 +177,24 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
         std::array::from_fn(|i| std::array::from_fn(|gq| _mm512_set1_epi32(qb.groups[i * Q + gq])));
     let dst: Vec<*mut i8> = rows.iter_mut().map(|r| r.as_mut_ptr()).collect();
     let plane = g.wp * c * 4;
-    let r0 = span.p0 / g.tiles_x;
-    let tiles_y = g.tiles / g.tiles_x;
+    let slots = Slots::new(g, Q, span.p0 / g.tiles_x);
     let cap = _mm512_set1_ps(1073741824.0);
     // Zeroed once; every element is written before it is read.
     let mut tmp = [[_mm512_setzero_ps(); T]; T];
     for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
         let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
-        let base = quads.as_ptr().add((ni * tiles_y + ty - r0) * Q * plane);
+        let rr = ni * slots.tiles_y + ty;
+        let quad: [*const u8; Q] = std::array::from_fn(|gq| quads.as_ptr().add(slots.slot(rr, gq) * plane));
         let at = (p - span.p0) * kp;
         for c0 in (0..c).step_by(CB) {
             // First pass: tmp[i][q] for window column q, exact, as f32.
             for q in 0..T {
                 let col = tx * g.m + q;
-                let d: [__m512i; Q] = std::array::from_fn(|gq| {
-                    _mm512_loadu_si512(base.add(gq * plane + (col * c + c0) * 4) as *const _)
-                });
+                let d: [__m512i; Q] =
+                    std::array::from_fn(
+                        |gq| _mm512_loadu_si512(quad[gq].add((col * c + c0) * 4) as *const _),
+                    );
                 for i in 0..T {
                     let mut acc = corr[i];
                     for gq in 0..Q {
