@@ -39,7 +39,7 @@ struct Slots {
 impl Slots {
     fn new(g: &Geometry, q: usize, r0: usize) -> Slots {
         let tiles_y = g.tiles / g.tiles_x;
-        let shared = g.m % 4 == 0;
+        let shared = g.m.is_multiple_of(4);
         let per_image = g.m * (tiles_y - 1) / 4 + q;
         let mut s = Slots {
             shared,
