@@ -51,6 +51,12 @@ pub struct WinogradI8 {
     /// With one Hadamard scale for all taps, the output transform runs on codes (exact
     /// integers; f32 when exact) and requantizes once with this multiplier s_a²·s_m / s_out.
     out_codes: Option<OutCodes>,
+    /// Per-layer constants of the block path, computed once (allocations per call cost
+    /// measurable time at these sizes): the per-tap input multipliers, the per-tap Hadamard
+    /// scales as f32, Aᵀ's codes as f32.
+    v_mul: Vec<f32>,
+    s_m_f32: Vec<f32>,
+    qa_f32: Vec<f32>,
     /// Bᵀ for the VNNI input transform (x86_64, when its codes fit in i8 and the f32 second
     /// pass is exact).
     #[cfg(target_arch = "x86_64")]
@@ -112,6 +118,12 @@ impl WinogradI8 {
         let quad_b = nz_b_f32
             .as_ref()
             .and_then(|_| super::x86_wino::QuadB::new(&spec.qb, t));
+        let tt = t * t;
+        let v_mul = (0..tt)
+            .map(|e| (spec.s_b * spec.s_b * spec.s_in / per_tap(&spec.s_v, e)) as f32)
+            .collect();
+        let s_m_f32 = (0..tt).map(|e| per_tap(&spec.s_m, e) as f32).collect();
+        let qa_f32 = spec.qa.iter().map(|&v| v as f32).collect();
         WinogradI8 {
             spec,
             t,
@@ -120,6 +132,9 @@ impl WinogradI8 {
             nz_b_f32,
             nz_a,
             out_codes,
+            v_mul,
+            s_m_f32,
+            qa_f32,
             #[cfg(target_arch = "x86_64")]
             quad_b,
             blocks: true,
@@ -312,14 +327,13 @@ impl WinogradI8 {
         ) = (super::x86::avx512_on(), &self.out_codes)
         {
             use super::x86_wino::output_avx512;
-            let at: Vec<f32> = self.spec.qa.iter().map(|&v| v as f32).collect();
-            let k = self.spec.k;
+            let (at, k) = (&self.qa_f32, self.spec.k);
             // SAFETY: `avx512_on` checked AVX-512F/BW; k is a multiple of 16 on this path.
             unsafe {
                 match self.t {
-                    4 => output_avx512::<4, 2>(geo, span, qm, k, &at, *mul, out),
-                    6 => output_avx512::<6, 4>(geo, span, qm, k, &at, *mul, out),
-                    8 => output_avx512::<8, 6>(geo, span, qm, k, &at, *mul, out),
+                    4 => output_avx512::<4, 2>(geo, span, qm, k, at, *mul, out),
+                    6 => output_avx512::<6, 4>(geo, span, qm, k, at, *mul, out),
+                    8 => output_avx512::<8, 6>(geo, span, qm, k, at, *mul, out),
                     _ => return false,
                 }
             }
@@ -344,10 +358,7 @@ impl WinogradI8 {
             h,
             w,
         };
-        let v_mul: Vec<f32> = (0..tt)
-            .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
-            .collect();
-        let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
+        let (v_mul, s_m) = (&self.v_mul, &self.s_m_f32);
         let how = match &self.out_codes {
             Some(OutCodes {
                 mul,
@@ -357,7 +368,7 @@ impl WinogradI8 {
             Some(OutCodes { mul, nz, .. }) => OutTransform::CodesI32 { nz, mul: *mul },
             None => OutTransform::Values {
                 nz_a: &self.nz_a,
-                s_m: &s_m,
+                s_m,
                 s_out: s.s_out as f32,
             },
         };
@@ -388,7 +399,7 @@ impl WinogradI8 {
                     rows.iter_mut().for_each(|r| r.set_shape(pc, c));
                     let mut dst: Vec<&mut [i8]> = rows.iter_mut().map(|r| &mut r.data[..]).collect();
                     if vnni {
-                        self.input_vnni(&geo, span, x, &v_mul, &mut dst, quads);
+                        self.input_vnni(&geo, span, x, v_mul, &mut dst, quads);
                     } else {
                         input_stage(
                             &geo,
@@ -398,7 +409,7 @@ impl WinogradI8 {
                             c,
                             &self.nz_b,
                             self.nz_b_f32.as_deref(),
-                            &v_mul,
+                            v_mul,
                             &mut dst,
                             c,
                         );

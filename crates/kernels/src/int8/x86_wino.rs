@@ -175,7 +175,6 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
     let corr: [__m512i; T] = std::array::from_fn(|i| _mm512_set1_epi32(-qb.corr[i]));
     let groups: [[__m512i; Q]; T] =
         std::array::from_fn(|i| std::array::from_fn(|gq| _mm512_set1_epi32(qb.groups[i * Q + gq])));
-    let dst: Vec<*mut i8> = rows.iter_mut().map(|r| r.as_mut_ptr()).collect();
     let plane = g.wp * c * 4;
     let slots = Slots::new(g, Q, span.p0 / g.tiles_x);
     let cap = _mm512_set1_ps(1073741824.0);
@@ -216,7 +215,7 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
                     let scaled = _mm512_min_ps(_mm512_mul_ps(v, _mm512_set1_ps(v_mul[e])), cap);
                     let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
                     // In bounds: rows hold pc rows of kp ≥ c bytes (checked above).
-                    _mm_storeu_si128(dst[e].add(at + c0) as *mut _, codes);
+                    _mm_storeu_si128(rows[e].as_mut_ptr().add(at + c0) as *mut _, codes);
                 }
             }
         }
