@@ -8,7 +8,7 @@
 //! - `gemm_neon` (every aarch64 CPU): smull/smull2 give exact i16 products, sadalp adds
 //!   neighbouring pairs into i32 (never two products in one i16, which could overflow).
 
-use super::{PackedW, PackedX};
+use super::{PackedX, WRows};
 use std::arch::aarch64::*;
 use std::arch::asm;
 
@@ -21,7 +21,7 @@ pub fn has_dotprod() -> bool {
 
 /// The 4-byte k-group q of row r as an i32 (0 past the padded rows).
 #[inline(always)]
-unsafe fn w_quad(w: &PackedW, r: usize, q: usize) -> i32 {
+unsafe fn w_quad(w: &WRows, r: usize, q: usize) -> i32 {
     if r < w.mp {
         (w.data.as_ptr().add(r * w.kp + 4 * q) as *const i32).read_unaligned()
     } else {
@@ -39,7 +39,7 @@ unsafe fn load_x(p: *const u8) -> int8x16_t {
 #[inline(always)]
 unsafe fn store<const R: usize>(
     acc: &[[int32x4_t; 4]; R],
-    w: &PackedW,
+    w: &WRows,
     x: &PackedX,
     c: &mut [i32],
     ldc: usize,
@@ -63,7 +63,7 @@ unsafe fn store<const R: usize>(
 /// Walks C in blocks of R rows × 16 columns (a panel is a multiple of 16 columns wide).
 #[inline(always)]
 unsafe fn for_blocks<const R: usize>(
-    w: &PackedW,
+    w: &WRows,
     x: &PackedX,
     mut f: impl FnMut(usize, *const u8, usize, usize),
 ) {
@@ -98,7 +98,7 @@ macro_rules! sdot_lane {
 /// The CPU must support the dot-product extension; `c` must hold M rows of `ldc` with
 /// ldc ≥ N (checked by the caller).
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn gemm_dot(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+pub unsafe fn gemm_dot(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
     const R: usize = 6;
     let kq = w.kp / 4;
     for_blocks::<R>(w, x, |i0, strip, step, j| {
@@ -140,7 +140,7 @@ pub unsafe fn gemm_dot(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
 /// # Safety
 /// Any aarch64 CPU (NEON is part of the base architecture); `c` as for `gemm_dot`.
 #[target_feature(enable = "neon")]
-pub unsafe fn gemm_neon(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+pub unsafe fn gemm_neon(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
     // 2 rows × 16 columns: 16 pair accumulators + 4 x + 1 w of the 32 registers.
     const R: usize = 2;
     let kq = w.kp / 4;

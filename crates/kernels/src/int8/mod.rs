@@ -133,13 +133,7 @@ impl PackedW {
     /// Sets the shape for writing rows directly into `data` (row r at r·kp; the padding rows
     /// are zeroed, padding columns are the writer's); `update_sums` must follow.
     pub fn set_shape(&mut self, m: usize, k: usize) {
-        // The 4-row kernel when it pads less (16 Winograd tiles: 16 rows, not 18).
-        let mr = if m <= MR_SMALL || (m.is_multiple_of(MR_SMALL) && !m.is_multiple_of(MR)) {
-            MR_SMALL
-        } else {
-            MR
-        };
-        let (kp, mp) = (round_up(k.max(1), 4), round_up(m.max(1), mr));
+        let (kp, mp, mr) = PackedW::shape_of(m, k);
         (self.m, self.k, self.kp, self.mp, self.mr) = (m, k, kp, mp, mr);
         grow(&mut self.data, mp * kp);
         self.data.truncate(mp * kp);
@@ -156,10 +150,50 @@ impl PackedW {
 winq_quant::multiversion! {
     /// out[r] = 128 · Σ of row r's codes (rows `kp` bytes apart); vectorized per ISA (the
     /// baseline build of this loop cost 9% of a Winograd layer).
-    fn row_sums128 / row_sums128_isa(data: &[i8], kp: usize, out: &mut [i32]) {
+    pub(crate) fn row_sums128 / row_sums128_isa(data: &[i8], kp: usize, out: &mut [i32]) {
         for (o, r) in out.iter_mut().zip(data.chunks_exact(kp)) {
             *o = 128 * r.iter().map(|&v| v as i32).sum::<i32>();
         }
+    }
+}
+
+/// A borrowed row operand: the fields of `PackedW` over any memory (several taps' rows in
+/// one buffer, say). The kernels take this.
+#[derive(Debug, Clone, Copy)]
+pub struct WRows<'a> {
+    pub m: usize,
+    pub k: usize,
+    pub kp: usize,
+    pub mp: usize,
+    pub mr: usize,
+    /// mp rows of kp bytes.
+    pub data: &'a [i8],
+    /// mp row sums × 128.
+    pub bias128: &'a [i32],
+}
+
+impl PackedW {
+    pub fn rows(&self) -> WRows<'_> {
+        WRows {
+            m: self.m,
+            k: self.k,
+            kp: self.kp,
+            mp: self.mp,
+            mr: self.mr,
+            data: &self.data,
+            bias128: &self.bias128,
+        }
+    }
+
+    /// (kp, mp, mr) of an M×K operand.
+    pub fn shape_of(m: usize, k: usize) -> (usize, usize, usize) {
+        // The 4-row kernel when it pads less (16 Winograd tiles: 16 rows, not 18).
+        let mr = if m <= MR_SMALL || (m.is_multiple_of(MR_SMALL) && !m.is_multiple_of(MR)) {
+            MR_SMALL
+        } else {
+            MR
+        };
+        (round_up(k.max(1), 4), round_up(m.max(1), mr), mr)
     }
 }
 
@@ -274,7 +308,7 @@ pub fn reference(w: &[i8], x: &[i8], m: usize, k: usize, n: usize) -> Vec<i32> {
 
 winq_quant::multiversion! {
     /// The portable path: same packed operands, plain loops (vectorized per ISA by the compiler).
-    fn gemm_portable / gemm_portable_isa(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+    fn gemm_portable / gemm_portable_isa(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
         let (m, n, kq) = (w.m, x.n, w.kp / 4);
         let mut acc = vec![0i32; x.np];
         for i in 0..m {
@@ -351,6 +385,15 @@ pub fn gemm(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
 /// The same on an explicit instruction set (falls back to the portable path when the CPU or
 /// the build lacks it).
 pub fn gemm_isa(isa: Isa, w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+    gemm_rows_isa(isa, &w.rows(), x, c, ldc)
+}
+
+/// `gemm_isa` on a borrowed row operand.
+pub fn gemm_rows_isa(isa: Isa, w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
+    assert!(
+        w.data.len() >= w.mp * w.kp && w.bias128.len() >= w.mp && w.mp >= w.m,
+        "W is too small"
+    );
     assert_eq!(
         w.kp, x.kp,
         "inner dimensions differ: W has K={}, X has K={}",
@@ -392,20 +435,24 @@ pub fn gemm_isa(isa: Isa, w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
 
 /// out (M×N codes, rows `ldo` apart) = requantized W·X: `requant` of each row of C by `mul`,
 /// in the VNNI microkernel's epilogue where it runs (else through `scratch`).
-pub fn gemm_requant(w: &PackedW, x: &PackedX, mul: f32, out: &mut [i8], ldo: usize, scratch: &mut Vec<i32>) {
+pub fn gemm_requant(w: &WRows, x: &PackedX, mul: f32, out: &mut [i8], ldo: usize, scratch: &mut Vec<i32>) {
     gemm_requant_isa(simd::isa(), w, x, mul, out, ldo, scratch)
 }
 
 /// The same on an explicit instruction set.
 pub fn gemm_requant_isa(
     isa: Isa,
-    w: &PackedW,
+    w: &WRows,
     x: &PackedX,
     mul: f32,
     out: &mut [i8],
     ldo: usize,
     scratch: &mut Vec<i32>,
 ) {
+    assert!(
+        w.data.len() >= w.mp * w.kp && w.bias128.len() >= w.mp && w.mp >= w.m,
+        "W is too small"
+    );
     assert!(
         ldo >= x.n && (w.m == 0 || out.len() >= (w.m - 1) * ldo + x.n),
         "the output is too small"
@@ -417,7 +464,7 @@ pub fn gemm_requant_isa(
         return;
     }
     let c = grow(scratch, w.m * x.n);
-    gemm_isa(isa, w, x, c, x.n);
+    gemm_rows_isa(isa, w, x, c, x.n);
     for (o, row) in out.chunks_mut(ldo).zip(c.chunks_exact(x.n.max(1))).take(w.m) {
         requant_isa(isa, row, mul, &mut o[..x.n]);
     }
@@ -479,7 +526,7 @@ mod tests {
                 let mut c = vec![i32::MIN; m * ldc];
                 gemm_isa(isa, &pw, &px, &mut c, ldc);
                 let mut q = vec![99i8; m * ldc];
-                gemm_requant_isa(isa, &pw, &px, mul, &mut q, ldc, &mut Vec::new());
+                gemm_requant_isa(isa, &pw.rows(), &px, mul, &mut q, ldc, &mut Vec::new());
                 for i in 0..m {
                     assert_eq!(
                         &c[i * ldc..i * ldc + n],
@@ -518,9 +565,9 @@ mod tests {
             .collect();
         for &isa in simd::available() {
             let mut q = vec![0i8; 256];
-            gemm_requant_isa(isa, &pw, &px, 0.5, &mut q, 256, &mut Vec::new());
+            gemm_requant_isa(isa, &pw.rows(), &px, 0.5, &mut q, 256, &mut Vec::new());
             assert_eq!(q, want, "{isa:?}");
-            gemm_requant_isa(isa, &pw, &px, 3.0, &mut q, 256, &mut Vec::new());
+            gemm_requant_isa(isa, &pw.rows(), &px, 3.0, &mut q, 256, &mut Vec::new());
             assert!(
                 q.iter()
                     .zip(&x)

@@ -211,26 +211,28 @@ pub enum OutTransform<'a> {
 }
 
 /// Y = Aᵀ M A per tile and 16-channel block, requantized and written into the cropped
-/// N×H×W×K output.
+/// N×H×W×K output; `qm[e]` starts at e·qs (qs ≥ tiles·k).
+#[allow(clippy::too_many_arguments)]
 pub fn output_stage(
     g: &Geometry,
     span: Span,
     t: usize,
     qm: &[i8],
+    qs: usize,
     k: usize,
     how: &OutTransform,
     y: &mut [i8],
 ) {
     match (t, how) {
-        (4, OutTransform::Values { nz_a, s_m, s_out }) => output4v(g, span, qm, k, nz_a, s_m, *s_out, y),
-        (6, OutTransform::Values { nz_a, s_m, s_out }) => output6v(g, span, qm, k, nz_a, s_m, *s_out, y),
-        (8, OutTransform::Values { nz_a, s_m, s_out }) => output8v(g, span, qm, k, nz_a, s_m, *s_out, y),
-        (4, OutTransform::CodesF32 { nz, mul }) => output4f(g, span, qm, k, nz, *mul, y),
-        (6, OutTransform::CodesF32 { nz, mul }) => output6f(g, span, qm, k, nz, *mul, y),
-        (8, OutTransform::CodesF32 { nz, mul }) => output8f(g, span, qm, k, nz, *mul, y),
-        (4, OutTransform::CodesI32 { nz, mul }) => output4i(g, span, qm, k, nz, *mul, y),
-        (6, OutTransform::CodesI32 { nz, mul }) => output6i(g, span, qm, k, nz, *mul, y),
-        (8, OutTransform::CodesI32 { nz, mul }) => output8i(g, span, qm, k, nz, *mul, y),
+        (4, OutTransform::Values { nz_a, s_m, s_out }) => output4v(g, span, qm, qs, k, nz_a, s_m, *s_out, y),
+        (6, OutTransform::Values { nz_a, s_m, s_out }) => output6v(g, span, qm, qs, k, nz_a, s_m, *s_out, y),
+        (8, OutTransform::Values { nz_a, s_m, s_out }) => output8v(g, span, qm, qs, k, nz_a, s_m, *s_out, y),
+        (4, OutTransform::CodesF32 { nz, mul }) => output4f(g, span, qm, qs, k, nz, *mul, y),
+        (6, OutTransform::CodesF32 { nz, mul }) => output6f(g, span, qm, qs, k, nz, *mul, y),
+        (8, OutTransform::CodesF32 { nz, mul }) => output8f(g, span, qm, qs, k, nz, *mul, y),
+        (4, OutTransform::CodesI32 { nz, mul }) => output4i(g, span, qm, qs, k, nz, *mul, y),
+        (6, OutTransform::CodesI32 { nz, mul }) => output6i(g, span, qm, qs, k, nz, *mul, y),
+        (8, OutTransform::CodesI32 { nz, mul }) => output8i(g, span, qm, qs, k, nz, *mul, y),
         _ => panic!("no tile transform for t = {t}"),
     }
 }
@@ -257,20 +259,20 @@ input_fn!(input8i / input8i_isa, 8, i32);
 macro_rules! output_fn {
     ($name:ident / $isa:ident, $t:literal, values) => {
         winq_quant::multiversion! {
-            fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], k: usize, nz_a: &[Vec<(usize, f32)>],
+            fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], qs: usize, k: usize, nz_a: &[Vec<(usize, f32)>],
                 s_m: &[f32], s_out: f32, y: &mut [i8]) {
                 // Training's order: products by the dequantized coefficients, plain mul-then-add.
                 let load = |q: i8, e: usize| q as f32 * s_m[e];
-                output_t::<$t, { $t - 2 }, f32>(g, span, qm, k, nz_a, load, |a, l, v| a + l * v, |v| to_code(v / s_out), y)
+                output_t::<$t, { $t - 2 }, f32>(g, span, qm, qs, k, nz_a, load, |a, l, v| a + l * v, |v| to_code(v / s_out), y)
             }
         }
     };
     ($name:ident / $isa:ident, $t:literal, codes $l:ty) => {
         winq_quant::multiversion! {
-            fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], k: usize, nz: &[Vec<(usize, $l)>],
+            fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], qs: usize, k: usize, nz: &[Vec<(usize, $l)>],
                 mul: f32, y: &mut [i8]) {
                 let load = |q: i8, _: usize| <$l as Lane>::from_i32(q as i32);
-                output_t::<$t, { $t - 2 }, $l>(g, span, qm, k, nz, load, <$l as Lane>::madd, |v| to_code(v.to_f32() * mul), y)
+                output_t::<$t, { $t - 2 }, $l>(g, span, qm, qs, k, nz, load, <$l as Lane>::madd, |v| to_code(v.to_f32() * mul), y)
             }
         }
     };
@@ -350,6 +352,7 @@ fn output_t<const T: usize, const M: usize, L: Copy + Default>(
     g: &Geometry,
     span: Span,
     qm: &[i8],
+    qs: usize,
     k: usize,
     nz_a: &[Vec<(usize, L)>],
     load: impl Fn(i8, usize) -> L,
@@ -358,7 +361,6 @@ fn output_t<const T: usize, const M: usize, L: Copy + Default>(
     y: &mut [i8],
 ) {
     debug_assert!(g.m == M && T == M + 2 && nz_a.len() == M);
-    let pc = span.p1 - span.p0;
     let mut mt = [[[L::default(); CB]; T]; T];
     for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
@@ -368,7 +370,7 @@ fn output_t<const T: usize, const M: usize, L: Copy + Default>(
                 for (b, v) in row.iter_mut().enumerate() {
                     let e = a * T + b;
                     let mut src = [0i8; CB];
-                    src.copy_from_slice(&qm[(e * pc + p - span.p0) * k + k0..][..CB]);
+                    src.copy_from_slice(&qm[e * qs + (p - span.p0) * k + k0..][..CB]);
                     for (o, &q) in v.iter_mut().zip(&src) {
                         *o = load(q, e);
                     }

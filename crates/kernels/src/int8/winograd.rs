@@ -13,7 +13,10 @@
 use super::wino_blocks::{
     f32_nonzeros, input_stage, nonzeros, output_stage, Geometry, OutTransform, Span, CB,
 };
-use super::{gemm, gemm_requant, grow, pad_nhwc, parallel_parts, requant, to_code, PackedW, PackedX};
+use super::{
+    gemm, gemm_requant, grow, pad_nhwc, parallel_parts, requant, row_sums128, to_code, PackedW, PackedX,
+    WRows,
+};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
 use rayon::prelude::*;
@@ -317,7 +320,7 @@ impl WinogradI8 {
     /// The block path's output transform with AVX-512 where it applies (one Hadamard scale,
     /// exact f32 sums); false where the portable stage must run.
     #[allow(unused_variables)]
-    fn output_avx512(&self, geo: &Geometry, span: Span, qm: &[i8], out: &mut [i8]) -> bool {
+    fn output_avx512(&self, geo: &Geometry, span: Span, qm: &[i8], qs: usize, out: &mut [i8]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if let (
             true,
@@ -331,9 +334,9 @@ impl WinogradI8 {
             // SAFETY: `avx512_on` checked AVX-512F/BW; k is a multiple of 16 on this path.
             unsafe {
                 match self.t {
-                    4 => output_avx512::<4, 2>(geo, span, qm, k, at, *mul, out),
-                    6 => output_avx512::<6, 4>(geo, span, qm, k, at, *mul, out),
-                    8 => output_avx512::<8, 6>(geo, span, qm, k, at, *mul, out),
+                    4 => output_avx512::<4, 2>(geo, span, qm, qs, k, at, *mul, out),
+                    6 => output_avx512::<6, 4>(geo, span, qm, qs, k, at, *mul, out),
+                    8 => output_avx512::<8, 6>(geo, span, qm, qs, k, at, *mul, out),
                     _ => return false,
                 }
             }
@@ -393,11 +396,28 @@ impl WinogradI8 {
             let part = |span: Span, out: &mut [i8]| {
                 BLOCKS.with(|cell| {
                     let mut scratch = cell.borrow_mut();
-                    let BlockScratch { rows, acc, qm, quads } = &mut *scratch;
+                    let BlockScratch {
+                        taps,
+                        sums,
+                        acc,
+                        qm,
+                        quads,
+                    } = &mut *scratch;
                     let pc = span.p1 - span.p0;
-                    rows.resize_with(tt, PackedW::default);
-                    rows.iter_mut().for_each(|r| r.set_shape(pc, c));
-                    let mut dst: Vec<&mut [i8]> = rows.iter_mut().map(|r| &mut r.data[..]).collect();
+                    // All taps' GEMM rows in one buffer, one cache line between taps beyond
+                    // their size: the input transform writes 16 bytes of every tap at once, and
+                    // tap buffers a power of two apart (separate allocations often are) put
+                    // those writes in the same few cache sets.
+                    let (kp, mp, mr) = PackedW::shape_of(pc, c);
+                    let stride = mp * kp + 64;
+                    let taps = grow(taps, tt * stride);
+                    let mut dst: Vec<&mut [i8]> = taps
+                        .chunks_exact_mut(stride)
+                        .map(|tap| {
+                            tap[pc * kp..mp * kp].fill(0);
+                            &mut tap[..mp * kp]
+                        })
+                        .collect();
                     if vnni {
                         self.input_vnni(&geo, span, x, v_mul, &mut dst, quads);
                     } else {
@@ -411,17 +431,31 @@ impl WinogradI8 {
                             self.nz_b_f32.as_deref(),
                             v_mul,
                             &mut dst,
-                            c,
+                            kp,
                         );
                     }
-                    let qm = grow(qm, tt * pc * k);
-                    for (e, r) in rows.iter_mut().enumerate() {
-                        r.update_sums();
+                    let sums = grow(sums, tt * mp);
+                    // The per-tap products likewise, for the output transform's reads.
+                    let qs = pc * k + 64;
+                    let qm = grow(qm, tt * qs);
+                    for e in 0..tt {
+                        let (data, bias128) =
+                            (&taps[e * stride..][..mp * kp], &mut sums[e * mp..(e + 1) * mp]);
+                        row_sums128(data, kp, bias128);
+                        let w = WRows {
+                            m: pc,
+                            k: c,
+                            kp,
+                            mp,
+                            mr,
+                            data,
+                            bias128,
+                        };
                         let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
-                        gemm_requant(r, &self.ut[e], mul, &mut qm[e * pc * k..(e + 1) * pc * k], k, acc);
+                        gemm_requant(&w, &self.ut[e], mul, &mut qm[e * qs..e * qs + pc * k], k, acc);
                     }
-                    if !self.output_avx512(&geo, span, qm, out) {
-                        output_stage(&geo, span, t, qm, k, &how, out);
+                    if !self.output_avx512(&geo, span, qm, qs, out) {
+                        output_stage(&geo, span, t, qm, qs, k, &how, out);
                     }
                 })
             };
@@ -459,7 +493,9 @@ impl WinogradI8 {
 
 #[derive(Default)]
 struct BlockScratch {
-    rows: Vec<PackedW>,
+    /// Every tap's GEMM rows (see `forward_blocks`) and their row sums.
+    taps: Vec<i8>,
+    sums: Vec<i32>,
     acc: Vec<i32>,
     qm: Vec<i8>,
     /// Row quads of the VNNI input transform.

@@ -1,7 +1,7 @@
 //! AVX-512 VNNI microkernel: 4 rows of W × 64 columns of X per step, 16 zmm accumulators,
 //! each vpdpbusd adding 4 products per i32 lane.
 
-use super::{PackedW, PackedX, MR, MR_SMALL, NV};
+use super::{PackedX, WRows, MR, MR_SMALL, NV};
 use std::arch::x86_64::*;
 use winq_quant::simd::{self, Isa};
 
@@ -20,7 +20,7 @@ pub fn has_vnni() -> bool {
 /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI; `c` must hold M rows of `ldc`
 /// with ldc ≥ N (checked by the caller).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub unsafe fn gemm_vnni(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+pub unsafe fn gemm_vnni(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
     let out = Out::I32 { c, ldc };
     if w.mr == MR_SMALL {
         kernel::<MR_SMALL>(w, x, out)
@@ -35,7 +35,7 @@ pub unsafe fn gemm_vnni(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
 /// # Safety
 /// As `gemm_vnni`; `out` must hold M rows of `ldo` with ldo ≥ N.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub unsafe fn gemm_vnni_requant(w: &PackedW, x: &PackedX, mul: f32, out: &mut [i8], ldo: usize) {
+pub unsafe fn gemm_vnni_requant(w: &WRows, x: &PackedX, mul: f32, out: &mut [i8], ldo: usize) {
     let out = Out::Codes { out, ldo, mul };
     if w.mr == MR_SMALL {
         kernel::<MR_SMALL>(w, x, out)
@@ -53,7 +53,7 @@ enum Out<'a> {
 /// # Safety
 /// As `gemm_vnni`; `w.mp` must be a multiple of R.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel<const R: usize>(w: &PackedW, x: &PackedX, mut out: Out) {
+unsafe fn kernel<const R: usize>(w: &WRows, x: &PackedX, mut out: Out) {
     let np = x.np;
     for i0 in (0..w.mp).step_by(R) {
         let mut j0 = 0;
@@ -76,13 +76,7 @@ unsafe fn kernel<const R: usize>(w: &PackedW, x: &PackedX, mut out: Out) {
 /// As `kernel`; the panel at j0 must be B·16 columns wide.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-unsafe fn block<const R: usize, const B: usize>(
-    w: &PackedW,
-    x: &PackedX,
-    out: &mut Out,
-    i0: usize,
-    j0: usize,
-) {
+unsafe fn block<const R: usize, const B: usize>(w: &WRows, x: &PackedX, out: &mut Out, i0: usize, j0: usize) {
     let kq = w.kp / 4;
     let pw = B * NV;
     let panel = x.data.as_ptr().add(j0 * x.kp);
@@ -145,7 +139,7 @@ unsafe fn block<const R: usize, const B: usize>(
 /// The CPU must support AVX2; `c` must hold M rows of `ldc` with ldc ≥ N (checked by the
 /// caller).
 #[target_feature(enable = "avx2")]
-pub unsafe fn gemm_avx2(w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
+pub unsafe fn gemm_avx2(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
     const R: usize = 4;
     let kq = w.kp / 4;
     let np = x.np;

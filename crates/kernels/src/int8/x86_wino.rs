@@ -222,7 +222,7 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
     }
 }
 
-/// Y = Aᵀ M A on the codes of M (per tap e: `qm[e][tile][channel]`, tiles of `span`) and the
+/// Y = Aᵀ M A on the codes of M (per tap e: `qm[e][tile][channel]` from e·qs, tiles of `span`) and the
 /// f32 codes of Aᵀ (`at`, M×T row-major, exact under `f32_exact`), requantized with `mul` into
 /// the cropped N×H×W×K output — the same codes as the portable path. Straight-line code over
 /// all coefficients (zeros included): the accumulators stay in registers.
@@ -235,13 +235,20 @@ pub unsafe fn output_avx512<const T: usize, const M: usize>(
     g: &Geometry,
     span: Span,
     qm: &[i8],
+    qs: usize,
     k: usize,
     at: &[f32],
     mul: f32,
     y: &mut [i8],
 ) {
     let pc = span.p1 - span.p0;
-    assert!(at.len() == M * T && g.m == M && k.is_multiple_of(CB) && qm.len() >= T * T * pc * k);
+    assert!(
+        at.len() == M * T
+            && g.m == M
+            && k.is_multiple_of(CB)
+            && qs >= pc * k
+            && qm.len() >= (T * T - 1) * qs + pc * k
+    );
     let a: [[__m512; T]; M] = std::array::from_fn(|i| std::array::from_fn(|p| _mm512_set1_ps(at[i * T + p])));
     let (mulv, cap) = (_mm512_set1_ps(mul), _mm512_set1_ps(1073741824.0));
     for p in span.p0..span.p1 {
@@ -258,7 +265,7 @@ pub unsafe fn output_avx512<const T: usize, const M: usize>(
             let mut tmp = [[_mm512_setzero_ps(); T]; M];
             for pp in 0..T {
                 let row: [__m512; T] = std::array::from_fn(|q| {
-                    let src = qm.as_ptr().add(((pp * T + q) * pc + pl) * k + k0);
+                    let src = qm.as_ptr().add((pp * T + q) * qs + pl * k + k0);
                     _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(src as *const _)))
                 });
                 for i in 0..M {
