@@ -59,6 +59,7 @@ pub struct WinogradI8 {
     /// scales as f32, Aᵀ's codes as f32.
     v_mul: Vec<f32>,
     s_m_f32: Vec<f32>,
+    #[cfg(target_arch = "x86_64")]
     qa_f32: Vec<f32>,
     /// Bᵀ for the VNNI input transform (x86_64, when its codes fit in i8 and the f32 second
     /// pass is exact).
@@ -126,6 +127,7 @@ impl WinogradI8 {
             .map(|e| (spec.s_b * spec.s_b * spec.s_in / per_tap(&spec.s_v, e)) as f32)
             .collect();
         let s_m_f32 = (0..tt).map(|e| per_tap(&spec.s_m, e) as f32).collect();
+        #[cfg(target_arch = "x86_64")]
         let qa_f32 = spec.qa.iter().map(|&v| v as f32).collect();
         WinogradI8 {
             spec,
@@ -137,6 +139,7 @@ impl WinogradI8 {
             out_codes,
             v_mul,
             s_m_f32,
+            #[cfg(target_arch = "x86_64")]
             qa_f32,
             #[cfg(target_arch = "x86_64")]
             quad_b,
@@ -288,6 +291,7 @@ impl WinogradI8 {
 
     /// The block path's input transform with VNNI (`vnni_input` must hold).
     #[allow(unused_variables)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(clippy::ptr_arg))]
     fn input_vnni(
         &self,
         geo: &Geometry,
