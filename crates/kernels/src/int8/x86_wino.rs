@@ -178,8 +178,13 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
     let plane = g.wp * c * 4;
     let slots = Slots::new(g, Q, span.p0 / g.tiles_x);
     let cap = _mm512_set1_ps(1073741824.0);
-    // Zeroed once; every element is written before it is read.
-    let mut tmp = [[_mm512_setzero_ps(); T]; T];
+    let mut bd = [[0f32; T]; T];
+    for (row, nz) in bd.iter_mut().zip(f32_nz) {
+        for &(q, l) in nz {
+            row[q] = l;
+        }
+    }
+    let bm: [[__m512; T]; T] = std::array::from_fn(|j| std::array::from_fn(|q| _mm512_set1_ps(bd[j][q])));
     for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
         let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
@@ -187,29 +192,23 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
         let quad: [*const u8; Q] = std::array::from_fn(|gq| quads.as_ptr().add(slots.slot(rr, gq) * plane));
         let at = (p - span.p0) * kp;
         for c0 in (0..c).step_by(CB) {
-            // First pass: tmp[i][q] for window column q, exact, as f32.
-            for q in 0..T {
-                let col = tx * g.m + q;
-                let d: [__m512i; Q] =
-                    std::array::from_fn(
-                        |gq| _mm512_loadu_si512(quad[gq].add((col * c + c0) * 4) as *const _),
-                    );
-                for i in 0..T {
+            // Row by row of V: the first pass's row i (window columns q, exact, as f32), then
+            // V[i][j] = Σ_q B[j][q]·tmp[q] over all of Bᵀ (straight-line, in registers),
+            // requantized: clamp above, round half to even, narrow with saturation (= `to_code`).
+            for i in 0..T {
+                let tmp: [__m512; T] = std::array::from_fn(|q| {
+                    let col = (tx * g.m + q) * c + c0;
                     let mut acc = corr[i];
                     for gq in 0..Q {
-                        acc = _mm512_dpbusd_epi32(acc, d[gq], groups[i][gq]);
+                        let d = _mm512_loadu_si512(quad[gq].add(col * 4) as *const _);
+                        acc = _mm512_dpbusd_epi32(acc, d, groups[i][gq]);
                     }
-                    tmp[i][q] = _mm512_cvtepi32_ps(acc);
-                }
-            }
-            // Second pass V[i][j] = Σ_q B[j][q]·tmp[i][q] (exact in f32), requantized: clamp
-            // above, round half to even, narrow with saturation (= `to_code`).
-            for (j, nz) in f32_nz.iter().enumerate() {
-                for (i, ti) in tmp.iter().enumerate() {
+                    _mm512_cvtepi32_ps(acc)
+                });
+                for j in 0..T {
                     let mut v = _mm512_setzero_ps();
-                    for &(q, l) in nz {
-                        // q < T: checked above.
-                        v = _mm512_fmadd_ps(_mm512_set1_ps(l), *ti.get_unchecked(q), v);
+                    for q in 0..T {
+                        v = _mm512_fmadd_ps(bm[j][q], tmp[q], v);
                     }
                     let e = i * T + j;
                     let scaled = _mm512_min_ps(_mm512_mul_ps(v, _mm512_set1_ps(v_mul[e])), cap);
