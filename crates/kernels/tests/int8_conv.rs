@@ -227,3 +227,37 @@ fn thread_count_does_not_change_results() {
     assert_eq!(run(2), one);
     assert_eq!(run(3), one);
 }
+
+/// An empty batch (or empty image) is a no-op on every path, not a panic.
+#[test]
+fn empty_inputs_are_no_ops() {
+    use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+    let (c, k) = (16, 16);
+    let qw: Vec<i8> = vec![1; k * c * 9];
+    let im2row = Im2rowI8::new(&qw, c, k, 3, 0.02, &[0.01], 0.3);
+    for (n, h, w) in [(0, 8, 8), (1, 0, 8), (2, 8, 0)] {
+        im2row.forward(&[], n, h, w, &mut []);
+        for m in [2usize, 4, 6] {
+            let t = m + 2;
+            let spec = WinogradSpec {
+                c,
+                k,
+                m,
+                qa: vec![1; m * t],
+                qb: vec![1; t * t],
+                s_a: 0.01,
+                s_b: 0.02,
+                qu: vec![1; t * t * k * c],
+                s_u: vec![0.004],
+                s_in: 0.05,
+                s_v: vec![0.05],
+                s_m: vec![0.2],
+                s_out: 0.1,
+            };
+            WinogradI8::new(spec.clone()).forward(&[], n, h, w, &mut []);
+            WinogradI8::new(spec)
+                .with_block_transforms(false)
+                .forward(&[], n, h, w, &mut []);
+        }
+    }
+}

@@ -198,6 +198,24 @@ impl PackedW {
     }
 }
 
+/// The shape invariants the microkernels' unchecked reads rely on (`WRows` and `PackedX` have
+/// public fields).
+fn check_operands(w: &WRows, x: &PackedX) {
+    let rows = if w.mr == MR_SMALL { MR_SMALL } else { MR };
+    assert!(
+        w.data.len() >= w.mp * w.kp
+            && w.bias128.len() >= w.mp
+            && w.mp >= w.m
+            && w.mp.is_multiple_of(rows)
+            && w.kp.is_multiple_of(4),
+        "W is malformed"
+    );
+    assert!(
+        x.data.len() >= x.kp * x.np && x.np.is_multiple_of(NV) && x.np >= x.n,
+        "X is malformed"
+    );
+}
+
 /// Activations packed for `gemm`: panels of 64 columns (the last one narrower, a multiple of
 /// 16), each [K/4][width][4] bytes of x + 128; K padded to a multiple of 4 with x = 0 (byte 128,
 /// cancelled by the zero weights there), N padded to a multiple of 16.
@@ -391,10 +409,7 @@ pub fn gemm_isa(isa: Isa, w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
 
 /// `gemm_isa` on a borrowed row operand.
 pub fn gemm_rows_isa(isa: Isa, w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
-    assert!(
-        w.data.len() >= w.mp * w.kp && w.bias128.len() >= w.mp && w.mp >= w.m,
-        "W is too small"
-    );
+    check_operands(w, x);
     assert_eq!(
         w.kp, x.kp,
         "inner dimensions differ: W has K={}, X has K={}",
@@ -450,10 +465,7 @@ pub fn gemm_requant_isa(
     ldo: usize,
     scratch: &mut Vec<i32>,
 ) {
-    assert!(
-        w.data.len() >= w.mp * w.kp && w.bias128.len() >= w.mp && w.mp >= w.m,
-        "W is too small"
-    );
+    check_operands(w, x);
     assert!(
         ldo >= x.n && (w.m == 0 || out.len() >= (w.m - 1) * ldo + x.n),
         "the output is too small"

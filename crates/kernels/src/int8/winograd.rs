@@ -123,10 +123,24 @@ impl WinogradI8 {
             .as_ref()
             .and_then(|_| super::x86_wino::QuadB::new(&spec.qb, t));
         let tt = t * t;
-        let v_mul = (0..tt)
+        let v_mul: Vec<f32> = (0..tt)
             .map(|e| (spec.s_b * spec.s_b * spec.s_in / per_tap(&spec.s_v, e)) as f32)
             .collect();
-        let s_m_f32 = (0..tt).map(|e| per_tap(&spec.s_m, e) as f32).collect();
+        let s_m_f32: Vec<f32> = (0..tt).map(|e| per_tap(&spec.s_m, e) as f32).collect();
+        // Every path must round the same numbers: a zero or infinite multiplier would turn
+        // zero sums into NaN, which the vector paths and `to_code` saturate differently.
+        let hadamard_mul =
+            (0..tt).map(|e| per_tap(&spec.s_u, e) * per_tap(&spec.s_v, e) / per_tap(&spec.s_m, e));
+        let muls = v_mul
+            .iter()
+            .map(|&v| v as f64)
+            .chain(hadamard_mul)
+            .chain([spec.s_a * spec.s_a / spec.s_out]);
+        assert!(
+            muls.chain(s_m_f32.iter().map(|&v| v as f64))
+                .all(|v| v.is_finite() && v > 0.0 && (v as f32).is_normal()),
+            "Winograd layer scales must give positive, finite multipliers"
+        );
         #[cfg(target_arch = "x86_64")]
         let qa_f32 = spec.qa.iter().map(|&v| v as f32).collect();
         WinogradI8 {
@@ -165,6 +179,9 @@ impl WinogradI8 {
         let (c, k, m, t) = (s.c, s.k, s.m, self.t);
         assert_eq!(x.len(), n * h * w * c, "input must be N×H×W×C");
         assert_eq!(y.len(), n * h * w * k, "output must be N×H×W×K");
+        if y.is_empty() {
+            return;
+        }
         let g = Grid::new(n, h, w, m);
         let (p, tt) = (g.p(), t * t);
         let (cp, kp) = (c * p, k * p);
@@ -292,6 +309,7 @@ impl WinogradI8 {
     /// The block path's input transform with VNNI (`vnni_input` must hold).
     #[allow(unused_variables)]
     #[cfg_attr(not(target_arch = "x86_64"), allow(clippy::ptr_arg))]
+    #[allow(clippy::too_many_arguments)]
     fn input_vnni(
         &self,
         geo: &Geometry,
@@ -299,6 +317,7 @@ impl WinogradI8 {
         x: &[i8],
         v_mul: &[f32],
         rows: &mut [&mut [i8]],
+        kp: usize,
         quads: &mut Vec<u8>,
     ) {
         #[cfg(target_arch = "x86_64")]
@@ -310,9 +329,9 @@ impl WinogradI8 {
             unsafe {
                 build_quads(geo, span, x, c, qb, quads);
                 match self.t {
-                    4 => input_vnni::<4, 1>(geo, span, quads, c, qb, nz, v_mul, rows, c),
-                    6 => input_vnni::<6, 2>(geo, span, quads, c, qb, nz, v_mul, rows, c),
-                    8 => input_vnni::<8, 2>(geo, span, quads, c, qb, nz, v_mul, rows, c),
+                    4 => input_vnni::<4, 1>(geo, span, quads, c, qb, nz, v_mul, rows, kp),
+                    6 => input_vnni::<6, 2>(geo, span, quads, c, qb, nz, v_mul, rows, kp),
+                    8 => input_vnni::<8, 2>(geo, span, quads, c, qb, nz, v_mul, rows, kp),
                     t => panic!("no tile transform for t = {t}"),
                 }
             }
@@ -423,7 +442,7 @@ impl WinogradI8 {
                         })
                         .collect();
                     if vnni {
-                        self.input_vnni(&geo, span, x, v_mul, &mut dst, quads);
+                        self.input_vnni(&geo, span, x, v_mul, &mut dst, kp, quads);
                     } else {
                         input_stage(
                             &geo,

@@ -102,6 +102,14 @@ impl QuadB {
 pub unsafe fn build_quads(g: &Geometry, span: Span, x: &[i8], c: usize, qb: &QuadB, out: &mut Vec<u8>) {
     let tiles_y = g.tiles / g.tiles_x;
     let (r0, r1) = (span.p0 / g.tiles_x, span.p1 / g.tiles_x);
+    // Whole tile rows, at least one; 16-byte loads of every row's channel blocks.
+    assert!(
+        r1 > r0
+            && span.p0.is_multiple_of(g.tiles_x)
+            && span.p1.is_multiple_of(g.tiles_x)
+            && c.is_multiple_of(CB)
+    );
+    assert!(x.len() >= (r1 - 1) / tiles_y * g.h * g.w * c + g.h * g.w * c);
     let plane = g.wp * c * 4;
     let slots = Slots::new(g, qb.q, r0);
     out.resize((slots.slot(r1 - 1, qb.q - 1) + 1) * plane, 0);
@@ -177,6 +185,9 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
         std::array::from_fn(|i| std::array::from_fn(|gq| _mm512_set1_epi32(qb.groups[i * Q + gq])));
     let plane = g.wp * c * 4;
     let slots = Slots::new(g, Q, span.p0 / g.tiles_x);
+    // The quads `build_quads` made for this span, every window inside the padded width.
+    assert!(span.p1 > span.p0 && quads.len() >= (slots.slot(span.p1 / g.tiles_x - 1, Q - 1) + 1) * plane);
+    assert!(g.wp >= g.tiles_x * g.m + 2);
     let cap = _mm512_set1_ps(1073741824.0);
     let mut bd = [[0f32; T]; T];
     for (row, nz) in bd.iter_mut().zip(f32_nz) {
