@@ -417,10 +417,11 @@ fn conv_int8_timings(a: ConvArgs) -> Result<()> {
             std::hint::black_box(&y);
         });
         println!(
-            "  {:<8} {:8.3} ms  ({:.2}x im2row)",
+            "  {:<8} {:8.3} ms  ({:.2}x im2row; transforms {})",
             format!("F{m}"),
             dt * 1e3,
-            base / dt
+            base / dt,
+            l.transform_path()
         );
     }
     Ok(())

@@ -297,6 +297,28 @@ impl WinogradI8 {
 }
 
 impl WinogradI8 {
+    /// Which tile transforms run on this machine for input (c) and output (k) channel counts,
+    /// for reports: "vnni+avx512" (the x86 fast paths), "blocks" (portable register blocks) or
+    /// "lanes" (other channel counts).
+    pub fn transform_path(&self) -> &'static str {
+        let (c, k) = (self.spec.c, self.spec.k);
+        if !(self.blocks && c % CB == 0 && k % CB == 0 && matches!(self.t, 4 | 6 | 8)) {
+            return "lanes";
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let out_fast =
+                super::x86::avx512_on() && matches!(self.out_codes, Some(OutCodes { nz_f32: Some(_), .. }));
+            match (self.vnni_input(), out_fast) {
+                (true, true) => return "vnni+avx512",
+                (true, false) => return "vnni+blocks",
+                (false, true) => return "blocks+avx512",
+                _ => {}
+            }
+        }
+        "blocks"
+    }
+
     /// Whether the block path's input transform runs on VNNI dot products here.
     fn vnni_input(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
