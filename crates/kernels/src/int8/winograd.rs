@@ -56,11 +56,9 @@ pub struct WinogradI8 {
     out_codes: Option<OutCodes>,
     /// Per-layer constants of the block path, computed once (allocations per call cost
     /// measurable time at these sizes): the per-tap input multipliers, the per-tap Hadamard
-    /// scales as f32, Aᵀ's codes as f32.
+    /// scales as f32.
     v_mul: Vec<f32>,
     s_m_f32: Vec<f32>,
-    #[cfg(target_arch = "x86_64")]
-    qa_f32: Vec<f32>,
     /// Bᵀ for the VNNI input transform (x86_64, when its codes fit in i8 and the f32 second
     /// pass is exact).
     #[cfg(target_arch = "x86_64")]
@@ -141,8 +139,6 @@ impl WinogradI8 {
                 .all(|v| v.is_finite() && v > 0.0 && (v as f32).is_normal()),
             "Winograd layer scales must give positive, finite multipliers"
         );
-        #[cfg(target_arch = "x86_64")]
-        let qa_f32 = spec.qa.iter().map(|&v| v as f32).collect();
         WinogradI8 {
             spec,
             t,
@@ -153,8 +149,6 @@ impl WinogradI8 {
             out_codes,
             v_mul,
             s_m_f32,
-            #[cfg(target_arch = "x86_64")]
-            qa_f32,
             #[cfg(target_arch = "x86_64")]
             quad_b,
             blocks: true,
@@ -307,8 +301,7 @@ impl WinogradI8 {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            let out_fast =
-                super::x86::avx512_on() && matches!(self.out_codes, Some(OutCodes { nz_f32: Some(_), .. }));
+            let out_fast = super::x86::avx512_on() && self.out_codes.is_some();
             match (self.vnni_input(), out_fast) {
                 (true, true) => return "vnni+avx512",
                 (true, false) => return "vnni+blocks",
@@ -367,21 +360,19 @@ impl WinogradI8 {
     #[allow(unused_variables)]
     fn output_avx512(&self, geo: &Geometry, span: Span, qm: &[i8], qs: usize, out: &mut [i8]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if let (
-            true,
-            Some(OutCodes {
-                mul, nz_f32: Some(_), ..
-            }),
-        ) = (super::x86::avx512_on(), &self.out_codes)
-        {
-            use super::x86_wino::output_avx512;
-            let (at, k) = (&self.qa_f32, self.spec.k);
-            // SAFETY: `avx512_on` checked AVX-512F/BW; k is a multiple of 16 on this path.
+        if let (true, Some(OutCodes { mul, nz_f32, .. })) = (super::x86::avx512_on(), &self.out_codes) {
+            use super::x86_wino::{output_avx512 as run, F32Arith as F, I32Arith as I};
+            let (qa, k, mul) = (&self.spec.qa, self.spec.k, *mul);
+            // SAFETY: `avx512_on` checked AVX-512F/BW; k is a multiple of 16 on this path; the
+            // f32 arithmetic only where Aᵀ meets its bound (`nz_f32`).
             unsafe {
-                match self.t {
-                    4 => output_avx512::<4, 2>(geo, span, qm, qs, k, at, *mul, out),
-                    6 => output_avx512::<6, 4>(geo, span, qm, qs, k, at, *mul, out),
-                    8 => output_avx512::<8, 6>(geo, span, qm, qs, k, at, *mul, out),
+                match (self.t, nz_f32.is_some()) {
+                    (4, true) => run::<F, 4, 2>(geo, span, qm, qs, k, qa, mul, out),
+                    (6, true) => run::<F, 6, 4>(geo, span, qm, qs, k, qa, mul, out),
+                    (8, true) => run::<F, 8, 6>(geo, span, qm, qs, k, qa, mul, out),
+                    (4, false) => run::<I, 4, 2>(geo, span, qm, qs, k, qa, mul, out),
+                    (6, false) => run::<I, 6, 4>(geo, span, qm, qs, k, qa, mul, out),
+                    (8, false) => run::<I, 8, 6>(geo, span, qm, qs, k, qa, mul, out),
                     _ => return false,
                 }
             }

@@ -232,34 +232,101 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
     }
 }
 
-/// Y = Aᵀ M A on the codes of M (per tap e: `qm[e][tile][channel]` from e·qs, tiles of `span`) and the
-/// f32 codes of Aᵀ (`at`, M×T row-major, exact under `f32_exact`), requantized with `mul` into
-/// the cropped N×H×W×K output — the same codes as the portable path. Straight-line code over
-/// all coefficients (zeros included): the accumulators stay in registers.
+/// The arithmetic of `output_avx512`: f32 (fused multiply-adds; exact when Aᵀ's codes meet
+/// the f32 bound) or i32 (always exact: |S| ≤ (8·128)²·128 < 2^31).
+pub trait OutArith {
+    type V: Copy;
+    /// # Safety
+    /// AVX-512F (all methods).
+    unsafe fn zero() -> Self::V;
+    unsafe fn splat(code: i32) -> Self::V;
+    /// 16 codes of M.
+    unsafe fn load(codes: __m128i) -> Self::V;
+    unsafe fn madd(acc: Self::V, a: Self::V, x: Self::V) -> Self::V;
+    /// The exact sum as f32 (rounded like `v as f32`).
+    unsafe fn to_ps(v: Self::V) -> __m512;
+}
+
+pub struct F32Arith;
+pub struct I32Arith;
+
+impl OutArith for F32Arith {
+    type V = __m512;
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(code: i32) -> __m512 {
+        _mm512_set1_ps(code as f32)
+    }
+    #[inline(always)]
+    unsafe fn load(codes: __m128i) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes))
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m512, a: __m512, x: __m512) -> __m512 {
+        _mm512_fmadd_ps(a, x, acc)
+    }
+    #[inline(always)]
+    unsafe fn to_ps(v: __m512) -> __m512 {
+        v
+    }
+}
+
+impl OutArith for I32Arith {
+    type V = __m512i;
+    #[inline(always)]
+    unsafe fn zero() -> __m512i {
+        _mm512_setzero_si512()
+    }
+    #[inline(always)]
+    unsafe fn splat(code: i32) -> __m512i {
+        _mm512_set1_epi32(code)
+    }
+    #[inline(always)]
+    unsafe fn load(codes: __m128i) -> __m512i {
+        _mm512_cvtepi8_epi32(codes)
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m512i, a: __m512i, x: __m512i) -> __m512i {
+        _mm512_add_epi32(acc, _mm512_mullo_epi32(a, x))
+    }
+    #[inline(always)]
+    unsafe fn to_ps(v: __m512i) -> __m512 {
+        _mm512_cvtepi32_ps(v)
+    }
+}
+
+/// Y = Aᵀ M A on the codes of M (per tap e: `qm[e][tile][channel]` from e·qs, tiles of `span`)
+/// and of Aᵀ (`qa`, M×T row-major), requantized with `mul` into the cropped N×H×W×K output —
+/// the same codes as the portable path. Straight-line code over all coefficients (zeros
+/// included): the accumulators stay in registers.
 ///
 /// # Safety
-/// The CPU must support AVX-512F/BW; k a multiple of 16; T = M + 2 the layer's tile size.
+/// The CPU must support AVX-512F/BW; k a multiple of 16; T = M + 2 the layer's tile size; with
+/// `F32Arith`, Aᵀ's codes must meet the f32 bound.
 #[target_feature(enable = "avx512f,avx512bw")]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-pub unsafe fn output_avx512<const T: usize, const M: usize>(
+pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
     g: &Geometry,
     span: Span,
     qm: &[i8],
     qs: usize,
     k: usize,
-    at: &[f32],
+    qa: &[i32],
     mul: f32,
     y: &mut [i8],
 ) {
     let pc = span.p1 - span.p0;
     assert!(
-        at.len() == M * T
+        qa.len() == M * T
             && g.m == M
             && k.is_multiple_of(CB)
             && qs >= pc * k
             && qm.len() >= (T * T - 1) * qs + pc * k
     );
-    let a: [[__m512; T]; M] = std::array::from_fn(|i| std::array::from_fn(|p| _mm512_set1_ps(at[i * T + p])));
+    let a: [[A::V; T]; M] = std::array::from_fn(|i| std::array::from_fn(|p| A::splat(qa[i * T + p])));
     let (mulv, cap) = (_mm512_set1_ps(mul), _mm512_set1_ps(1073741824.0));
     for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
@@ -272,15 +339,15 @@ pub unsafe fn output_avx512<const T: usize, const M: usize>(
             std::array::from_fn(|j| (tx * M + j).checked_sub(g.before.1).filter(|&v| v < g.w));
         for k0 in (0..k).step_by(CB) {
             // First pass, row by row of M: tmp[i][q] = Σ_p A[i][p]·M[p][q].
-            let mut tmp = [[_mm512_setzero_ps(); T]; M];
+            let mut tmp = [[A::zero(); T]; M];
             for pp in 0..T {
-                let row: [__m512; T] = std::array::from_fn(|q| {
+                let row: [A::V; T] = std::array::from_fn(|q| {
                     let src = qm.as_ptr().add((pp * T + q) * qs + pl * k + k0);
-                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(src as *const _)))
+                    A::load(_mm_loadu_si128(src as *const _))
                 });
                 for i in 0..M {
                     for q in 0..T {
-                        tmp[i][q] = _mm512_fmadd_ps(a[i][pp], row[q], tmp[i][q]);
+                        tmp[i][q] = A::madd(tmp[i][q], a[i][pp], row[q]);
                     }
                 }
             }
@@ -289,11 +356,11 @@ pub unsafe fn output_avx512<const T: usize, const M: usize>(
                 let Some(yy) = yy[i] else { continue };
                 for j in 0..M {
                     let Some(xx) = xx[j] else { continue };
-                    let mut v = _mm512_setzero_ps();
+                    let mut v = A::zero();
                     for q in 0..T {
-                        v = _mm512_fmadd_ps(a[j][q], tmp[i][q], v);
+                        v = A::madd(v, a[j][q], tmp[i][q]);
                     }
-                    let scaled = _mm512_min_ps(_mm512_mul_ps(v, mulv), cap);
+                    let scaled = _mm512_min_ps(_mm512_mul_ps(A::to_ps(v), mulv), cap);
                     let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
                     let dst = &mut y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB];
                     _mm_storeu_si128(dst.as_mut_ptr() as *mut _, codes);
