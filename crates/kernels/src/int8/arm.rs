@@ -35,6 +35,12 @@ unsafe fn load_x(p: *const u8) -> int8x16_t {
     vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), vdupq_n_u8(0x80)))
 }
 
+/// The 4 registers (16 columns × 4 k) of one k-group of a 16-column strip.
+#[inline(always)]
+unsafe fn load_x4(p: *const u8) -> [int8x16_t; 4] {
+    [load_x(p), load_x(p.add(16)), load_x(p.add(32)), load_x(p.add(48))]
+}
+
 /// Stores rows i0.. and columns j.. of a block, clipped to M×N.
 #[inline(always)]
 unsafe fn store<const R: usize>(
@@ -105,12 +111,7 @@ pub unsafe fn gemm_dot(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
         let mut acc = [[vdupq_n_s32(0); 4]; R];
         for q in 0..kq {
             let xp = strip.add(q * step);
-            let xv = [
-                load_x(xp),
-                load_x(xp.add(16)),
-                load_x(xp.add(32)),
-                load_x(xp.add(48)),
-            ];
+            let xv = load_x4(xp);
             // Rows i0..i0+3 in one register, i0+4..i0+5 in the low lanes of another.
             let wa = vreinterpretq_s8_s32(vld1q_s32(
                 [
@@ -151,12 +152,7 @@ pub unsafe fn gemm_neon(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
         let mut hi = [[vdupq_n_s32(0); 4]; R];
         for q in 0..kq {
             let xp = strip.add(q * step);
-            let xv = [
-                load_x(xp),
-                load_x(xp.add(16)),
-                load_x(xp.add(32)),
-                load_x(xp.add(48)),
-            ];
+            let xv = load_x4(xp);
             for r in 0..R {
                 let wr = vreinterpretq_s8_s32(vdupq_n_s32(w_quad(w, i0 + r, q)));
                 for (v, &xb) in xv.iter().enumerate() {

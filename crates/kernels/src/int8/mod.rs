@@ -201,6 +201,11 @@ impl PackedW {
 /// The shape invariants the microkernels' unchecked reads rely on (`WRows` and `PackedX` have
 /// public fields).
 fn check_operands(w: &WRows, x: &PackedX) {
+    assert_eq!(
+        w.kp, x.kp,
+        "inner dimensions differ: W has K={}, X has K={}",
+        w.k, x.k
+    );
     let rows = if w.mr == MR_SMALL { MR_SMALL } else { MR };
     assert!(
         w.data.len() >= w.mp * w.kp
@@ -410,11 +415,6 @@ pub fn gemm_isa(isa: Isa, w: &PackedW, x: &PackedX, c: &mut [i32], ldc: usize) {
 /// `gemm_isa` on a borrowed row operand.
 pub fn gemm_rows_isa(isa: Isa, w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
     check_operands(w, x);
-    assert_eq!(
-        w.kp, x.kp,
-        "inner dimensions differ: W has K={}, X has K={}",
-        w.k, x.k
-    );
     assert!(
         ldc >= x.n && (w.m == 0 || c.len() >= (w.m - 1) * ldc + x.n),
         "C is too small"
@@ -471,7 +471,7 @@ pub fn gemm_requant_isa(
         "the output is too small"
     );
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && x86::has_vnni() && w.kp == x.kp && w.m > 0 && x.n > 0 {
+    if isa == Isa::Avx512 && x86::has_vnni() && w.m > 0 && x.n > 0 {
         // SAFETY: AVX-512F/BW and VNNI were detected at run time; sizes checked above.
         unsafe { x86::gemm_vnni_requant(w, x, mul, out, ldo) };
         return;

@@ -59,8 +59,7 @@ pub struct WinogradI8 {
     /// scales as f32.
     v_mul: Vec<f32>,
     s_m_f32: Vec<f32>,
-    /// Bᵀ for the VNNI input transform (x86_64, when its codes fit in i8 and the f32 second
-    /// pass is exact).
+    /// Bᵀ for the VNNI input transform (x86_64; None where it does not apply).
     #[cfg(target_arch = "x86_64")]
     quad_b: Option<super::x86_wino::QuadB>,
     /// Register-block transforms where the channel counts allow (off: always lane-wise).
@@ -117,9 +116,7 @@ impl WinogradI8 {
             _ => None,
         };
         #[cfg(target_arch = "x86_64")]
-        let quad_b = nz_b_f32
-            .as_ref()
-            .and_then(|_| super::x86_wino::QuadB::new(&spec.qb, t));
+        let quad_b = super::x86_wino::QuadB::new(&spec.qb, t);
         let tt = t * t;
         let v_mul: Vec<f32> = (0..tt)
             .map(|e| (spec.s_b * spec.s_b * spec.s_in / per_tap(&spec.s_v, e)) as f32)
@@ -179,7 +176,7 @@ impl WinogradI8 {
         let g = Grid::new(n, h, w, m);
         let (p, tt) = (g.p(), t * t);
         let (cp, kp) = (c * p, k * p);
-        if self.blocks && c % CB == 0 && k % CB == 0 && matches!(t, 4 | 6 | 8) {
+        if self.block_path() {
             return self.forward_blocks(x, &g, h, w, y);
         }
         SCRATCH.with(|cell| {
@@ -291,12 +288,19 @@ impl WinogradI8 {
 }
 
 impl WinogradI8 {
+    /// Whether the register-block transforms run (channel counts multiples of 16).
+    fn block_path(&self) -> bool {
+        self.blocks
+            && self.spec.c.is_multiple_of(CB)
+            && self.spec.k.is_multiple_of(CB)
+            && matches!(self.t, 4 | 6 | 8)
+    }
+
     /// Which tile transforms run on this machine for input (c) and output (k) channel counts,
     /// for reports: "vnni+avx512" (the x86 fast paths), "blocks" (portable register blocks) or
     /// "lanes" (other channel counts).
     pub fn transform_path(&self) -> &'static str {
-        let (c, k) = (self.spec.c, self.spec.k);
-        if !(self.blocks && c % CB == 0 && k % CB == 0 && matches!(self.t, 4 | 6 | 8)) {
+        if !self.block_path() {
             return "lanes";
         }
         #[cfg(target_arch = "x86_64")]
@@ -336,7 +340,7 @@ impl WinogradI8 {
         quads: &mut Vec<u8>,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if let (Some(qb), Some(nz)) = (&self.quad_b, &self.nz_b_f32) {
+        if let Some(qb) = &self.quad_b {
             use super::x86_wino::{build_quads, input_vnni};
             let c = self.spec.c;
             // SAFETY: `vnni_input` checked AVX-512F/BW and VNNI; c is a multiple of 16 on the
@@ -344,9 +348,9 @@ impl WinogradI8 {
             unsafe {
                 build_quads(geo, span, x, c, qb, quads);
                 match self.t {
-                    4 => input_vnni::<4, 1>(geo, span, quads, c, qb, nz, v_mul, rows, kp),
-                    6 => input_vnni::<6, 2>(geo, span, quads, c, qb, nz, v_mul, rows, kp),
-                    8 => input_vnni::<8, 2>(geo, span, quads, c, qb, nz, v_mul, rows, kp),
+                    4 => input_vnni::<4, 1>(geo, span, quads, c, qb, v_mul, rows, kp),
+                    6 => input_vnni::<6, 2>(geo, span, quads, c, qb, v_mul, rows, kp),
+                    8 => input_vnni::<8, 2>(geo, span, quads, c, qb, v_mul, rows, kp),
                     t => panic!("no tile transform for t = {t}"),
                 }
             }

@@ -12,9 +12,11 @@
 use super::wino_blocks::{Geometry, Span, CB};
 use std::arch::x86_64::*;
 
-/// Bᵀ as 4-byte groups for the dot products.
+/// Bᵀ as 4-byte groups for the dot products, and as the f32 coefficients of the second pass.
 #[derive(Debug, Clone)]
 pub struct QuadB {
+    /// Bᵀ's codes, t×t.
+    codes: Vec<i32>,
     /// groups[i·q + g] = B[i][4g..4g+4] as little-endian bytes.
     groups: Vec<i32>,
     /// 128·Σ_p B[i][p], removed from every first-pass sum of row i.
@@ -66,8 +68,16 @@ impl Slots {
 }
 
 impl QuadB {
-    /// None when a code of Bᵀ does not fit in i8.
+    /// None when a code of Bᵀ does not fit in i8 or the second pass would not be exact in
+    /// f32 ((row L1)²·128 ≥ 2^24).
     pub fn new(qb: &[i32], t: usize) -> Option<QuadB> {
+        let l1 = qb
+            .chunks(t)
+            .map(|r| r.iter().map(|v| v.unsigned_abs() as u64).sum::<u64>())
+            .max()?;
+        if l1 * l1 * 128 >= 1 << 24 {
+            return None;
+        }
         let q = t.div_ceil(4);
         let byte = |i: usize, p: usize| {
             if p < t {
@@ -89,7 +99,12 @@ impl QuadB {
         let corr = (0..t)
             .map(|i| 128 * qb[i * t..(i + 1) * t].iter().sum::<i32>())
             .collect();
-        Some(QuadB { groups, corr, q })
+        Some(QuadB {
+            codes: qb.to_vec(),
+            groups,
+            corr,
+            q,
+        })
     }
 }
 
@@ -157,7 +172,7 @@ pub unsafe fn build_quads(g: &Geometry, span: Span, x: &[i8], c: usize, qb: &Qua
 
 /// V = Bᵀ d B of every tile of `span` and 16-channel block, requantized per tap with
 /// `v_mul[e]` into `rows[e][tile][channel]` (rows `kp` bytes apart) — the same codes as the
-/// portable f32 path (`f32_nz`: Bᵀ's nonzeros, which must satisfy its exactness bound).
+/// portable f32 path.
 ///
 /// # Safety
 /// The CPU must support AVX-512F/BW and VNNI; `quads` from `build_quads` for this span; T
@@ -170,15 +185,13 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
     quads: &[u8],
     c: usize,
     qb: &QuadB,
-    f32_nz: &[Vec<(usize, f32)>],
     v_mul: &[f32],
     rows: &mut [&mut [i8]],
     kp: usize,
 ) {
-    assert!(qb.q == Q && f32_nz.len() == T && rows.len() == T * T && v_mul.len() == T * T);
+    assert!(qb.q == Q && qb.codes.len() == T * T && rows.len() == T * T && v_mul.len() == T * T);
     let pc = span.p1 - span.p0;
     assert!(rows.iter().all(|r| r.len() >= pc * kp) && c.is_multiple_of(CB) && kp >= c);
-    assert!(f32_nz.iter().flatten().all(|&(q, _)| q < T));
     // Per-call constants, broadcast once (no index checks or broadcasts in the block loop).
     let corr: [__m512i; T] = std::array::from_fn(|i| _mm512_set1_epi32(-qb.corr[i]));
     let groups: [[__m512i; Q]; T] =
@@ -189,13 +202,8 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
     assert!(span.p1 > span.p0 && quads.len() >= (slots.slot(span.p1 / g.tiles_x - 1, Q - 1) + 1) * plane);
     assert!(g.wp >= g.tiles_x * g.m + 2);
     let cap = _mm512_set1_ps(1073741824.0);
-    let mut bd = [[0f32; T]; T];
-    for (row, nz) in bd.iter_mut().zip(f32_nz) {
-        for &(q, l) in nz {
-            row[q] = l;
-        }
-    }
-    let bm: [[__m512; T]; T] = std::array::from_fn(|j| std::array::from_fn(|q| _mm512_set1_ps(bd[j][q])));
+    let bm: [[__m512; T]; T] =
+        std::array::from_fn(|j| std::array::from_fn(|q| _mm512_set1_ps(qb.codes[j * T + q] as f32)));
     for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
         let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
