@@ -497,16 +497,21 @@ fn hadamard_stage(geo: &Geo, u: &[f32], v: &[f32], codes: bool) -> Vec<f32> {
     mh
 }
 
-/// Y = Aᵀ M A per tile, cropped to N×K×H×W (computed per output channel as [K][N][H][W]).
-fn output_stage(geo: &Geo, mh: &[f32], at: &[f32]) -> Tensor {
+/// Y = Aᵀ M A per tile, cropped to N×K×H×W (computed per output channel as [K][N][H][W]):
+/// `tile(scratch, ko, p0, lanes, yt)` fills yt [m·m][lanes] for output channel ko, tiles p0...
+fn output_tiles<S>(
+    geo: &Geo,
+    scratch: impl Fn() -> S + Sync + Send,
+    tile: impl Fn(&mut S, usize, usize, usize, &mut [f32]) + Sync + Send,
+) -> Tensor {
     let (k, m, p) = (geo.k, geo.m, geo.p());
-    let (n, h, w, t) = (geo.n, geo.h, geo.w, m + 2);
+    let (n, h, w) = (geo.n, geo.h, geo.w);
     let mut yk = vec![0.0f32; k * n * h * w];
     yk.par_chunks_mut(n * h * w).enumerate().for_each_init(
-        || (vec![0.0f32; m * m * LANES], vec![0.0f32; m * t * LANES]),
-        |(yt, tmp), (ko, planes)| {
+        || (vec![0.0f32; m * m * LANES], scratch()),
+        |(yt, s), (ko, planes)| {
             for (p0, lanes) in blocks(p) {
-                sandwich_lanes(at, m, t, &mh[ko * p + p0..], k * p, yt, lanes, lanes, tmp);
+                tile(s, ko, p0, lanes, yt);
                 geo.scatter_out(yt, p0, lanes, planes);
             }
         },
@@ -514,41 +519,44 @@ fn output_stage(geo: &Geo, mh: &[f32], at: &[f32]) -> Tensor {
     Tensor::from_vec(&[n, k, h, w], swap_outer(&yk, k, n, h * w))
 }
 
+/// The output stage on dequantized values M [T][K][P] and Aᵀ.
+fn output_stage(geo: &Geo, mh: &[f32], at: &[f32]) -> Tensor {
+    let (k, m, p, t) = (geo.k, geo.m, geo.p(), geo.m + 2);
+    output_tiles(
+        geo,
+        || vec![0.0f32; m * t * LANES],
+        |tmp, ko, p0, lanes, yt| sandwich_lanes(at, m, t, &mh[ko * p + p0..], k * p, yt, lanes, lanes, tmp),
+    )
+}
+
 /// The same on 8-bit codes of M (f32 holding integers, [T][K][P]) and of Aᵀ: exact integer
 /// sums (|S| ≤ (row L1 of Aᵀ)²·128 < 2^31), returned as f32.
 fn output_stage_codes(geo: &Geo, mh: &[f32], ac: &[i32]) -> Tensor {
-    let (k, m, p) = (geo.k, geo.m, geo.p());
-    let (n, h, w, t) = (geo.n, geo.h, geo.w, m + 2);
+    let (k, m, p, t) = (geo.k, geo.m, geo.p(), geo.m + 2);
     let tt = t * t;
-    let mut yk = vec![0.0f32; k * n * h * w];
-    yk.par_chunks_mut(n * h * w).enumerate().for_each_init(
+    output_tiles(
+        geo,
         || {
-            let f = vec![0.0f32; m * m * LANES];
             (
-                f,
                 vec![0i32; tt * LANES],
                 vec![0i32; m * m * LANES],
                 vec![0i32; m * t * LANES],
             )
         },
-        |(yt, mi, yi, tmp), (ko, planes)| {
-            for (p0, lanes) in blocks(p) {
-                for e in 0..tt {
-                    let src = &mh[(e * k + ko) * p + p0..][..lanes];
-                    mi[e * lanes..(e + 1) * lanes]
-                        .iter_mut()
-                        .zip(src)
-                        .for_each(|(o, &v)| *o = v as i32);
-                }
-                sandwich_lanes_i32(ac, m, t, mi, lanes, yi, lanes, lanes, tmp);
-                yt.iter_mut()
-                    .zip(&yi[..m * m * lanes])
-                    .for_each(|(o, &v)| *o = v as f32);
-                geo.scatter_out(yt, p0, lanes, planes);
+        |(mi, yi, tmp), ko, p0, lanes, yt| {
+            for e in 0..tt {
+                let src = &mh[(e * k + ko) * p + p0..][..lanes];
+                mi[e * lanes..(e + 1) * lanes]
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(o, &v)| *o = v as i32);
             }
+            sandwich_lanes_i32(ac, m, t, mi, lanes, yi, lanes, lanes, tmp);
+            yt.iter_mut()
+                .zip(&yi[..m * m * lanes])
+                .for_each(|(o, &v)| *o = v as f32);
         },
-    );
-    Tensor::from_vec(&[n, k, h, w], swap_outer(&yk, k, n, h * w))
+    )
 }
 
 /// The forward of an FP32 Winograd layer from its exported values (pre-transformed weights
