@@ -251,7 +251,7 @@ fn layers(a: LayersArgs) -> Result<()> {
     Ok(())
 }
 
-fn synthetic_model(a: &ModelBenchArgs) -> Result<(winq_nn::export::Op, winq_engine::deploy::ModelInfo)> {
+fn synthetic_model(a: &ModelBenchArgs) -> Result<(winq_ir::Op, winq_ir::ModelInfo)> {
     let choices: Vec<ConvChoice> = a.layer.iter().map(|c| parse_choice(c)).collect::<Result<_>>()?;
     let convs = match choices.len() {
         1 => vec![choices[0]; 16],
@@ -281,7 +281,7 @@ fn synthetic_model(a: &ModelBenchArgs) -> Result<(winq_nn::export::Op, winq_engi
     );
     net.forward(&x, Mode::Train); // real quantizer ranges
     let op = net.export().map_err(anyhow::Error::msg)?;
-    let info = winq_engine::deploy::ModelInfo {
+    let info = winq_ir::ModelInfo {
         channels: 3,
         height: 32,
         width: 32,
@@ -297,7 +297,7 @@ fn model_bench(a: ModelBenchArgs) -> Result<()> {
     let (op, info) = if a.model.as_os_str() == "synthetic" {
         synthetic_model(&a)?
     } else {
-        winq_engine::deploy::load(&a.model)?
+        winq_ir::load(&a.model)?
     };
     let net = winq_engine::Net::compile(&op).map_err(anyhow::Error::msg)?;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -363,7 +363,7 @@ fn conv_int8(a: ConvArgs) -> Result<()> {
 
 fn conv_int8_timings(a: ConvArgs) -> Result<()> {
     use winq_kernels::int8::conv::Im2rowI8;
-    use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+    use winq_kernels::int8::winograd::WinogradI8;
     use winq_transforms::{transform, PointSet};
     let (c, k, s, n) = (a.c, a.k, a.size, a.batch);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -385,26 +385,24 @@ fn conv_int8_timings(a: ConvArgs) -> Result<()> {
     for &m in &a.tiles {
         let t = m + 2;
         let tr = transform(m, 3, &PointSet::Default)?.to_f64();
-        let code = |v: &[f64]| -> (Vec<i32>, f64) {
-            let s = v.iter().fold(0.0f64, |a, x| a.max(x.abs())) / 127.5;
-            (
-                v.iter()
-                    .map(|x| (x / s).round().clamp(-128.0, 127.0) as i32)
-                    .collect(),
-                s,
-            )
+        // Aᵀ and Bᵀ quantized as a static 8-bit layer quantizes them (max-abs range).
+        let code = |v: &[f64]| -> (Vec<i8>, f64) {
+            let (lo, hi) = winq_quant::min_max(v);
+            let s = winq_quant::scale_for(lo, hi, 8);
+            let vals: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            (winq_quant::codes::codes_i8(&vals, &[s]), s)
         };
-        let (qa, s_a) = code(&tr.at.data);
-        let (qb, s_b) = code(&tr.bt.data);
-        let spec = WinogradSpec {
+        let (at, s_at) = code(&tr.at.data);
+        let (bt, s_bt) = code(&tr.bt.data);
+        let spec = winq_ir::QuantWinograd {
             c,
             k,
             m,
-            qa,
-            qb,
-            s_a,
-            s_b,
-            qu: (0..t * t * k * c).map(|_| rng.gen()).collect(),
+            at,
+            bt,
+            s_at,
+            s_bt,
+            u: (0..t * t * k * c).map(|_| rng.gen()).collect(),
             s_u: vec![0.01],
             s_in: 0.02,
             s_v: vec![0.05],

@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use winq_engine::deploy::{self, ModelInfo};
 use winq_engine::{Act, Net};
+use winq_ir::{self as deploy, ModelInfo};
 use winq_nn::Layer;
 use winq_train::checkpoint::Checkpoint;
 use winq_train::config::TrainConfig;
@@ -22,7 +22,7 @@ pub fn checkpoint_path(p: &Path, which: &str) -> Result<PathBuf> {
 }
 
 /// Loads a checkpoint into its training model and exports the engine graph.
-pub fn export_checkpoint(path: &Path) -> Result<(winq_nn::export::Op, ModelInfo, TrainConfig)> {
+pub fn export_checkpoint(path: &Path) -> Result<(winq_ir::Op, ModelInfo, TrainConfig)> {
     let ck = Checkpoint::read(path)?;
     let cfg = ck.config.clone();
     let (c, classes) = (cfg.dataset.channels(), cfg.dataset.classes());
@@ -224,8 +224,8 @@ pub fn eval_engine(path: &Path, data: Option<PathBuf>) -> Result<()> {
 /// through the BatchNorm after it, global pooling and the classifier: s_out · max |BN scale| ·
 /// max_j |W[class][j]| (one channel shifted by one step everywhere). Empty when the network
 /// has no classifier.
-fn logit_step(op: &winq_nn::export::Op) -> Vec<f32> {
-    use winq_nn::export::Op;
+fn logit_step(op: &winq_ir::Op) -> Vec<f32> {
+    use winq_ir::Op;
     fn walk(op: &Op, s_last: &mut f64, w: &mut Option<(usize, usize, Vec<f32>)>) {
         match op {
             Op::ConvI8(e) => *s_last = e.s_out,
@@ -238,7 +238,7 @@ fn logit_step(op: &winq_nn::export::Op) -> Vec<f32> {
                 weight,
                 ..
             } => *w = Some((*inputs, *outputs, weight.clone())),
-            Op::Seq(v) => v.iter().for_each(|o| walk(o, s_last, w)),
+            Op::Seq { ops } => ops.iter().for_each(|o| walk(o, s_last, w)),
             Op::Residual { body, shortcut } => {
                 shortcut.iter().flatten().for_each(|o| walk(o, s_last, w));
                 body.iter().for_each(|o| walk(o, s_last, w));

@@ -206,7 +206,7 @@ fn train_config(a: &SearchArgs, arch: Model, layers: Vec<LayerSpec>) -> Result<T
 /// Median engine time (ms) of an exported network on `batch` random inputs of c×h×w, on
 /// `threads` threads (the latency table's count, so that predictions and timings compare).
 fn engine_ms(
-    op: &winq_nn::export::Op,
+    op: &winq_ir::Op,
     batch: usize,
     chw: (usize, usize, usize),
     reps: usize,
@@ -219,12 +219,7 @@ fn engine_ms(
     pool.install(|| engine_ms_here(op, batch, chw, reps))
 }
 
-fn engine_ms_here(
-    op: &winq_nn::export::Op,
-    batch: usize,
-    chw: (usize, usize, usize),
-    reps: usize,
-) -> Result<f64> {
+fn engine_ms_here(op: &winq_ir::Op, batch: usize, chw: (usize, usize, usize), reps: usize) -> Result<f64> {
     let net = winq_engine::Net::compile(op).map_err(anyhow::Error::msg)?;
     let (c, h, w) = chw;
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -551,7 +546,7 @@ fn retrain(
     let o = runner::train(cfg, &dir, Start::Fresh, a.quiet)?;
     let (op, info, _) = crate::cmd_engine::export_checkpoint(&dir.join("best.safetensors"))?;
     let model = out.join("model.winq");
-    winq_engine::deploy::save(&model, &op, &info)?;
+    winq_ir::save(&model, &op, &info)?;
     let measured = engine_ms(&op, a.lut_batch, chw, a.reps, threads)?;
     let result = json!({
         "test_acc": o.test_acc_best, "best_epoch": o.best_epoch, "epochs": o.epochs, "train_seconds": o.seconds,
@@ -657,7 +652,7 @@ pub fn report(a: ReportArgs) -> Result<()> {
         };
         let acc = 100.0 * acc.with_context(|| format!("{}: no test accuracy recorded", dir.display()))?;
         let model = dir.join("model.winq");
-        let (op, info) = winq_engine::deploy::load(&model).with_context(|| {
+        let (op, info) = winq_ir::load(&model).with_context(|| {
             format!(
                 "{} (export it: winq export {} -o {})",
                 model.display(),

@@ -85,16 +85,6 @@ winq_quant::multiversion! {
 }
 
 winq_quant::multiversion! {
-    /// Input codes of a quantized convolution: round(x / s) clamped to 8 bits, half to even,
-    /// with the same f32 division as the training model's fake quantizer.
-    pub fn quantize / quantize_isa(x: &[f32], s: f32, out: &mut [i8]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = winq_kernels::int8::to_code(v / s);
-        }
-    }
-}
-
-winq_quant::multiversion! {
     /// y = relu?(y + x): the residual add.
     pub fn add_relu / add_relu_isa(y: &mut [f32], x: &[f32], relu_on: bool) {
         for (a, &b) in y.iter_mut().zip(x) {

@@ -1,4 +1,4 @@
-//! The inference engine: compiles an exported network (`winq_nn::export::Op`) into kernels —
+//! The inference engine: compiles a model IR graph (`winq_ir::Op`) into kernels —
 //! INT8 im2row and INT8 Winograd convolutions with packed weights and pre-transformed Winograd
 //! weights prepared once, FP32 convolutions for unquantized layers — and runs it.
 //!
@@ -9,18 +9,15 @@
 //! following BatchNorm and ReLU at once; residual adds fuse their ReLU. (Training keeps BN,
 //! ReLU and residual adds in FP32 on dequantized values, so this is what it computes.)
 
-pub mod deploy;
 pub mod fmap;
 
-use deploy::codes;
 use fmap::{Bn, Fmap, Post};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::time::Instant;
+use winq_ir::{IrError, Op};
 use winq_kernels::int8::conv::Im2rowI8;
-use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
-use winq_nn::export::Op;
-use winq_nn::wa_conv::WinogradExport;
+use winq_kernels::int8::winograd::WinogradI8;
 
 /// The network's input and output: N×C×H×W f32 (the output is N×classes with h = w = 1).
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +78,9 @@ pub struct Net {
 
 fn bn_of(op: Option<&Op>) -> Option<Bn> {
     match op {
-        Some(Op::BatchNorm { mean, scale, bias }) => Some(Bn {
+        Some(Op::BatchNorm {
+            mean, scale, bias, ..
+        }) => Some(Bn {
             mean: mean.clone(),
             scale: scale.clone(),
             bias: bias.clone(),
@@ -92,11 +91,11 @@ fn bn_of(op: Option<&Op>) -> Option<Bn> {
 
 /// Compiles a list of operations, fusing BatchNorm and ReLU into the convolution (or the ReLU
 /// into the residual add) they follow.
-fn compile_all(ops: &[Op]) -> Result<Vec<Node>, String> {
+fn compile_all(ops: &[Op]) -> Vec<Node> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < ops.len() {
-        let mut node = compile(&ops[i])?;
+        let mut node = compile(&ops[i]);
         i += 1;
         match &mut node {
             Node::Conv { post, .. } | Node::Post(post) => {
@@ -117,7 +116,7 @@ fn compile_all(ops: &[Op]) -> Result<Vec<Node>, String> {
         }
         out.push(node);
     }
-    Ok(out)
+    out
 }
 
 fn conv_node(kernel: Kernel, c: usize, k: usize, s_in: f64, s_out: f64, name: String) -> Node {
@@ -132,83 +131,20 @@ fn conv_node(kernel: Kernel, c: usize, k: usize, s_in: f64, s_out: f64, name: St
     }
 }
 
-fn compile(op: &Op) -> Result<Node, String> {
-    Ok(match op {
-        Op::ConvI8(e) => {
-            if e.kernel % 2 == 0 || e.bits != 8 || e.in_channels == 0 || e.out_channels == 0 {
-                return Err(format!(
-                    "INT{} {}x{} convolution {}->{}: the engine runs 8-bit codes, odd kernels",
-                    e.bits, e.kernel, e.kernel, e.in_channels, e.out_channels
-                ));
-            }
-            let qw = codes(&e.weight, &e.s_w);
-            let layer = Im2rowI8::new(
-                &qw,
-                e.in_channels,
-                e.out_channels,
-                e.kernel,
-                e.s_in,
-                &e.s_w,
-                e.s_out,
-            );
-            let name = format!(
-                "im2row-int8 {}x{} {}->{}",
-                e.kernel, e.kernel, e.in_channels, e.out_channels
-            );
-            conv_node(
-                Kernel::Im2rowI8(layer),
-                e.in_channels,
-                e.out_channels,
-                e.s_in,
-                e.s_out,
-                name,
-            )
+/// Compiles one checked operation (`Op::check_params` passed).
+fn compile(op: &Op) -> Node {
+    match op {
+        Op::ConvI8(q) => {
+            let layer = Im2rowI8::new(&q.weight, q.c, q.k, q.r, q.s_in, &q.s_w, q.s_out);
+            let name = format!("im2row-int8 {}x{} {}->{}", q.r, q.r, q.c, q.k);
+            conv_node(Kernel::Im2rowI8(layer), q.c, q.k, q.s_in, q.s_out, name)
         }
-        Op::WinogradI8(e) => {
-            if e.bits != 8 || !(1..=8).contains(&e.m) || e.in_channels == 0 || e.out_channels == 0 {
-                return Err(format!(
-                    "INT{} F{} Winograd {}->{}: the engine runs 8-bit codes, tiles 1..=8",
-                    e.bits, e.m, e.in_channels, e.out_channels
-                ));
-            }
-            let t = e.m + 2;
-            if e.at.len() != e.m * t {
-                return Err(format!(
-                    "Winograd layer: Aᵀ has {} values, F{} needs {}",
-                    e.at.len(),
-                    e.m,
-                    e.m * t
-                ));
-            }
-            let spec = WinogradSpec {
-                c: e.in_channels,
-                k: e.out_channels,
-                m: e.m,
-                qa: codes(&e.at, &[e.s_at]).iter().map(|&v| v as i32).collect(),
-                qb: codes(&e.bt, &[e.s_bt]).iter().map(|&v| v as i32).collect(),
-                s_a: e.s_at,
-                s_b: e.s_bt,
-                qu: codes(&e.u, &e.s_u),
-                s_u: e.s_u.clone(),
-                s_in: e.s_in,
-                s_v: e.s_v.clone(),
-                s_m: e.s_m.clone(),
-                s_out: e.s_out,
-            };
-            let name = format!("F{}-int8 3x3 {}->{}", e.m, e.in_channels, e.out_channels);
-            conv_node(
-                Kernel::WinogradI8(Box::new(WinogradI8::new(spec))),
-                e.in_channels,
-                e.out_channels,
-                e.s_in,
-                e.s_out,
-                name,
-            )
+        Op::WinogradI8(q) => {
+            let name = format!("F{}-int8 3x3 {}->{}", q.m, q.c, q.k);
+            let kernel = Kernel::WinogradI8(Box::new(WinogradI8::new(q.clone())));
+            conv_node(kernel, q.c, q.k, q.s_in, q.s_out, name)
         }
         Op::ConvF32 { c, k, r, weight } => {
-            if weight.len() != k * c * r * r || r % 2 == 0 {
-                return Err(format!("FP32 convolution {c}->{k} {r}x{r}: bad weight shape"));
-            }
             let kernel = Kernel::F32 {
                 r: *r,
                 weight: weight.clone(),
@@ -216,12 +152,6 @@ fn compile(op: &Op) -> Result<Node, String> {
             conv_node(kernel, *c, *k, 1.0, 1.0, format!("im2row-fp32 {r}x{r} {c}->{k}"))
         }
         Op::WinogradF32 { c, k, m, at, bt, u } => {
-            let t = m + 2;
-            if at.len() != m * t || bt.len() != t * t || u.len() != t * t * k * c {
-                return Err(format!(
-                    "FP32 Winograd F{m} {c}->{k}: bad transform or weight sizes"
-                ));
-            }
             let kernel = Kernel::WinogradF32 {
                 m: *m,
                 at: at.clone(),
@@ -236,79 +166,12 @@ fn compile(op: &Op) -> Result<Node, String> {
         }),
         Op::Relu => Node::Post(Post { bn: None, relu: true }),
         Op::MaxPool2 | Op::GlobalAvgPool | Op::Linear { .. } => Node::Plain(op.clone()),
-        Op::Seq(v) => Node::Seq(compile_all(v)?),
+        Op::Seq { ops } => Node::Seq(compile_all(ops)),
         Op::Residual { body, shortcut } => Node::Residual {
-            body: compile_all(body)?,
-            shortcut: shortcut.as_deref().map(compile_all).transpose()?,
+            body: compile_all(body),
+            shortcut: shortcut.as_deref().map(compile_all),
             relu: false,
         },
-    })
-}
-
-/// Walks the graph from an input of shape (C, H, W): every operation must accept what
-/// reaches it (channel counts, BatchNorm lengths, classifier inputs, maps large enough to pool,
-/// odd kernels, 8-bit codes); returns the output shape. A model file that passes cannot make
-/// the engine panic on inputs of that shape.
-pub fn check_shapes(op: &Op, (c, h, w): (usize, usize, usize)) -> Result<(usize, usize, usize), String> {
-    let conv = |name: &str, ci: usize, k: usize| -> Result<(usize, usize, usize), String> {
-        if ci != c {
-            return Err(format!("{name}: expects {ci} input channels, gets {c}"));
-        }
-        if k == 0 {
-            return Err(format!("{name}: no output channels"));
-        }
-        Ok((k, h, w))
-    };
-    if c == 0 || h == 0 || w == 0 {
-        return Err(format!("empty activations {c}x{h}x{w} reach an operation"));
-    }
-    match op {
-        Op::ConvF32 { c: ci, k, r, .. } if r % 2 == 1 => conv("FP32 convolution", *ci, *k),
-        Op::ConvF32 { r, .. } => Err(format!("FP32 convolution: even kernel {r}")),
-        Op::ConvI8(e) if e.bits != 8 => {
-            Err(format!("INT{} convolution: the engine runs 8-bit codes", e.bits))
-        }
-        Op::ConvI8(e) if e.kernel % 2 == 1 => conv("INT8 convolution", e.in_channels, e.out_channels),
-        Op::ConvI8(e) => Err(format!("INT8 convolution: even kernel {}", e.kernel)),
-        Op::WinogradI8(e) if e.bits != 8 => {
-            Err(format!("INT{} Winograd: the engine runs 8-bit codes", e.bits))
-        }
-        Op::WinogradI8(e) if (1..=8).contains(&e.m) => conv("INT8 Winograd", e.in_channels, e.out_channels),
-        Op::WinogradF32 { c: ci, k, m, .. } if (1..=8).contains(m) => conv("FP32 Winograd", *ci, *k),
-        Op::WinogradI8(WinogradExport { m, .. }) | Op::WinogradF32 { m, .. } => {
-            Err(format!("Winograd: unsupported tile m = {m}"))
-        }
-        Op::BatchNorm { mean, scale, bias } => {
-            if mean.len() != c || scale.len() != c || bias.len() != c {
-                return Err(format!("BatchNorm of {} channels gets {c}", mean.len()));
-            }
-            Ok((c, h, w))
-        }
-        Op::Relu => Ok((c, h, w)),
-        Op::MaxPool2 if h >= 2 && w >= 2 => Ok((c, h / 2, w / 2)),
-        Op::MaxPool2 => Err(format!("2x2 max-pool of a {h}x{w} map")),
-        Op::GlobalAvgPool => Ok((c, 1, 1)),
-        Op::Linear {
-            inputs,
-            outputs,
-            weight,
-            bias,
-        } => {
-            if *inputs != c * h * w || weight.len() != inputs * outputs || bias.len() != *outputs {
-                return Err(format!("Linear({inputs} -> {outputs}) gets {c}x{h}x{w}"));
-            }
-            Ok((*outputs, 1, 1))
-        }
-        Op::Seq(v) => v.iter().try_fold((c, h, w), |s, o| check_shapes(o, s)),
-        Op::Residual { body, shortcut } => {
-            let run = |ops: &[Op]| ops.iter().try_fold((c, h, w), |s, o| check_shapes(o, s));
-            let b = run(body)?;
-            let sc = shortcut.as_deref().map_or(Ok((c, h, w)), run)?;
-            if b != sc {
-                return Err(format!("residual block: body gives {b:?}, shortcut {sc:?}"));
-            }
-            Ok(b)
-        }
     }
 }
 
@@ -410,9 +273,16 @@ fn run(node: &Node, x: Fmap, b: &mut Bufs, prof: &mut Profile) -> Fmap {
                     y
                 }
                 Kernel::WinogradF32 { m, at, bt, u } => {
-                    let t = winq_nn::Tensor::from_vec(&[n, *c, h, w], fmap::to_nchw(&x));
-                    let y = winq_nn::wa_conv::winograd_f32_forward(&t, u, at, bt, *k, *m);
-                    let mut y = fmap::from_nchw(n, *k, h, w, &y.data);
+                    let y = winq_kernels::winograd::forward_f32(
+                        &fmap::to_nchw(&x),
+                        (n, *c, h, w),
+                        u,
+                        at,
+                        bt,
+                        *k,
+                        *m,
+                    );
+                    let mut y = fmap::from_nchw(n, *k, h, w, &y);
                     fmap::apply_post(&mut y.data, *k, post);
                     y
                 }
@@ -420,7 +290,7 @@ fn run(node: &Node, x: Fmap, b: &mut Bufs, prof: &mut Profile) -> Fmap {
                     let (mut q_in, mut q_out) = (std::mem::take(&mut b.q_in), std::mem::take(&mut b.q_out));
                     q_in.resize(x.data.len(), 0);
                     q_out.resize(x.pixels() * k, 0);
-                    fmap::quantize(&x.data, *s_in, &mut q_in);
+                    winq_quant::codes::quantize_i8(&x.data, *s_in, &mut q_in);
                     match &**kernel {
                         Kernel::Im2rowI8(l) => l.forward(&q_in, n, h, w, &mut q_out),
                         Kernel::WinogradI8(l) => l.forward(&q_in, n, h, w, &mut q_out),
@@ -481,9 +351,11 @@ fn run_plain(op: &Op, x: Fmap, b: &mut Bufs) -> (Fmap, String) {
 }
 
 impl Net {
-    /// Prepares every kernel (weight packing, Winograd weight codes) once.
-    pub fn compile(op: &Op) -> Result<Net, String> {
-        Ok(Net { root: compile(op)? })
+    /// Checks the graph's parameters and prepares every kernel (weight packing, Winograd
+    /// weight codes) once.
+    pub fn compile(op: &Op) -> Result<Net, IrError> {
+        op.check_params()?;
+        Ok(Net { root: compile(op) })
     }
 
     fn run_images(&self, x: &Act, prof: &mut Profile) -> Act {

@@ -7,5 +7,6 @@ pub mod int8;
 pub mod reference;
 mod shape;
 pub mod tile;
+pub mod winograd;
 
 pub use shape::{Nchw, Tiling};

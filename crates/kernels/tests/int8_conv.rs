@@ -89,7 +89,8 @@ fn im2row_int8_equals_integer_direct_convolution() {
 /// odd sizes and batch 2.
 #[test]
 fn winograd_block_transforms_equal_lane_transforms() {
-    use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+    use winq_ir::QuantWinograd as WinogradSpec;
+    use winq_kernels::int8::winograd::WinogradI8;
     let mut rng = ChaCha8Rng::seed_from_u64(22);
     let mut a_kinds = [false; 2];
     let cases = [(2, false), (4, false), (4, true), (6, false), (6, true)];
@@ -97,7 +98,7 @@ fn winograd_block_transforms_equal_lane_transforms() {
         let big_b = big;
         let t = m + 2;
         let (n, c, k, h, w) = (2, 32, 16, 7, 13);
-        let mut qb: Vec<i32> = (0..t * t)
+        let mut qb: Vec<i8> = (0..t * t)
             .map(|_| {
                 if rng.gen_bool(0.4) {
                     0
@@ -110,16 +111,16 @@ fn winograd_block_transforms_equal_lane_transforms() {
             qb[0..t].iter_mut().for_each(|v| *v = 127);
         }
         let a_max = if big { 127 } else { 30 };
-        let qa: Vec<i32> = (0..m * t).map(|_| rng.gen_range(-a_max..=a_max)).collect();
+        let qa: Vec<i8> = (0..m * t).map(|_| rng.gen_range(-a_max..=a_max)).collect();
         let spec = WinogradSpec {
             c,
             k,
             m,
-            qa: qa.clone(),
-            qb,
-            s_a: 0.01,
-            s_b: 0.02,
-            qu: (0..t * t * k * c).map(|_| rng.gen()).collect(),
+            at: qa.clone(),
+            bt: qb,
+            s_at: 0.01,
+            s_bt: 0.02,
+            u: (0..t * t * k * c).map(|_| rng.gen()).collect(),
             s_u: (0..t * t).map(|_| rng.gen_range(0.001..0.01)).collect(),
             s_in: 0.05,
             s_v: (0..t * t).map(|_| rng.gen_range(0.01..0.1)).collect(),
@@ -131,18 +132,18 @@ fn winograd_block_transforms_equal_lane_transforms() {
         // An output scale that keeps most codes in range: |Y| ~ s_a²·s_m·σ(M codes)·Σ a².
         let a2 = qa
             .chunks(t)
-            .map(|r| r.iter().map(|&v| (v * v) as f64).sum::<f64>())
+            .map(|r| r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>())
             .fold(0.0, f64::max);
         let s_m = spec.s_m.iter().sum::<f64>() / spec.s_m.len() as f64;
         let spec = WinogradSpec {
-            s_out: spec.s_a * spec.s_a * s_m * 50.0 * a2 / 40.0,
+            s_out: spec.s_at * spec.s_at * s_m * 50.0 * a2 / 40.0,
             ..spec
         };
         if !per_tap {
             // Which output path the codes take: f32 (exact) or i32.
             let l1 = qa
                 .chunks(t)
-                .map(|r| r.iter().map(|v| v.unsigned_abs()).sum::<u32>())
+                .map(|r| r.iter().map(|v| v.unsigned_abs() as u32).sum::<u32>())
                 .max();
             a_kinds[usize::from(l1.map_or(0, |l| l as u64 * l as u64 * 128) >= 1 << 24)] = true;
         }
@@ -178,7 +179,8 @@ fn winograd_block_transforms_equal_lane_transforms() {
 /// of 1, 2 and 3 threads; uneven splits, batch 2).
 #[test]
 fn thread_count_does_not_change_results() {
-    use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+    use winq_ir::QuantWinograd as WinogradSpec;
+    use winq_kernels::int8::winograd::WinogradI8;
     let mut rng = ChaCha8Rng::seed_from_u64(23);
     let (n, c, k, h, w) = (2, 16, 32, 13, 11);
     let x: Vec<i8> = (0..n * h * w * c).map(|_| rng.gen()).collect();
@@ -192,11 +194,11 @@ fn thread_count_does_not_change_results() {
                 c,
                 k,
                 m,
-                qa: (0..m * t).map(|_| rng.gen_range(-127..=127)).collect(),
-                qb: (0..t * t).map(|_| rng.gen_range(-60..=60)).collect(),
-                s_a: 0.01,
-                s_b: 0.02,
-                qu: (0..t * t * k * c).map(|_| rng.gen()).collect(),
+                at: (0..m * t).map(|_| rng.gen_range(-127..=127)).collect(),
+                bt: (0..t * t).map(|_| rng.gen_range(-60..=60)).collect(),
+                s_at: 0.01,
+                s_bt: 0.02,
+                u: (0..t * t * k * c).map(|_| rng.gen()).collect(),
                 s_u: vec![0.004],
                 s_in: 0.05,
                 s_v: vec![0.05],
@@ -231,7 +233,8 @@ fn thread_count_does_not_change_results() {
 /// An empty batch (or empty image) is a no-op on every path, not a panic.
 #[test]
 fn empty_inputs_are_no_ops() {
-    use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+    use winq_ir::QuantWinograd as WinogradSpec;
+    use winq_kernels::int8::winograd::WinogradI8;
     let (c, k) = (16, 16);
     let qw: Vec<i8> = vec![1; k * c * 9];
     let im2row = Im2rowI8::new(&qw, c, k, 3, 0.02, &[0.01], 0.3);
@@ -243,11 +246,11 @@ fn empty_inputs_are_no_ops() {
                 c,
                 k,
                 m,
-                qa: vec![1; m * t],
-                qb: vec![1; t * t],
-                s_a: 0.01,
-                s_b: 0.02,
-                qu: vec![1; t * t * k * c],
+                at: vec![1; m * t],
+                bt: vec![1; t * t],
+                s_at: 0.01,
+                s_bt: 0.02,
+                u: vec![1; t * t * k * c],
                 s_u: vec![0.004],
                 s_in: 0.05,
                 s_v: vec![0.05],

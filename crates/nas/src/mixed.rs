@@ -4,7 +4,7 @@
 
 use crate::candidate::name;
 use std::sync::{Arc, Mutex, MutexGuard};
-use winq_nn::export::Op;
+use winq_ir::Op;
 use winq_nn::layer::{path, BufferVisitor, ParamVisitor};
 use winq_nn::models::{Algo, ConvChoice};
 use winq_nn::{Conv2d, Layer, Mode, Param, Tensor, WinogradConv2d};

@@ -73,8 +73,8 @@ impl Layer for Relu {
         dx
     }
 
-    fn export(&mut self) -> Result<crate::export::Op, String> {
-        Ok(crate::export::Op::Relu)
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
+        Ok(winq_ir::Op::Relu)
     }
 
     fn describe(&self) -> String {

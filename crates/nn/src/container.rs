@@ -68,13 +68,13 @@ impl Layer for Sequential {
         format!("Sequential({})", self.layers.len())
     }
 
-    fn export(&mut self) -> Result<crate::export::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
         let ops = self
             .layers
             .iter_mut()
             .map(|(_, l)| l.export())
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(crate::export::Op::Seq(ops))
+        Ok(winq_ir::Op::Seq { ops })
     }
 
     fn children(&self) -> Vec<(String, &dyn Layer)> {
@@ -136,19 +136,19 @@ impl Layer for Residual {
         "Residual".into()
     }
 
-    fn export(&mut self) -> Result<crate::export::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
         let body = match self.body.export()? {
-            crate::export::Op::Seq(v) => v,
+            winq_ir::Op::Seq { ops: v } => v,
             other => vec![other],
         };
         let shortcut = match &mut self.shortcut {
             Some(s) => match s.export()? {
-                crate::export::Op::Seq(v) => Some(v),
+                winq_ir::Op::Seq { ops: v } => Some(v),
                 other => Some(vec![other]),
             },
             None => None,
         };
-        Ok(crate::export::Op::Residual { body, shortcut })
+        Ok(winq_ir::Op::Residual { body, shortcut })
     }
 
     fn children(&self) -> Vec<(String, &dyn Layer)> {

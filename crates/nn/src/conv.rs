@@ -44,36 +44,22 @@ pub fn torch_default_uniform(k: usize, c: usize, r: usize, rng: &mut ChaCha8Rng)
     )
 }
 
-/// An im2row layer as the integer engine runs it: weight values as the eval forward uses them
-/// (scale × code) and the scales of its three quantizers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConvExport {
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub kernel: usize,
-    pub bits: u32,
-    pub weight: Vec<f32>,
-    pub s_w: Vec<f64>,
-    pub s_in: f64,
-    pub s_out: f64,
-}
-
 impl Conv2d {
-    /// Quantized weights and scales for the integer engine; None for FP32 layers.
-    pub fn export(&mut self) -> Option<ConvExport> {
-        let bits = self.q_in.bits?;
+    /// The layer as the integer engine runs it: the codes of the weights the eval forward
+    /// uses and the scales of its three quantizers (8-bit layers).
+    pub fn quantized(&mut self) -> winq_ir::QuantConv {
         let mut w = self.weight.value.data.clone();
         self.q_w.apply(&mut w, Mode::Eval, 1);
-        Some(ConvExport {
-            in_channels: self.in_channels,
-            out_channels: self.out_channels,
-            kernel: self.kernel,
-            bits,
-            weight: w,
-            s_w: self.q_w.scales(),
+        let s_w = self.q_w.scales();
+        winq_ir::QuantConv {
+            c: self.in_channels,
+            k: self.out_channels,
+            r: self.kernel,
+            weight: winq_quant::codes::codes_i8(&w, &s_w),
+            s_w,
             s_in: self.q_in.scales()[0],
             s_out: self.q_out.scales()[0],
-        })
+        }
     }
 
     /// For 8-bit layers, the integer codes of input and weights and the scale of one
@@ -272,22 +258,15 @@ impl Layer for Conv2d {
         self.q_out.visit(prefix, "q_output", f);
     }
 
-    fn export(&mut self) -> Result<crate::export::Op, String> {
-        let (c, k, r, weight, what) = (
-            self.in_channels,
-            self.out_channels,
-            self.kernel,
-            self.weight.value.data.clone(),
-            self.describe(),
-        );
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
+        let (c, k, r, what) = (self.in_channels, self.out_channels, self.kernel, self.describe());
         // An unquantized layer runs as an FP32 convolution (Winograd computes the same function).
-        crate::export::int8_or_fp32(
-            Conv2d::export(self),
-            |e| e.bits,
-            crate::export::Op::ConvI8,
-            || crate::export::Op::ConvF32 { c, k, r, weight },
-            &what,
-        )
+        Ok(if crate::export::is_int8(self.q_in.bits, &what)? {
+            winq_ir::Op::ConvI8(self.quantized())
+        } else {
+            let weight = self.weight.value.data.clone();
+            winq_ir::Op::ConvF32 { c, k, r, weight }
+        })
     }
 
     fn describe(&self) -> String {

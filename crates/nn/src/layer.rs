@@ -53,7 +53,7 @@ pub trait Layer: Send {
     /// One line for the model summary: kind and configuration.
     fn describe(&self) -> String;
     /// The operation the deploy engine runs for this layer (eval behaviour).
-    fn export(&mut self) -> Result<crate::export::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
         Err(format!("{} cannot be exported", self.describe()))
     }
     /// Sub-layers, for summaries (containers override).

@@ -132,8 +132,8 @@ impl Layer for Linear {
         f(&path(prefix, "bias"), &mut self.bias);
     }
 
-    fn export(&mut self) -> Result<crate::export::Op, String> {
-        Ok(crate::export::Op::Linear {
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
+        Ok(winq_ir::Op::Linear {
             inputs: self.in_features,
             outputs: self.out_features,
             weight: self.weight.value.data.clone(),

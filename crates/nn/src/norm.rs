@@ -234,7 +234,7 @@ impl Layer for BatchNorm2d {
         f(&path(prefix, "running_var"), Buffer::F32(&mut self.running_var));
     }
 
-    fn export(&mut self) -> Result<crate::export::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
         // Exactly the eval path above: scale = γ·invstd with invstd computed in f64.
         let invstd = self
             .running_var
@@ -248,11 +248,11 @@ impl Layer for BatchNorm2d {
             .zip(invstd)
             .map(|(g, s)| g * s)
             .collect();
-        Ok(crate::export::Op::BatchNorm {
-            mean: self.running_mean.clone(),
+        Ok(winq_ir::Op::batch_norm(
+            self.running_mean.clone(),
             scale,
-            bias: self.bias.value.data.clone(),
-        })
+            self.bias.value.data.clone(),
+        ))
     }
 
     fn describe(&self) -> String {

@@ -127,8 +127,8 @@ impl Layer for MaxPool2 {
         dx
     }
 
-    fn export(&mut self) -> Result<crate::export::Op, String> {
-        Ok(crate::export::Op::MaxPool2)
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
+        Ok(winq_ir::Op::MaxPool2)
     }
 
     fn describe(&self) -> String {
@@ -185,8 +185,8 @@ impl Layer for GlobalAvgPool {
         dx
     }
 
-    fn export(&mut self) -> Result<crate::export::Op, String> {
-        Ok(crate::export::Op::GlobalAvgPool)
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
+        Ok(winq_ir::Op::GlobalAvgPool)
     }
 
     fn describe(&self) -> String {

@@ -149,7 +149,7 @@ impl TensorQuant {
         let (qmin, qmax) = winq_quant::qrange(bits);
         let (lo, hi) = (qmin as f32, qmax as f32);
         x.par_chunks_mut(inner).enumerate().for_each(|(s, sl)| {
-            let mul = (in_scale[pick(gi, s)] / scales[pick(gq, s)]) as f32;
+            let mul = winq_quant::codes::multiplier(in_scale[pick(gi, s)], scales[pick(gq, s)]);
             winq_quant::round_codes(sl, mul, lo, hi);
         });
         scales
@@ -157,28 +157,24 @@ impl TensorQuant {
 
     /// Codes (from `requant_codes`) → values code·s, with the same group layout.
     pub fn scale_codes(x: &mut [f32], scales: &[f64], outer: usize) {
+        Self::per_group(x, scales, outer, winq_quant::codes::codes_to_values_f32);
+    }
+
+    /// Runs `f(slice, scale)` over the [outer][G][inner] groups of x in parallel.
+    fn per_group(x: &mut [f32], scales: &[f64], outer: usize, f: fn(&mut [f32], f32)) {
         let g = scales.len();
         let inner = x.len() / (outer * g).max(1);
         if inner == 0 {
             return;
         }
-        x.par_chunks_mut(inner).enumerate().for_each(|(s, sl)| {
-            let sc = scales[s % g] as f32;
-            sl.iter_mut().for_each(|v| *v *= sc);
-        });
+        x.par_chunks_mut(inner)
+            .enumerate()
+            .for_each(|(s, sl)| f(sl, scales[s % g] as f32));
     }
 
     /// The integer codes of values this quantizer produced (code·s → code, exact).
     pub fn codes_of(x: &mut [f32], scales: &[f64], outer: usize) {
-        let g = scales.len();
-        let inner = x.len() / (outer * g).max(1);
-        if inner == 0 {
-            return;
-        }
-        x.par_chunks_mut(inner).enumerate().for_each(|(s, sl)| {
-            let sc = scales[s % g] as f32;
-            sl.iter_mut().for_each(|v| *v = (*v / sc).round_ties_even());
-        });
+        Self::per_group(x, scales, outer, winq_quant::codes::values_to_codes_f32);
     }
 
     /// Exposes the observed ranges as checkpoint buffers "<name>.min" / "<name>.max".

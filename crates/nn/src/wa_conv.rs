@@ -14,9 +14,15 @@ use crate::par::ordered_sum;
 use crate::quant::{Granularity, Precision, TensorQuant};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-use winq_kernels::gemm::{code_gemm, sgemm_view, View};
-use winq_kernels::tile::{sandwich_grad_lanes, sandwich_lanes, sandwich_lanes_i32};
-use winq_kernels::Tiling;
+use winq_ir::QuantWinograd;
+use winq_kernels::gemm::{sgemm_view, View};
+use winq_kernels::tile::{sandwich_grad_lanes, sandwich_lanes};
+use winq_kernels::winograd::stages::{
+    blocks, hadamard_stage, input_stage_codes, input_stage_f32, lane_blocks_par, output_stage,
+    output_stage_codes, swap_outer, LANES,
+};
+use winq_kernels::winograd::TileGrid as Geo;
+use winq_quant::codes::codes_i8;
 use winq_transforms::{transform, PointSet, TransformError};
 
 fn add_into(acc: &mut [f32], v: &[f32]) {
@@ -34,229 +40,6 @@ fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {
     out
 }
 
-/// [A][B][inner] -> [B][A][inner].
-fn swap_outer(x: &[f32], a: usize, b: usize, inner: usize) -> Vec<f32> {
-    let mut out = vec![0.0; x.len()];
-    out.par_chunks_mut(a * inner).enumerate().for_each(|(bi, o)| {
-        for ai in 0..a {
-            o[ai * inner..(ai + 1) * inner].copy_from_slice(&x[(ai * b + bi) * inner..][..inner]);
-        }
-    });
-    out
-}
-
-/// Tiles transformed together: enough to vectorize, small enough to stay in cache.
-const LANES: usize = 256;
-
-/// Blocks of `LANES` columns out of `total`.
-fn blocks(total: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..total)
-        .step_by(LANES)
-        .map(move |p0| (p0, LANES.min(total - p0)))
-}
-
-/// Runs `f(j0, lanes, block)` on lane blocks of a [rows][total] output in parallel, each block
-/// computed into its own [rows][lanes] buffer, then copies the blocks into `out`. Returns the
-/// per-block accumulators `f` produced, summed.
-fn lane_blocks_par(
-    total: usize,
-    rows: usize,
-    out: &mut [f32],
-    acc_len: usize,
-    f: impl Fn(usize, usize, &mut [f32], &mut [f32]) + Sync,
-) -> Vec<f32> {
-    let starts: Vec<(usize, usize)> = blocks(total).collect();
-    let results: Vec<(Vec<f32>, Vec<f32>)> = starts
-        .par_iter()
-        .map(|&(j0, lanes)| {
-            let mut blk = vec![0.0f32; rows * lanes];
-            let mut acc = vec![0.0f32; acc_len];
-            f(j0, lanes, &mut blk, &mut acc);
-            (blk, acc)
-        })
-        .collect();
-    let mut total_acc = vec![0.0f32; acc_len];
-    for (&(j0, lanes), (blk, acc)) in starts.iter().zip(&results) {
-        for r in 0..rows {
-            out[r * total + j0..][..lanes].copy_from_slice(&blk[r * lanes..][..lanes]);
-        }
-        add_into(&mut total_acc, acc);
-    }
-    total_acc
-}
-
-/// Geometry of one forward, with per-tile index tables (-1 marks padding or crop).
-#[derive(Debug, Clone)]
-struct Geo {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-    m: usize,
-    t: usize,
-    tiles_x: usize,
-    tiles: usize,
-    /// Input row (column) of window element a of tile row (column) i: [tiles][t].
-    rows_in: Vec<i32>,
-    cols_in: Vec<i32>,
-    /// Output row (column) of tile element a: [tiles][m].
-    rows_out: Vec<i32>,
-    cols_out: Vec<i32>,
-}
-
-fn table(
-    tl: &Tiling,
-    size: usize,
-    len: usize,
-    f: impl Fn(&Tiling, usize, usize, usize) -> Option<usize>,
-) -> Vec<i32> {
-    (0..tl.tiles)
-        .flat_map(|i| (0..len).map(move |a| (i, a)))
-        .map(|(i, a)| f(tl, size, i, a).map_or(-1, |v| v as i32))
-        .collect()
-}
-
-impl Geo {
-    fn new(n: usize, c: usize, h: usize, w: usize, k: usize, m: usize) -> Geo {
-        let t = m + 2;
-        let (ty, tx) = (Tiling::new(h, m, 3), Tiling::new(w, m, 3));
-        Geo {
-            n,
-            c,
-            h,
-            w,
-            k,
-            m,
-            t,
-            tiles_x: tx.tiles,
-            tiles: ty.tiles * tx.tiles,
-            rows_in: table(&ty, h, t, Tiling::source),
-            cols_in: table(&tx, w, t, Tiling::source),
-            rows_out: table(&ty, h, m, Tiling::target),
-            cols_out: table(&tx, w, m, Tiling::target),
-        }
-    }
-    fn p(&self) -> usize {
-        self.n * self.tiles
-    }
-    fn tt(&self) -> usize {
-        self.t * self.t
-    }
-    /// (image, tile row, tile column) of column p.
-    fn locate(&self, p: usize) -> (usize, usize, usize) {
-        let (ni, tile) = (p / self.tiles, p % self.tiles);
-        (ni, tile / self.tiles_x, tile % self.tiles_x)
-    }
-    /// Lane-wise windows of size s×s (rows/cols tables map window element to plane
-    /// position, -1 outside) of columns p0.. of channel `ci` of an NCHW tensor with `ch`
-    /// channels, into d [s][s][lanes]; zeros outside.
-    #[allow(clippy::too_many_arguments)]
-    fn gather(
-        &self,
-        x: &[f32],
-        ch: usize,
-        ci: usize,
-        p0: usize,
-        lanes: usize,
-        s: usize,
-        tables: (&[i32], &[i32]),
-        d: &mut [f32],
-    ) {
-        let (h, w) = (self.h, self.w);
-        for lane in 0..lanes {
-            let (ni, tyi, txi) = self.locate(p0 + lane);
-            let plane = &x[(ni * ch + ci) * h * w..][..h * w];
-            let cols = &tables.1[txi * s..][..s];
-            for (a, &i) in tables.0[tyi * s..][..s].iter().enumerate() {
-                let dst = &mut d[a * s * lanes + lane..];
-                if i < 0 {
-                    (0..s).for_each(|b| dst[b * lanes] = 0.0);
-                    continue;
-                }
-                let row = &plane[i as usize * w..][..w];
-                for (b, &j) in cols.iter().enumerate() {
-                    dst[b * lanes] = if j < 0 { 0.0 } else { row[j as usize] };
-                }
-            }
-        }
-    }
-
-    /// The reverse of `gather` into one channel's planes ([N][H][W]): `put(plane value, lane
-    /// value)` for every position inside.
-    #[allow(clippy::too_many_arguments)]
-    fn scatter(
-        &self,
-        src: &[f32],
-        p0: usize,
-        lanes: usize,
-        s: usize,
-        tables: (&[i32], &[i32]),
-        planes: &mut [f32],
-        put: impl Fn(&mut f32, f32),
-    ) {
-        let (h, w) = (self.h, self.w);
-        for lane in 0..lanes {
-            let (ni, tyi, txi) = self.locate(p0 + lane);
-            let plane = &mut planes[ni * h * w..][..h * w];
-            let cols = &tables.1[txi * s..][..s];
-            for (a, &i) in tables.0[tyi * s..][..s].iter().enumerate() {
-                if i < 0 {
-                    continue;
-                }
-                let row = &mut plane[i as usize * w..][..w];
-                let sv = &src[a * s * lanes + lane..];
-                for (b, &j) in cols.iter().enumerate() {
-                    if j >= 0 {
-                        put(&mut row[j as usize], sv[b * lanes]);
-                    }
-                }
-            }
-        }
-    }
-
-    fn gather_in(&self, x: &[f32], ch: usize, ci: usize, p0: usize, lanes: usize, d: &mut [f32]) {
-        self.gather(x, ch, ci, p0, lanes, self.t, (&self.rows_in, &self.cols_in), d)
-    }
-
-    fn scatter_add_in(&self, dd: &[f32], p0: usize, lanes: usize, planes: &mut [f32]) {
-        self.scatter(
-            dd,
-            p0,
-            lanes,
-            self.t,
-            (&self.rows_in, &self.cols_in),
-            planes,
-            |p, v| *p += v,
-        )
-    }
-
-    fn gather_out(&self, y: &[f32], ko: usize, p0: usize, lanes: usize, d: &mut [f32]) {
-        self.gather(
-            y,
-            self.k,
-            ko,
-            p0,
-            lanes,
-            self.m,
-            (&self.rows_out, &self.cols_out),
-            d,
-        )
-    }
-
-    fn scatter_out(&self, yt: &[f32], p0: usize, lanes: usize, planes: &mut [f32]) {
-        self.scatter(
-            yt,
-            p0,
-            lanes,
-            self.m,
-            (&self.rows_out, &self.cols_out),
-            planes,
-            |p, v| *p = v,
-        )
-    }
-}
-
 struct Cache {
     geo: Geo,
     xq: Tensor,
@@ -269,29 +52,6 @@ struct Cache {
     v: Vec<f32>,
     /// Quantized Hadamard sum, kept only when Aᵀ is learned.
     mq: Option<Vec<f32>>,
-}
-
-/// A Winograd-aware layer as the integer engine runs it (see `WinogradConv2d::export`).
-/// Values are the fake-quantized f32 values training uses (scale × integer code).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WinogradExport {
-    pub in_channels: usize,
-    pub out_channels: usize,
-    pub m: usize,
-    pub bits: u32,
-    /// Aᵀ (m×t) and Bᵀ (t×t) as used, with their quantization scales.
-    pub at: Vec<f32>,
-    pub bt: Vec<f32>,
-    pub s_at: f64,
-    pub s_bt: f64,
-    /// G g Gᵀ quantized, [T][K][C], with one scale per tap or one for all.
-    pub u: Vec<f32>,
-    pub s_u: Vec<f64>,
-    pub s_in: f64,
-    /// Scales of Bᵀ d B and of the Hadamard sum (per tap or one).
-    pub s_v: Vec<f64>,
-    pub s_m: Vec<f64>,
-    pub s_out: f64,
 }
 
 pub struct WinogradConv2d {
@@ -415,29 +175,28 @@ impl WinogradConv2d {
         (at, bt, g, wt, u)
     }
 
-    /// Everything an integer engine needs to compute this layer's eval forward: the quantized
-    /// transforms and pre-transformed weights exactly as the eval forward uses them, and the
-    /// scales of every quantizer. None for FP32 layers.
-    pub fn export(&mut self) -> Option<WinogradExport> {
-        let bits = self.q_in.bits?;
+    /// Everything an integer engine needs to compute this layer's eval forward: the codes of
+    /// the quantized transforms and pre-transformed weights exactly as the eval forward uses
+    /// them, and the scales of every quantizer (8-bit layers).
+    pub fn quantized(&mut self) -> QuantWinograd {
         let (at, bt, _, _, u) = self.weights(Mode::Eval);
         let one = |q: &TensorQuant| q.scales()[0];
-        Some(WinogradExport {
-            in_channels: self.in_channels,
-            out_channels: self.out_channels,
+        let (s_at, s_bt, s_u) = (one(&self.q_a), one(&self.q_b), self.q_u.scales());
+        QuantWinograd {
+            c: self.in_channels,
+            k: self.out_channels,
             m: self.m,
-            bits,
-            at,
-            bt,
-            s_at: one(&self.q_a),
-            s_bt: one(&self.q_b),
-            u,
-            s_u: self.q_u.scales(),
+            at: codes_i8(&at, &[s_at]),
+            bt: codes_i8(&bt, &[s_bt]),
+            s_at,
+            s_bt,
+            u: codes_i8(&u, &s_u),
+            s_u,
             s_in: one(&self.q_in),
             s_v: self.q_v.scales(),
             s_m: self.q_m.scales(),
             s_out: one(&self.q_out),
-        })
+        }
     }
 
     /// The transforms this forward uses: flex quantizes the float masters every time.
@@ -456,124 +215,6 @@ impl WinogradConv2d {
     }
 }
 
-/// V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile, in f32.
-fn input_stage_f32(geo: &Geo, x: &[f32], bt: &[f32]) -> Vec<f32> {
-    let (c, t, tt, p) = (geo.c, geo.m + 2, geo.tt(), geo.p());
-    let mut v = vec![0.0f32; c * tt * p];
-    v.par_chunks_mut(tt * p).enumerate().for_each_init(
-        || (vec![0.0f32; tt * LANES], vec![0.0f32; tt * LANES]),
-        |(d, tmp), (ci, vc)| {
-            for (p0, lanes) in blocks(p) {
-                geo.gather_in(x, c, ci, p0, lanes, d);
-                sandwich_lanes(bt, t, t, d, lanes, &mut vc[p0..], p, lanes, tmp);
-            }
-        },
-    );
-    v
-}
-
-/// M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position: [T][K][P]. `codes`: U and V
-/// hold 8-bit codes and the sums are exact integers (`code_gemm`).
-fn hadamard_stage(geo: &Geo, u: &[f32], v: &[f32], codes: bool) -> Vec<f32> {
-    let (c, k, tt, p) = (geo.c, geo.k, geo.tt(), geo.p());
-    let mut mh = vec![0.0f32; tt * k * p];
-    mh.par_chunks_mut(k * p).enumerate().for_each(|(e, me)| {
-        let a = View {
-            data: &u[e * k * c..],
-            rs: c,
-            cs: 1,
-        };
-        let b = View {
-            data: &v[e * p..],
-            rs: tt * p,
-            cs: 1,
-        };
-        if codes {
-            code_gemm(k, p, c, a, b, me, p);
-        } else {
-            sgemm_view(k, p, c, a, b, me, p, false, 1);
-        }
-    });
-    mh
-}
-
-/// Y = Aᵀ M A per tile, cropped to N×K×H×W (computed per output channel as [K][N][H][W]):
-/// `tile(scratch, ko, p0, lanes, yt)` fills yt [m·m][lanes] for output channel ko, tiles p0...
-fn output_tiles<S>(
-    geo: &Geo,
-    scratch: impl Fn() -> S + Sync + Send,
-    tile: impl Fn(&mut S, usize, usize, usize, &mut [f32]) + Sync + Send,
-) -> Tensor {
-    let (k, m, p) = (geo.k, geo.m, geo.p());
-    let (n, h, w) = (geo.n, geo.h, geo.w);
-    let mut yk = vec![0.0f32; k * n * h * w];
-    yk.par_chunks_mut(n * h * w).enumerate().for_each_init(
-        || (vec![0.0f32; m * m * LANES], scratch()),
-        |(yt, s), (ko, planes)| {
-            for (p0, lanes) in blocks(p) {
-                tile(s, ko, p0, lanes, yt);
-                geo.scatter_out(yt, p0, lanes, planes);
-            }
-        },
-    );
-    Tensor::from_vec(&[n, k, h, w], swap_outer(&yk, k, n, h * w))
-}
-
-/// The output stage on dequantized values M [T][K][P] and Aᵀ.
-fn output_stage(geo: &Geo, mh: &[f32], at: &[f32]) -> Tensor {
-    let (k, m, p, t) = (geo.k, geo.m, geo.p(), geo.m + 2);
-    output_tiles(
-        geo,
-        || vec![0.0f32; m * t * LANES],
-        |tmp, ko, p0, lanes, yt| sandwich_lanes(at, m, t, &mh[ko * p + p0..], k * p, yt, lanes, lanes, tmp),
-    )
-}
-
-/// The same on 8-bit codes of M (f32 holding integers, [T][K][P]) and of Aᵀ: exact integer
-/// sums (|S| ≤ (row L1 of Aᵀ)²·128 < 2^31), returned as f32.
-fn output_stage_codes(geo: &Geo, mh: &[f32], ac: &[i32]) -> Tensor {
-    let (k, m, p, t) = (geo.k, geo.m, geo.p(), geo.m + 2);
-    let tt = t * t;
-    output_tiles(
-        geo,
-        || {
-            (
-                vec![0i32; tt * LANES],
-                vec![0i32; m * m * LANES],
-                vec![0i32; m * t * LANES],
-            )
-        },
-        |(mi, yi, tmp), ko, p0, lanes, yt| {
-            for e in 0..tt {
-                let src = &mh[(e * k + ko) * p + p0..][..lanes];
-                mi[e * lanes..(e + 1) * lanes]
-                    .iter_mut()
-                    .zip(src)
-                    .for_each(|(o, &v)| *o = v as i32);
-            }
-            sandwich_lanes_i32(ac, m, t, mi, lanes, yi, lanes, lanes, tmp);
-            yt.iter_mut()
-                .zip(&yi[..m * m * lanes])
-                .for_each(|(o, &v)| *o = v as f32);
-        },
-    )
-}
-
-/// The forward of an FP32 Winograd layer from its exported values (pre-transformed weights
-/// U [T][K][C], Aᵀ, Bᵀ) on N×C×H×W input: the same functions, so the same numbers, as the
-/// training layer's FP32 forward (the engine runs FP32 Winograd layers with it).
-pub fn winograd_f32_forward(x: &Tensor, u: &[f32], at: &[f32], bt: &[f32], k: usize, m: usize) -> Tensor {
-    let (n, c, h, w) = x.dims4();
-    let t = m + 2;
-    assert!(
-        u.len() == t * t * k * c && at.len() == m * t && bt.len() == t * t,
-        "FP32 Winograd: U, Aᵀ or Bᵀ has the wrong size"
-    );
-    let geo = Geo::new(n, c, h, w, k, m);
-    let v = input_stage_f32(&geo, &x.data, bt);
-    output_stage(&geo, &hadamard_stage(&geo, u, &v, false), at)
-}
-
 impl Layer for WinogradConv2d {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
         let (n, c, h, w) = x.dims4();
@@ -583,9 +224,7 @@ impl Layer for WinogradConv2d {
             self.in_channels
         );
         let (k, m) = (self.out_channels, self.m);
-        let t = m + 2;
         let geo = Geo::new(n, c, h, w, k, m);
-        let (tt, p) = (geo.tt(), geo.p());
         let (at, bt, g, wt, u) = self.weights(mode);
         let mut xq = x.clone();
         self.q_in.apply(&mut xq.data, mode, 1);
@@ -599,31 +238,13 @@ impl Layer for WinogradConv2d {
 
         // V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile.
         let (mut v, s_v) = if exact {
-            let mut v = vec![0.0f32; c * tt * p];
             let (s_in, s_b) = (self.q_in.scales()[0], self.q_b.scales()[0]);
             let mut xc = xq.data.clone();
             TensorQuant::codes_of(&mut xc, &[s_in], 1);
             let mut bc = bt.clone();
             TensorQuant::codes_of(&mut bc, &[s_b], 1);
             let bc: Vec<i32> = bc.iter().map(|&v| v as i32).collect();
-            v.par_chunks_mut(tt * p).enumerate().for_each_init(
-                || (vec![0.0f32; tt * LANES], vec![0i32; 3 * tt * LANES]),
-                |(d, ints), (ci, vc)| {
-                    let (di, rest) = ints.split_at_mut(tt * LANES);
-                    let (vi, tmp) = rest.split_at_mut(tt * LANES);
-                    for (p0, lanes) in blocks(p) {
-                        geo.gather_in(&xc, c, ci, p0, lanes, d);
-                        di.iter_mut().zip(d.iter()).for_each(|(o, &x)| *o = x as i32);
-                        sandwich_lanes_i32(&bc, t, t, di, lanes, vi, lanes, lanes, tmp);
-                        for e in 0..tt {
-                            let dst = &mut vc[e * p + p0..e * p + p0 + lanes];
-                            dst.iter_mut()
-                                .zip(&vi[e * lanes..])
-                                .for_each(|(o, &x)| *o = x as f32);
-                        }
-                    }
-                },
-            );
+            let mut v = input_stage_codes(&geo, &xc, &bc);
             let s_v = self.q_v.requant_codes(&mut v, &[s_b * s_b * s_in], mode, c); // codes [C][T][P]
             (v, Some(s_v))
         } else {
@@ -654,20 +275,20 @@ impl Layer for WinogradConv2d {
                     let mut ac = at.clone();
                     TensorQuant::codes_of(&mut ac, &[s_a], 1);
                     let ac: Vec<i32> = ac.iter().map(|&v| v as i32).collect();
-                    let mut y = output_stage_codes(&geo, &mh, &ac);
+                    let mut y = Tensor::from_vec(&[n, k, h, w], output_stage_codes(&geo, &mh, &ac));
                     let s_out = self.q_out.requant_codes(&mut y.data, &[s_a * s_a * s_m], mode, 1);
                     TensorQuant::scale_codes(&mut y.data, &s_out, 1);
                     y
                 } else {
                     TensorQuant::scale_codes(&mut mh, &s_m, 1);
-                    let mut y = output_stage(&geo, &mh, &at);
+                    let mut y = Tensor::from_vec(&[n, k, h, w], output_stage(&geo, &mh, &at));
                     self.q_out.apply(&mut y.data, mode, 1);
                     y
                 }
             }
             None => {
                 self.q_m.apply(&mut mh, mode, 1); // [T][K][P]
-                let mut y = output_stage(&geo, &mh, &at);
+                let mut y = Tensor::from_vec(&[n, k, h, w], output_stage(&geo, &mh, &at));
                 self.q_out.apply(&mut y.data, mode, 1);
                 y
             }
@@ -844,18 +465,16 @@ impl Layer for WinogradConv2d {
         }
     }
 
-    fn export(&mut self) -> Result<crate::export::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, String> {
         let (c, k, m, what) = (self.in_channels, self.out_channels, self.m, self.describe());
         // An unquantized layer exports its transforms and pre-transformed weights: the engine
-        // runs it with the training layer's own FP32 Winograd forward.
-        let (at, bt, _, _, u) = self.weights(Mode::Eval);
-        crate::export::int8_or_fp32(
-            WinogradConv2d::export(self),
-            |e| e.bits,
-            crate::export::Op::WinogradI8,
-            || crate::export::Op::WinogradF32 { c, k, m, at, bt, u },
-            &what,
-        )
+        // runs it with the same FP32 Winograd stages as training.
+        Ok(if crate::export::is_int8(self.q_in.bits, &what)? {
+            winq_ir::Op::WinogradI8(self.quantized())
+        } else {
+            let (at, bt, _, _, u) = self.weights(Mode::Eval);
+            winq_ir::Op::WinogradF32 { c, k, m, at, bt, u }
+        })
     }
 
     fn describe(&self) -> String {

@@ -3,27 +3,13 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use winq_kernels::int8::winograd::{WinogradI8, WinogradSpec};
+use winq_kernels::int8::winograd::WinogradI8;
 use winq_nn::conv::xavier_uniform;
 use winq_nn::gradcheck::random_tensor;
 use winq_nn::quant::Granularity;
 use winq_nn::{Layer, Mode, Precision, Tensor, WinogradConv2d};
+use winq_quant::codes::codes_i8;
 use winq_transforms::PointSet;
-
-fn codes(v: &[f32], scales: &[f64], groups_outer: usize) -> Vec<i8> {
-    let per = v.len() / groups_outer.max(1);
-    v.iter()
-        .enumerate()
-        .map(|(i, &x)| {
-            let s = if scales.len() == 1 {
-                scales[0]
-            } else {
-                scales[i / per]
-            };
-            (x as f64 / s).round_ties_even().clamp(-128.0, 127.0) as i8
-        })
-        .collect()
-}
 
 /// N×C×H×W → N×H×W×C and back (the kernels run channel-last).
 fn nhwc<T: Copy + Default>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
@@ -72,25 +58,9 @@ fn check_shape(m: usize, flex: bool, points: PointSet, per_tap: bool, c: usize, 
     }
     let x = relu(random_tensor(&[n, c, h, w], 20));
     let y_ref = l.forward(&x, Mode::Eval);
-    let e = l.export().unwrap();
-    let t = m + 2;
-    let spec = WinogradSpec {
-        c,
-        k,
-        m,
-        qa: codes(&e.at, &[e.s_at], 1).iter().map(|&v| v as i32).collect(),
-        qb: codes(&e.bt, &[e.s_bt], 1).iter().map(|&v| v as i32).collect(),
-        s_a: e.s_at,
-        s_b: e.s_bt,
-        qu: codes(&e.u, &e.s_u, if e.s_u.len() > 1 { t * t } else { 1 }),
-        s_u: e.s_u.clone(),
-        s_in: e.s_in,
-        s_v: e.s_v.clone(),
-        s_m: e.s_m.clone(),
-        s_out: e.s_out,
-    };
-    let engine = WinogradI8::new(spec);
-    let qx = codes(&x.data, &[e.s_in], 1);
+    let e = l.quantized();
+    let engine = WinogradI8::new(e.clone());
+    let qx = codes_i8(&x.data, &[e.s_in]);
     let mut qy = vec![0i8; n * k * h * w];
     engine.forward(&nhwc(&qx, n, c, h * w), n, h, w, &mut qy);
     let qy = nchw(&qy, n, k, h * w);
@@ -132,11 +102,10 @@ fn integer_im2row_matches_fake_quantized_training_forward() {
         }
         let x = relu(random_tensor(&[n, c, h, w], 40));
         let y_ref = l.forward(&x, Mode::Eval);
-        let e = l.export().unwrap();
-        let qw = codes(&e.weight, &e.s_w, if e.s_w.len() > 1 { k } else { 1 });
-        let engine = Im2rowI8::new(&qw, c, k, r, e.s_in, &e.s_w, e.s_out);
+        let e = l.quantized();
+        let engine = Im2rowI8::new(&e.weight, c, k, r, e.s_in, &e.s_w, e.s_out);
         let mut qy = vec![0i8; n * k * h * w];
-        let qx = nhwc(&codes(&x.data, &[e.s_in], 1), n, c, h * w);
+        let qx = nhwc(&codes_i8(&x.data, &[e.s_in]), n, c, h * w);
         engine.forward(&qx, n, h, w, &mut qy);
         let qy = nchw(&qy, n, k, h * w);
         let exact = qy

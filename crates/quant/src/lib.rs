@@ -3,6 +3,7 @@
 //! with the range widened to contain 0, x̂ = clamp(round(x / scale), qmin, qmax) · scale.
 //! Rounding is half-to-even, as torch.round.
 
+pub mod codes;
 mod observer;
 mod real;
 pub mod simd;
@@ -70,14 +71,10 @@ multiversion! {
         for v in x.iter_mut() {
             let q = *v * mul;
             let q = if q < lo { lo } else if q > hi { hi } else { q };
-            *v = (q + ROUND_MAGIC) - ROUND_MAGIC;
+            *v = codes::round_even(q);
         }
     }
 }
-
-/// Adding and subtracting 1.5·2^23 rounds an f32 of magnitude below 2^22 to the nearest
-/// integer, ties to even (the default rounding mode): torch.round without a libm call.
-const ROUND_MAGIC: f32 = 12_582_912.0;
 
 multiversion! {
     /// x̂ = clamp(round(x / s), qmin, qmax) · s in place. NaN stays NaN.
@@ -88,7 +85,7 @@ multiversion! {
             let q = *v / scale;
             // Clamping first keeps |q| <= 2^15, inside the magic constant's exact range.
             let q = if q < lo { lo } else if q > hi { hi } else { q };
-            *v = ((q + ROUND_MAGIC) - ROUND_MAGIC) * scale;
+            *v = codes::round_even(q) * scale;
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use super::{gemm, grow, pad_nhwc, parallel_parts, requant_cols, PackedW, PackedX, MR};
 use rayon::prelude::*;
+use winq_quant::codes::{group_scale, multiplier};
 
 /// Per-thread working buffers, reused across calls: the padded input and its pixel sums
 /// (caller), and one chunk's GEMM rows and accumulators (whichever thread runs the chunk).
@@ -59,7 +60,7 @@ impl Im2rowI8 {
             }
         }
         let mul = (0..k)
-            .map(|i| (s_in * s_w[if s_w.len() == 1 { 0 } else { i }] / s_out) as f32)
+            .map(|i| multiplier(s_in * group_scale(s_w, i), s_out))
             .collect();
         Im2rowI8 {
             c,

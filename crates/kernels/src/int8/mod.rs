@@ -359,25 +359,7 @@ winq_quant::multiversion! {
     }
 }
 
-/// Adding and subtracting 1.5·2^23 rounds an f32 below 2^22 in magnitude half to even.
-const ROUND_MAGIC: f32 = 12_582_912.0;
-
-/// The 8-bit code of q: clamp to [-128, 127], round half to even (no libm call).
-#[inline]
-pub fn to_code(q: f32) -> i8 {
-    let q = q.clamp(-128.0, 127.0);
-    // In [2^23, 2^24) the ulp is 1, so the rounded integer sits in the low mantissa bits:
-    // reading them is exact and vectorizes (a float→i8 `as` cast does not).
-    ((q + ROUND_MAGIC).to_bits() as i32 - ROUND_MAGIC.to_bits() as i32) as i8
-}
-
-/// The same for f64 (1.5·2^52).
-#[inline]
-pub fn to_code_f64(q: f64) -> i8 {
-    const M: f64 = 6_755_399_441_055_744.0;
-    let q = q.clamp(-128.0, 127.0);
-    ((q + M).to_bits() as i64 - M.to_bits() as i64) as i8
-}
+pub use winq_quant::codes::{to_code, to_code_f64};
 
 winq_quant::multiversion! {
     /// dst = clamp(round_half_even(src · mul), -128, 127): requantization to 8-bit codes.

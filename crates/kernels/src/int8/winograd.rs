@@ -20,30 +20,15 @@ use super::{
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use crate::Tiling;
 use rayon::prelude::*;
-
-/// Integer codes and scales of one layer (from a trained model's export).
-#[derive(Debug, Clone)]
-pub struct WinogradSpec {
-    pub c: usize,
-    pub k: usize,
-    pub m: usize,
-    /// Codes of Aᵀ (m×t) and Bᵀ (t×t) and their scales.
-    pub qa: Vec<i32>,
-    pub qb: Vec<i32>,
-    pub s_a: f64,
-    pub s_b: f64,
-    /// Codes of G g Gᵀ, [T][K][C], and their scales (one per tap, or one for all).
-    pub qu: Vec<i8>,
-    pub s_u: Vec<f64>,
-    pub s_in: f64,
-    pub s_v: Vec<f64>,
-    pub s_m: Vec<f64>,
-    pub s_out: f64,
-}
+use winq_ir::QuantWinograd;
+use winq_quant::codes::{group_scale, multiplier, value};
 
 /// A layer ready to run: U[e]ᵀ (C×K) packed per tap at construction.
 pub struct WinogradI8 {
-    spec: WinogradSpec,
+    spec: QuantWinograd,
+    /// Codes of Aᵀ (m×t) and Bᵀ (t×t) widened for the integer transforms.
+    qa: Vec<i32>,
+    qb: Vec<i32>,
     t: usize,
     ut: Vec<PackedX>,
     /// Nonzeros of Bᵀ (codes) and Aᵀ (dequantized), for the register-block transforms.
@@ -72,14 +57,6 @@ struct OutCodes {
     nz_f32: Option<Vec<Vec<(usize, f32)>>>,
 }
 
-fn per_tap(v: &[f64], e: usize) -> f64 {
-    if v.len() == 1 {
-        v[0]
-    } else {
-        v[e]
-    }
-}
-
 fn transpose_i8(x: &[i8], r: usize, c: usize) -> Vec<i8> {
     let mut out = vec![0i8; r * c];
     for i in 0..r {
@@ -91,24 +68,26 @@ fn transpose_i8(x: &[i8], r: usize, c: usize) -> Vec<i8> {
 }
 
 impl WinogradI8 {
-    pub fn new(spec: WinogradSpec) -> WinogradI8 {
+    pub fn new(spec: QuantWinograd) -> WinogradI8 {
         let t = spec.m + 2;
         let (k, c) = (spec.k, spec.c);
-        assert_eq!(spec.qa.len(), spec.m * t, "Aᵀ must be m×t");
-        assert_eq!(spec.qb.len(), t * t, "Bᵀ must be t×t");
-        assert_eq!(spec.qu.len(), t * t * k * c, "U must be [T][K][C]");
+        assert_eq!(spec.at.len(), spec.m * t, "Aᵀ must be m×t");
+        assert_eq!(spec.bt.len(), t * t, "Bᵀ must be t×t");
+        assert_eq!(spec.u.len(), t * t * k * c, "U must be [T][K][C]");
+        let widen = |v: &[i8]| -> Vec<i32> { v.iter().map(|&x| x as i32).collect() };
+        let (qa, qb) = (widen(&spec.at), widen(&spec.bt));
         let ut = (0..t * t)
-            .map(|e| PackedX::from_rows(&transpose_i8(&spec.qu[e * k * c..(e + 1) * k * c], k, c), c, k, k))
+            .map(|e| PackedX::from_rows(&transpose_i8(&spec.u[e * k * c..(e + 1) * k * c], k, c), c, k, k))
             .collect();
-        let nz_b = nonzeros(&spec.qb, t, t);
+        let nz_b = nonzeros(&qb, t, t);
         let nz_b_f32 = f32_nonzeros(&nz_b);
-        let a_vals: Vec<f32> = spec.qa.iter().map(|&v| v as f32 * spec.s_a as f32).collect();
+        let a_vals: Vec<f32> = spec.at.iter().map(|&v| value(v as i32, spec.s_at)).collect();
         let nz_a = nonzeros(&a_vals, spec.m, t);
         let out_codes = match spec.s_m[..] {
             [s_m] => {
-                let nz = nonzeros(&spec.qa, spec.m, t);
+                let nz = nonzeros(&qa, spec.m, t);
                 Some(OutCodes {
-                    mul: (spec.s_a * spec.s_a * s_m / spec.s_out) as f32,
+                    mul: multiplier(spec.s_at * spec.s_at * s_m, spec.s_out),
                     nz_f32: f32_nonzeros(&nz),
                     nz,
                 })
@@ -116,21 +95,21 @@ impl WinogradI8 {
             _ => None,
         };
         #[cfg(target_arch = "x86_64")]
-        let quad_b = super::x86_wino::QuadB::new(&spec.qb, t);
+        let quad_b = super::x86_wino::QuadB::new(&qb, t);
         let tt = t * t;
         let v_mul: Vec<f32> = (0..tt)
-            .map(|e| (spec.s_b * spec.s_b * spec.s_in / per_tap(&spec.s_v, e)) as f32)
+            .map(|e| multiplier(spec.s_bt * spec.s_bt * spec.s_in, group_scale(&spec.s_v, e)))
             .collect();
-        let s_m_f32: Vec<f32> = (0..tt).map(|e| per_tap(&spec.s_m, e) as f32).collect();
+        let s_m_f32: Vec<f32> = (0..tt).map(|e| group_scale(&spec.s_m, e) as f32).collect();
         // Every path must round the same numbers: a zero or infinite multiplier would turn
         // zero sums into NaN, which the vector paths and `to_code` saturate differently.
-        let hadamard_mul =
-            (0..tt).map(|e| per_tap(&spec.s_u, e) * per_tap(&spec.s_v, e) / per_tap(&spec.s_m, e));
+        let hadamard_mul = (0..tt)
+            .map(|e| group_scale(&spec.s_u, e) * group_scale(&spec.s_v, e) / group_scale(&spec.s_m, e));
         let muls = v_mul
             .iter()
             .map(|&v| v as f64)
             .chain(hadamard_mul)
-            .chain([spec.s_a * spec.s_a / spec.s_out]);
+            .chain([spec.s_at * spec.s_at / spec.s_out]);
         assert!(
             muls.chain(s_m_f32.iter().map(|&v| v as f64))
                 .all(|v| v.is_finite() && v > 0.0 && (v as f32).is_normal()),
@@ -138,6 +117,8 @@ impl WinogradI8 {
         );
         WinogradI8 {
             spec,
+            qa,
+            qb,
             t,
             ut,
             nz_b,
@@ -159,7 +140,7 @@ impl WinogradI8 {
         self
     }
 
-    pub fn spec(&self) -> &WinogradSpec {
+    pub fn spec(&self) -> &QuantWinograd {
         &self.spec
     }
 
@@ -198,7 +179,7 @@ impl WinogradI8 {
 
             // V = Bᵀ d B exactly in i32, requantized per tap: vq [T][P][C].
             let v_mul: Vec<f32> = (0..tt)
-                .map(|e| (s.s_b * s.s_b * s.s_in / per_tap(&s.s_v, e)) as f32)
+                .map(|e| multiplier(s.s_bt * s.s_bt * s.s_in, group_scale(&s.s_v, e)))
                 .collect();
             let vq = grow(vq, tt * cp);
             pad_nhwc(
@@ -212,7 +193,7 @@ impl WinogradI8 {
             for l0 in (0..cp).step_by(LANES) {
                 let lanes = LANES.min(cp - l0);
                 g.gather_hwc(xpad, c, l0, lanes, d);
-                sandwich_lanes_i32(&s.qb, t, t, d, lanes, v, lanes, lanes, tmp);
+                sandwich_lanes_i32(&self.qb, t, t, d, lanes, v, lanes, lanes, tmp);
                 for e in 0..tt {
                     requant(
                         &v[e * lanes..(e + 1) * lanes],
@@ -226,7 +207,10 @@ impl WinogradI8 {
             let qm = grow(qm, tt * kp);
             let acc = grow(acc, kp);
             for e in 0..tt {
-                let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
+                let mul = multiplier(
+                    group_scale(&s.s_u, e) * group_scale(&s.s_v, e),
+                    group_scale(&s.s_m, e),
+                );
                 vw.fill(&vq[e * cp..(e + 1) * cp], p, c);
                 gemm(vw, &self.ut[e], acc, k);
                 requant(acc, mul, &mut qm[e * kp..(e + 1) * kp]);
@@ -236,8 +220,8 @@ impl WinogradI8 {
             // else on the dequantized values (code × f32 scale) with the same f32 kernel and
             // division as the training model's eval forward. Either way both round exactly
             // the same numbers.
-            let a_vals: Vec<f32> = s.qa.iter().map(|&v| v as f32 * s.s_a as f32).collect();
-            let s_m: Vec<f32> = (0..tt).map(|e| per_tap(&s.s_m, e) as f32).collect();
+            let a_vals: Vec<f32> = s.at.iter().map(|&v| value(v as i32, s.s_at)).collect();
+            let s_m: Vec<f32> = (0..tt).map(|e| group_scale(&s.s_m, e) as f32).collect();
             let s_out = s.s_out as f32;
             let (hm, wm) = (g.tiles_y * m, g.tiles_x * m);
             let ypad = grow(ypad, n * hm * wm * k);
@@ -257,7 +241,7 @@ impl WinogradI8 {
                             let dst = &mut mi[e * lanes..(e + 1) * lanes];
                             dst.iter_mut().zip(src(e)).for_each(|(o, &q)| *o = q as i32);
                         }
-                        sandwich_lanes_i32(&s.qa, m, t, mi, lanes, yi, lanes, lanes, tmpi);
+                        sandwich_lanes_i32(&self.qa, m, t, mi, lanes, yi, lanes, lanes, tmpi);
                         let yt = &mut yt[..m * m * lanes];
                         yt.iter_mut().zip(&yi[..]).for_each(|(o, &v)| *o = v as f32);
                         g.scatter_hwc(yt, |v| to_code(v * oc.mul), l0, lanes, ypad, k);
@@ -366,7 +350,7 @@ impl WinogradI8 {
         #[cfg(target_arch = "x86_64")]
         if let (true, Some(OutCodes { mul, nz_f32, .. })) = (super::x86::avx512_on(), &self.out_codes) {
             use super::x86_wino::{output_avx512 as run, F32Arith as F, I32Arith as I};
-            let (qa, k, mul) = (&self.spec.qa, self.spec.k, *mul);
+            let (qa, k, mul) = (&self.qa, self.spec.k, *mul);
             // SAFETY: `avx512_on` checked AVX-512F/BW; k is a multiple of 16 on this path; the
             // f32 arithmetic only where Aᵀ meets its bound (`nz_f32`).
             unsafe {
@@ -491,7 +475,10 @@ impl WinogradI8 {
                             data,
                             bias128,
                         };
-                        let mul = (per_tap(&s.s_u, e) * per_tap(&s.s_v, e) / per_tap(&s.s_m, e)) as f32;
+                        let mul = multiplier(
+                            group_scale(&s.s_u, e) * group_scale(&s.s_v, e),
+                            group_scale(&s.s_m, e),
+                        );
                         gemm_requant(&w, &self.ut[e], mul, &mut qm[e * qs..e * qs + pc * k], k, acc);
                     }
                     if !self.output_avx512(&geo, span, qm, qs, out) {
