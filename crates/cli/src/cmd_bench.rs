@@ -454,11 +454,7 @@ fn gemm_int8(a: GemmArgs) -> Result<()> {
         a.reps
     );
     for &isa in simd::available() {
-        let name = if isa == simd::Isa::Avx512 {
-            "avx512 (vnni)"
-        } else {
-            isa.name()
-        };
+        let name = format!("{} ({})", isa.name(), winq_kernels::int8::gemm_kernel_name(isa));
         let dt = time(&mut || gemm_isa(isa, &pw, &px, &mut c, n));
         println!(
             "  int8 {name:<14} {:8.2} ms {:8.1} GOP/s",

@@ -1,12 +1,13 @@
 //! The channel-last INT8 im2row kernel against a plain integer direct convolution followed by
 //! the same requantization: exactly equal, on awkward shapes (1 channel, odd sizes, 1×1,
-//! channel counts not a multiple of 4, batch > 1). CI reruns this under WINQ_ISA=scalar and
-//! avx2 so every GEMM path is exercised.
+//! channel counts not a multiple of 4, batch > 1), on every instruction set this CPU has; and
+//! every INT8 Winograd path (instruction set × tile transforms) against the portable one.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use winq_kernels::int8::conv::Im2rowI8;
 use winq_kernels::int8::to_code;
+use winq_quant::simd;
 
 /// Direct convolution in i32 on N×H×W×C codes, weights [K, C, r, r], then requantized.
 #[allow(clippy::too_many_arguments)]
@@ -72,14 +73,13 @@ fn im2row_int8_equals_integer_direct_convolution() {
         let mul: Vec<f32> = (0..k)
             .map(|i| (s_in * s_w[if per_channel { i } else { 0 }] / s_out) as f32)
             .collect();
-        let layer = Im2rowI8::new(&qw, c, k, r, s_in, &s_w, s_out);
-        let mut y = vec![0i8; n * h * w * k];
-        layer.forward(&x, n, h, w, &mut y);
-        assert_eq!(
-            y,
-            reference(&x, &qw, n, h, w, c, k, r, &mul),
-            "n{n} c{c} k{k} {h}x{w} r{r}"
-        );
+        let want = reference(&x, &qw, n, h, w, c, k, r, &mul);
+        for &isa in simd::available() {
+            let layer = Im2rowI8::new(&qw, c, k, r, s_in, &s_w, s_out).with_isa(isa);
+            let mut y = vec![0i8; n * h * w * k];
+            layer.forward(&x, n, h, w, &mut y);
+            assert_eq!(y, want, "{}: n{n} c{c} k{k} {h}x{w} r{r}", isa.name());
+        }
     }
 }
 
@@ -89,8 +89,8 @@ fn im2row_int8_equals_integer_direct_convolution() {
 /// odd sizes and batch 2.
 #[test]
 fn winograd_block_transforms_equal_lane_transforms() {
-    use winq_ir::QuantWinograd as WinogradSpec;
-    use winq_kernels::int8::winograd::WinogradI8;
+    use winq_ir::QuantWinograd;
+    use winq_kernels::int8::winograd::{Transforms, WinogradI8};
     let mut rng = ChaCha8Rng::seed_from_u64(22);
     let mut a_kinds = [false; 2];
     let cases = [(2, false), (4, false), (4, true), (6, false), (6, true)];
@@ -112,7 +112,7 @@ fn winograd_block_transforms_equal_lane_transforms() {
         }
         let a_max = if big { 127 } else { 30 };
         let qa: Vec<i8> = (0..m * t).map(|_| rng.gen_range(-a_max..=a_max)).collect();
-        let spec = WinogradSpec {
+        let spec = QuantWinograd {
             c,
             k,
             m,
@@ -135,7 +135,7 @@ fn winograd_block_transforms_equal_lane_transforms() {
             .map(|r| r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>())
             .fold(0.0, f64::max);
         let s_m = spec.s_m.iter().sum::<f64>() / spec.s_m.len() as f64;
-        let spec = WinogradSpec {
+        let spec = QuantWinograd {
             s_out: spec.s_at * spec.s_at * s_m * 50.0 * a2 / 40.0,
             ..spec
         };
@@ -157,7 +157,7 @@ fn winograd_block_transforms_equal_lane_transforms() {
             .expect("thread pool");
         pool.install(|| WinogradI8::new(spec.clone()).forward(&x, n, h, w, &mut y_blocks));
         WinogradI8::new(spec)
-            .with_block_transforms(false)
+            .with_path(simd::isa(), Transforms::Lanes)
             .forward(&x, n, h, w, &mut y_lanes);
         assert_eq!(y_blocks, y_lanes, "F{m} big={big} per_tap={per_tap}");
         assert!(y_blocks.iter().any(|&v| v != 0) && y_blocks.iter().any(|&v| v != y_blocks[0]));
@@ -179,7 +179,7 @@ fn winograd_block_transforms_equal_lane_transforms() {
 /// of 1, 2 and 3 threads; uneven splits, batch 2).
 #[test]
 fn thread_count_does_not_change_results() {
-    use winq_ir::QuantWinograd as WinogradSpec;
+    use winq_ir::QuantWinograd;
     use winq_kernels::int8::winograd::WinogradI8;
     let mut rng = ChaCha8Rng::seed_from_u64(23);
     let (n, c, k, h, w) = (2, 16, 32, 13, 11);
@@ -190,7 +190,7 @@ fn thread_count_does_not_change_results() {
         .iter()
         .map(|&m| {
             let t = m + 2;
-            WinogradI8::new(WinogradSpec {
+            WinogradI8::new(QuantWinograd {
                 c,
                 k,
                 m,
@@ -233,8 +233,8 @@ fn thread_count_does_not_change_results() {
 /// An empty batch (or empty image) is a no-op on every path, not a panic.
 #[test]
 fn empty_inputs_are_no_ops() {
-    use winq_ir::QuantWinograd as WinogradSpec;
-    use winq_kernels::int8::winograd::WinogradI8;
+    use winq_ir::QuantWinograd;
+    use winq_kernels::int8::winograd::{Transforms, WinogradI8};
     let (c, k) = (16, 16);
     let qw: Vec<i8> = vec![1; k * c * 9];
     let im2row = Im2rowI8::new(&qw, c, k, 3, 0.02, &[0.01], 0.3);
@@ -242,7 +242,7 @@ fn empty_inputs_are_no_ops() {
         im2row.forward(&[], n, h, w, &mut []);
         for m in [2usize, 4, 6] {
             let t = m + 2;
-            let spec = WinogradSpec {
+            let spec = QuantWinograd {
                 c,
                 k,
                 m,
@@ -258,9 +258,83 @@ fn empty_inputs_are_no_ops() {
                 s_out: 0.1,
             };
             WinogradI8::new(spec.clone()).forward(&[], n, h, w, &mut []);
-            WinogradI8::new(spec)
-                .with_block_transforms(false)
-                .forward(&[], n, h, w, &mut []);
+            for isa in simd::available().iter().copied() {
+                for tr in [Transforms::Lanes, Transforms::Blocks, Transforms::Native] {
+                    WinogradI8::new(spec.clone())
+                        .with_path(isa, tr)
+                        .forward(&[], n, h, w, &mut []);
+                }
+            }
         }
     }
+}
+
+/// Every INT8 Winograd path — each instruction set this CPU has × lane-wise, portable block
+/// and native (AVX-512 / VNNI) tile transforms — computes exactly the codes of the portable
+/// lane-wise path (itself equal to training's eval forward, see winq-nn's engine_match): F2,
+/// F4, F6, channel counts that take the block path (multiples of 16) and ones that do not, one
+/// and per-tap Hadamard scales, odd sizes, batch 2.
+#[test]
+fn every_winograd_path_equals_the_portable_lanes() {
+    use winq_ir::QuantWinograd;
+    use winq_kernels::int8::winograd::{Transforms, WinogradI8};
+    let mut rng = ChaCha8Rng::seed_from_u64(24);
+    let mut covered = std::collections::BTreeSet::new();
+    for (m, c, k, per_tap) in [
+        (2, 16, 32, false),
+        (4, 16, 16, false),
+        (4, 32, 16, true),
+        (6, 16, 16, false),
+        (6, 16, 48, true),
+        (4, 3, 5, false),
+        (2, 1, 16, true),
+    ] {
+        let t = m + 2;
+        let (n, h, w) = (2, 9, 7);
+        let taps = if per_tap { t * t } else { 1 };
+        let spec = QuantWinograd {
+            c,
+            k,
+            m,
+            at: (0..m * t).map(|_| rng.gen_range(-40..=40)).collect(),
+            bt: (0..t * t).map(|_| rng.gen_range(-20..=20)).collect(),
+            s_at: 0.02,
+            s_bt: 0.05,
+            u: (0..t * t * k * c).map(|_| rng.gen()).collect(),
+            s_u: (0..taps).map(|_| rng.gen_range(0.001..0.01)).collect(),
+            s_in: 0.05,
+            s_v: (0..taps).map(|_| rng.gen_range(0.02..0.2)).collect(),
+            s_m: (0..taps).map(|_| rng.gen_range(0.05..0.5)).collect(),
+            s_out: 0.05,
+        };
+        let x: Vec<i8> = (0..n * h * w * c).map(|_| rng.gen()).collect();
+        let run = |isa, tr| {
+            let l = WinogradI8::new(spec.clone()).with_path(isa, tr);
+            let mut y = vec![0i8; n * h * w * k];
+            l.forward(&x, n, h, w, &mut y);
+            (y, l.transform_path())
+        };
+        let (want, _) = run(simd::Isa::Scalar, Transforms::Lanes);
+        assert!(want.iter().any(|&v| v != want[0]), "F{m}: outputs vary");
+        for &isa in simd::available() {
+            for tr in [Transforms::Lanes, Transforms::Blocks, Transforms::Native] {
+                let (y, path) = run(isa, tr);
+                covered.insert(format!("{}/{path}", isa.name()));
+                assert_eq!(
+                    y,
+                    want,
+                    "F{m} {c}->{k} per_tap={per_tap}: {} {tr:?} ({path})",
+                    isa.name()
+                );
+            }
+        }
+    }
+    // The native transforms ran where this CPU has them.
+    if simd::supports(simd::Isa::Avx512Vnni) {
+        assert!(covered.contains("avx512-vnni/vnni+avx512"), "{covered:?}");
+    }
+    assert!(
+        covered.contains("scalar/blocks") && covered.contains("scalar/lanes"),
+        "{covered:?}"
+    );
 }

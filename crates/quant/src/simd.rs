@@ -1,20 +1,24 @@
-//! Run-time selection of the instruction set for winq's hand-written loops.
+//! Run-time selection of the instruction set: the one place that detects CPU features.
 //!
-//! Hot loops are written once as plain Rust and compiled several times by `multiversion!`
-//! (AVX-512, AVX2+FMA, baseline); the best the CPU supports is chosen at run time.
-//! `WINQ_ISA=scalar` (or `avx2`, `avx512`, `neon`) forces a lower path, and every path is
-//! callable explicitly (`*_isa` functions) so tests can compare them. On aarch64 the
-//! `multiversion!` loops have one build (NEON is the baseline there); the hand-written NEON
-//! and dot-product kernels are selected through `Neon` / `NeonDot`.
+//! Levels, lowest first per architecture: x86_64 `Scalar` (SSE2) < `Avx2` (AVX2+FMA) <
+//! `Avx512` (AVX-512 F/VL/BW) < `Avx512Vnni` (plus VNNI byte dot products); aarch64 `Scalar` <
+//! `Neon` < `NeonDot` (the dot-product extension). Hot loops are written once as plain Rust and
+//! compiled per level by `multiversion!`; the hand-written kernels (VNNI and AVX2 GEMMs, the
+//! AVX-512/VNNI Winograd transforms, NEON and sdot GEMMs) run where `supports` says so. The best
+//! level the CPU has is chosen at run time; `WINQ_ISA=scalar` (or `avx2`, `avx512`,
+//! `avx512-vnni`, `neon`, `neon-dotprod`) caps it, and every path is callable explicitly (`*_isa`
+//! functions, kernels' explicit paths) so tests compare them all in one process.
 
 use std::sync::OnceLock;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
     /// Whatever the compilation target guarantees (SSE2 on x86_64, NEON on aarch64).
     Scalar,
     Avx2,
     Avx512,
+    /// AVX-512 with VNNI (vpdpbusd): the INT8 GEMM and Winograd input-transform kernels.
+    Avx512Vnni,
     /// aarch64 hand-written NEON kernels (widening multiplies; every aarch64 CPU).
     Neon,
     /// aarch64 with the dot-product extension (sdot, ARMv8.2+).
@@ -22,14 +26,42 @@ pub enum Isa {
 }
 
 impl Isa {
+    pub const ALL: [Isa; 6] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx512,
+        Isa::Avx512Vnni,
+        Isa::Neon,
+        Isa::NeonDot,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::Neon => "neon",
             Isa::NeonDot => "neon-dotprod",
         }
+    }
+
+    /// The level named `s` (as `name` writes it; `vnni` is accepted for `avx512-vnni`).
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s {
+            "vnni" => Some(Isa::Avx512Vnni),
+            _ => Isa::ALL.into_iter().find(|i| i.name() == s),
+        }
+    }
+
+    /// Whether this is an aarch64 level (the others are x86_64's, and `Scalar`).
+    fn arm(self) -> bool {
+        self >= Isa::Neon
+    }
+
+    /// Whether this level includes `other` (same architecture, at least as high).
+    pub fn includes(self, other: Isa) -> bool {
+        other == Isa::Scalar || (self.arm() == other.arm() && self >= other)
     }
 }
 
@@ -37,6 +69,11 @@ impl Isa {
 pub fn available() -> &'static [Isa] {
     static AVAILABLE: OnceLock<Vec<Isa>> = OnceLock::new();
     AVAILABLE.get_or_init(detect)
+}
+
+/// Whether code for `isa` may run on this CPU (explicit paths fall back when it may not).
+pub fn supports(isa: Isa) -> bool {
+    available().contains(&isa)
 }
 
 fn detect() -> Vec<Isa> {
@@ -51,35 +88,29 @@ fn detect() -> Vec<Isa> {
     }
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") {
             v.push(Isa::Avx2);
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-            {
+            if has!("avx512f") && has!("avx512vl") && has!("avx512bw") {
                 v.push(Isa::Avx512);
+                if has!("avx512vnni") {
+                    v.push(Isa::Avx512Vnni);
+                }
             }
         }
     }
     v
 }
 
-/// The instruction set in use: the best available, capped by `WINQ_ISA`.
+/// The instruction set in use: the best available, capped by `WINQ_ISA` (a cap naming the
+/// other architecture's level caps nothing; `scalar` caps everything).
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        let cap = match std::env::var("WINQ_ISA").as_deref() {
-            Ok("scalar") => Some(Isa::Scalar),
-            Ok("avx2") => Some(Isa::Avx2),
-            Ok("avx512") => Some(Isa::Avx512),
-            Ok("neon") => Some(Isa::Neon),
-            _ => None,
-        };
-        // Paths of one architecture are ordered lowest first; a cap naming the other
-        // architecture's path caps nothing (scalar caps everything).
-        let arm = |i: Isa| i >= Isa::Neon;
+        let cap = std::env::var("WINQ_ISA").ok().and_then(|s| Isa::parse(&s));
         let allowed = |i: Isa| match cap {
             Some(Isa::Scalar) => i == Isa::Scalar,
-            Some(c) if arm(c) == arm(i) => i <= c,
+            Some(c) if c.arm() == i.arm() => c.includes(i),
             _ => true,
         };
         available()
@@ -117,11 +148,11 @@ macro_rules! multiversion {
             #[target_feature(enable = "avx2,fma")]
             #[allow(clippy::too_many_arguments)]
             unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
-            let isa = if isa == $crate::simd::isa() || $crate::simd::available().contains(&isa) { isa } else { $crate::simd::Isa::Scalar };
+            let isa = if isa == $crate::simd::isa() || $crate::simd::supports(isa) { isa } else { $crate::simd::Isa::Scalar };
             match isa {
                 // SAFETY: the CPU supports the features (checked just above).
                 #[cfg(target_arch = "x86_64")]
-                $crate::simd::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                $crate::simd::Isa::Avx512 | $crate::simd::Isa::Avx512Vnni => unsafe { avx512($($arg),*) },
                 #[cfg(target_arch = "x86_64")]
                 $crate::simd::Isa::Avx2 => unsafe { avx2($($arg),*) },
                 _ => imp($($arg),*),

@@ -15,10 +15,6 @@ use std::arch::asm;
 /// Columns of C per block: 4 registers of 4 i32 lanes.
 const NB: usize = 16;
 
-pub fn has_dotprod() -> bool {
-    std::arch::is_aarch64_feature_detected!("dotprod")
-}
-
 /// The 4-byte k-group q of row r as an i32 (0 past the padded rows).
 #[inline(always)]
 unsafe fn w_quad(w: &WRows, r: usize, q: usize) -> i32 {

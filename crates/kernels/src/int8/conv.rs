@@ -3,9 +3,10 @@
 //! contiguous bytes of the zero-padded input — times the packed weight codes [r·r·C × K],
 //! int32 accumulation, and requantization per output channel; the output is channel-last too.
 
-use super::{gemm, grow, pad_nhwc, parallel_parts, requant_cols, PackedW, PackedX, MR};
+use super::{gemm_isa, grow, pad_nhwc, parallel_parts, requant_cols_isa, PackedW, PackedX, MR};
 use rayon::prelude::*;
 use winq_quant::codes::{group_scale, multiplier};
+use winq_quant::simd::{self, Isa};
 
 /// Per-thread working buffers, reused across calls: the padded input and its pixel sums
 /// (caller), and one chunk's GEMM rows and accumulators (whichever thread runs the chunk).
@@ -38,6 +39,8 @@ pub struct Im2rowI8 {
     w: PackedX,
     /// s_in · s_w[k] / s_out per output channel: one accumulator step in output codes.
     mul: Vec<f32>,
+    /// The instruction set the GEMM and requantization run on.
+    isa: Isa,
 }
 
 impl Im2rowI8 {
@@ -68,7 +71,14 @@ impl Im2rowI8 {
             r,
             w: PackedX::from_rows(&rows, taps, k, k),
             mul,
+            isa: simd::isa(),
         }
+    }
+
+    /// Runs on an explicit instruction set (capped to what the CPU has); by default the best.
+    pub fn with_isa(mut self, isa: Isa) -> Im2rowI8 {
+        self.isa = if simd::supports(isa) { isa } else { Isa::Scalar };
+        self
     }
 
     /// Output codes N×H×W×K into `y` for input codes N×H×W×C.
@@ -111,8 +121,8 @@ impl Im2rowI8 {
                         sum
                     });
                     let acc = grow(acc, np * k);
-                    gemm(rows, &self.w, acc, k);
-                    requant_cols(acc, &self.mul, out);
+                    gemm_isa(self.isa, rows, &self.w, acc, k);
+                    requant_cols_isa(self.isa, acc, &self.mul, out);
                 })
             };
             let pixels = n * h * w;

@@ -405,19 +405,19 @@ pub fn gemm_rows_isa(isa: Isa, w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && x86::has_vnni() {
+    if x86::runs(isa, Isa::Avx512Vnni) {
         // SAFETY: AVX-512F/BW and VNNI were detected at run time.
         unsafe { x86::gemm_vnni(w, x, c, ldc) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if matches!(isa, Isa::Avx2 | Isa::Avx512) && simd::available().contains(&Isa::Avx2) {
+    if x86::runs(isa, Isa::Avx2) {
         // SAFETY: AVX2 was detected at run time.
         unsafe { x86::gemm_avx2(w, x, c, ldc) };
         return;
     }
     #[cfg(target_arch = "aarch64")]
-    if isa == Isa::NeonDot && arm::has_dotprod() {
+    if isa == Isa::NeonDot && simd::supports(Isa::NeonDot) {
         // SAFETY: the dot-product extension was detected at run time.
         unsafe { arm::gemm_dot(w, x, c, ldc) };
         return;
@@ -453,7 +453,7 @@ pub fn gemm_requant_isa(
         "the output is too small"
     );
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && x86::has_vnni() && w.m > 0 && x.n > 0 {
+    if x86::runs(isa, Isa::Avx512Vnni) && w.m > 0 && x.n > 0 {
         // SAFETY: AVX-512F/BW and VNNI were detected at run time; sizes checked above.
         unsafe { x86::gemm_vnni_requant(w, x, mul, out, ldo) };
         return;
@@ -467,11 +467,16 @@ pub fn gemm_requant_isa(
 
 /// The GEMM path that runs on this machine (for reports).
 pub fn path_name() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if simd::isa() == Isa::Avx512 && x86::has_vnni() {
-        return "avx512-vnni";
+    gemm_kernel_name(simd::isa())
+}
+
+/// The GEMM kernel `gemm_isa(isa, ..)` runs here.
+pub fn gemm_kernel_name(isa: Isa) -> &'static str {
+    let isa = if simd::supports(isa) { isa } else { Isa::Scalar };
+    match isa {
+        Isa::Avx512 => Isa::Avx2.name(),
+        other => other.name(),
     }
-    simd::isa().name()
 }
 
 #[cfg(test)]

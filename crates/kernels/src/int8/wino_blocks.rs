@@ -9,6 +9,7 @@
 //! ascending index order).
 
 use super::to_code;
+use winq_quant::simd::Isa;
 
 /// Channels per block (i32/f32 lanes of a 512-bit vector).
 pub const CB: usize = 16;
@@ -162,6 +163,7 @@ pub fn f32_exact(nz_b: &[Vec<(usize, i32)>]) -> bool {
 /// `v_mul[e]` into `rows[e][tile][channel]` (rows `kp` bytes apart).
 #[allow(clippy::too_many_arguments)]
 pub fn input_stage(
+    isa: Isa,
     g: &Geometry,
     span: Span,
     t: usize,
@@ -175,16 +177,16 @@ pub fn input_stage(
 ) {
     if let Some(nz) = nz_b_f32 {
         match t {
-            4 => input4f(g, span, xpad, c, nz, v_mul, rows, kp),
-            6 => input6f(g, span, xpad, c, nz, v_mul, rows, kp),
-            8 => input8f(g, span, xpad, c, nz, v_mul, rows, kp),
+            4 => input4f_isa(isa, g, span, xpad, c, nz, v_mul, rows, kp),
+            6 => input6f_isa(isa, g, span, xpad, c, nz, v_mul, rows, kp),
+            8 => input8f_isa(isa, g, span, xpad, c, nz, v_mul, rows, kp),
             _ => panic!("no tile transform for t = {t}"),
         }
     } else {
         match t {
-            4 => input4i(g, span, xpad, c, nz_b, v_mul, rows, kp),
-            6 => input6i(g, span, xpad, c, nz_b, v_mul, rows, kp),
-            8 => input8i(g, span, xpad, c, nz_b, v_mul, rows, kp),
+            4 => input4i_isa(isa, g, span, xpad, c, nz_b, v_mul, rows, kp),
+            6 => input6i_isa(isa, g, span, xpad, c, nz_b, v_mul, rows, kp),
+            8 => input8i_isa(isa, g, span, xpad, c, nz_b, v_mul, rows, kp),
             _ => panic!("no tile transform for t = {t}"),
         }
     }
@@ -214,6 +216,7 @@ pub enum OutTransform<'a> {
 /// N×H×W×K output; `qm[e]` starts at e·qs (qs ≥ tiles·k).
 #[allow(clippy::too_many_arguments)]
 pub fn output_stage(
+    isa: Isa,
     g: &Geometry,
     span: Span,
     t: usize,
@@ -224,15 +227,21 @@ pub fn output_stage(
     y: &mut [i8],
 ) {
     match (t, how) {
-        (4, OutTransform::Values { nz_a, s_m, s_out }) => output4v(g, span, qm, qs, k, nz_a, s_m, *s_out, y),
-        (6, OutTransform::Values { nz_a, s_m, s_out }) => output6v(g, span, qm, qs, k, nz_a, s_m, *s_out, y),
-        (8, OutTransform::Values { nz_a, s_m, s_out }) => output8v(g, span, qm, qs, k, nz_a, s_m, *s_out, y),
-        (4, OutTransform::CodesF32 { nz, mul }) => output4f(g, span, qm, qs, k, nz, *mul, y),
-        (6, OutTransform::CodesF32 { nz, mul }) => output6f(g, span, qm, qs, k, nz, *mul, y),
-        (8, OutTransform::CodesF32 { nz, mul }) => output8f(g, span, qm, qs, k, nz, *mul, y),
-        (4, OutTransform::CodesI32 { nz, mul }) => output4i(g, span, qm, qs, k, nz, *mul, y),
-        (6, OutTransform::CodesI32 { nz, mul }) => output6i(g, span, qm, qs, k, nz, *mul, y),
-        (8, OutTransform::CodesI32 { nz, mul }) => output8i(g, span, qm, qs, k, nz, *mul, y),
+        (4, OutTransform::Values { nz_a, s_m, s_out }) => {
+            output4v_isa(isa, g, span, qm, qs, k, nz_a, s_m, *s_out, y)
+        }
+        (6, OutTransform::Values { nz_a, s_m, s_out }) => {
+            output6v_isa(isa, g, span, qm, qs, k, nz_a, s_m, *s_out, y)
+        }
+        (8, OutTransform::Values { nz_a, s_m, s_out }) => {
+            output8v_isa(isa, g, span, qm, qs, k, nz_a, s_m, *s_out, y)
+        }
+        (4, OutTransform::CodesF32 { nz, mul }) => output4f_isa(isa, g, span, qm, qs, k, nz, *mul, y),
+        (6, OutTransform::CodesF32 { nz, mul }) => output6f_isa(isa, g, span, qm, qs, k, nz, *mul, y),
+        (8, OutTransform::CodesF32 { nz, mul }) => output8f_isa(isa, g, span, qm, qs, k, nz, *mul, y),
+        (4, OutTransform::CodesI32 { nz, mul }) => output4i_isa(isa, g, span, qm, qs, k, nz, *mul, y),
+        (6, OutTransform::CodesI32 { nz, mul }) => output6i_isa(isa, g, span, qm, qs, k, nz, *mul, y),
+        (8, OutTransform::CodesI32 { nz, mul }) => output8i_isa(isa, g, span, qm, qs, k, nz, *mul, y),
         _ => panic!("no tile transform for t = {t}"),
     }
 }
@@ -242,6 +251,7 @@ pub fn output_stage(
 macro_rules! input_fn {
     ($name:ident / $isa:ident, $t:literal, $l:ty) => {
         winq_quant::multiversion! {
+            #[allow(dead_code)] // the layer always names its ISA
             fn $name / $isa(g: &Geometry, span: Span, xpad: &[i8], c: usize, nz: &[Vec<(usize, $l)>],
                 v_mul: &[f32], rows: &mut [&mut [i8]], kp: usize) {
                 input_t::<$t, $l>(g, span, xpad, c, nz, v_mul, rows, kp)
@@ -259,6 +269,7 @@ input_fn!(input8i / input8i_isa, 8, i32);
 macro_rules! output_fn {
     ($name:ident / $isa:ident, $t:literal, values) => {
         winq_quant::multiversion! {
+            #[allow(dead_code)]
             fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], qs: usize, k: usize, nz_a: &[Vec<(usize, f32)>],
                 s_m: &[f32], s_out: f32, y: &mut [i8]) {
                 // Training's order: products by the dequantized coefficients, plain mul-then-add.
@@ -269,6 +280,7 @@ macro_rules! output_fn {
     };
     ($name:ident / $isa:ident, $t:literal, codes $l:ty) => {
         winq_quant::multiversion! {
+            #[allow(dead_code)]
             fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], qs: usize, k: usize, nz: &[Vec<(usize, $l)>],
                 mul: f32, y: &mut [i8]) {
                 let load = |q: i8, _: usize| <$l as Lane>::from_i32(q as i32);

@@ -14,14 +14,15 @@ use super::wino_blocks::{
     f32_nonzeros, input_stage, nonzeros, output_stage, Geometry, OutTransform, Span, CB,
 };
 use super::{
-    gemm, gemm_requant, grow, pad_nhwc, parallel_parts, requant, row_sums128, to_code, PackedW, PackedX,
-    WRows,
+    gemm_isa, gemm_requant_isa, grow, pad_nhwc, parallel_parts, requant_isa, row_sums128_isa, to_code,
+    PackedW, PackedX, WRows,
 };
-use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
+use crate::tile::{sandwich_lanes_i32_isa, sandwich_lanes_isa};
 use crate::Tiling;
 use rayon::prelude::*;
 use winq_ir::QuantWinograd;
 use winq_quant::codes::{group_scale, multiplier, value};
+use winq_quant::simd::{self, Isa};
 
 /// A layer ready to run: U[e]ᵀ (C×K) packed per tap at construction.
 pub struct WinogradI8 {
@@ -47,8 +48,23 @@ pub struct WinogradI8 {
     /// Bᵀ for the VNNI input transform (x86_64; None where it does not apply).
     #[cfg(target_arch = "x86_64")]
     quad_b: Option<super::x86_wino::QuadB>,
-    /// Register-block transforms where the channel counts allow (off: always lane-wise).
-    blocks: bool,
+    /// The instruction set every step runs on, and which tile transforms.
+    isa: Isa,
+    transforms: Transforms,
+}
+
+/// Which tile transforms an INT8 Winograd layer runs. Every choice computes the same codes;
+/// tests compare them all on every instruction set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transforms {
+    /// Lane-wise transforms over (tile, channel) pairs: any channel count.
+    Lanes,
+    /// Portable register blocks of 16 channels (C and K multiples of 16, t ∈ {4, 6, 8}),
+    /// compiled per instruction set.
+    Blocks,
+    /// The register blocks with the hand-written transforms of the instruction set where they
+    /// apply (AVX-512 output transform, VNNI input transform), else as `Blocks`. The default.
+    Native,
 }
 
 struct OutCodes {
@@ -129,14 +145,16 @@ impl WinogradI8 {
             s_m_f32,
             #[cfg(target_arch = "x86_64")]
             quad_b,
-            blocks: true,
+            isa: simd::isa(),
+            transforms: Transforms::Native,
         }
     }
 
-    /// Switches the register-block transforms off (on by default): the lane-wise path gives
-    /// identical results and serves as the comparison in tests.
-    pub fn with_block_transforms(mut self, on: bool) -> WinogradI8 {
-        self.blocks = on;
+    /// Runs on an explicit instruction set (capped to what the CPU has) with the given tile
+    /// transforms; by default the best instruction set and `Transforms::Native`.
+    pub fn with_path(mut self, isa: Isa, transforms: Transforms) -> WinogradI8 {
+        self.isa = if simd::supports(isa) { isa } else { Isa::Scalar };
+        self.transforms = transforms;
         self
     }
 
@@ -193,9 +211,10 @@ impl WinogradI8 {
             for l0 in (0..cp).step_by(LANES) {
                 let lanes = LANES.min(cp - l0);
                 g.gather_hwc(xpad, c, l0, lanes, d);
-                sandwich_lanes_i32(&self.qb, t, t, d, lanes, v, lanes, lanes, tmp);
+                sandwich_lanes_i32_isa(self.isa, &self.qb, t, t, d, lanes, v, lanes, lanes, tmp);
                 for e in 0..tt {
-                    requant(
+                    requant_isa(
+                        self.isa,
                         &v[e * lanes..(e + 1) * lanes],
                         v_mul[e],
                         &mut vq[e * cp + l0..e * cp + l0 + lanes],
@@ -212,8 +231,8 @@ impl WinogradI8 {
                     group_scale(&s.s_m, e),
                 );
                 vw.fill(&vq[e * cp..(e + 1) * cp], p, c);
-                gemm(vw, &self.ut[e], acc, k);
-                requant(acc, mul, &mut qm[e * kp..(e + 1) * kp]);
+                gemm_isa(self.isa, vw, &self.ut[e], acc, k);
+                requant_isa(self.isa, acc, mul, &mut qm[e * kp..(e + 1) * kp]);
             }
 
             // Y = Aᵀ M A per tile, requantized to s_out: on codes with one Hadamard scale,
@@ -241,7 +260,7 @@ impl WinogradI8 {
                             let dst = &mut mi[e * lanes..(e + 1) * lanes];
                             dst.iter_mut().zip(src(e)).for_each(|(o, &q)| *o = q as i32);
                         }
-                        sandwich_lanes_i32(&self.qa, m, t, mi, lanes, yi, lanes, lanes, tmpi);
+                        sandwich_lanes_i32_isa(self.isa, &self.qa, m, t, mi, lanes, yi, lanes, lanes, tmpi);
                         let yt = &mut yt[..m * m * lanes];
                         yt.iter_mut().zip(&yi[..]).for_each(|(o, &v)| *o = v as f32);
                         g.scatter_hwc(yt, |v| to_code(v * oc.mul), l0, lanes, ypad, k);
@@ -253,7 +272,7 @@ impl WinogradI8 {
                                 .zip(src(e))
                                 .for_each(|(o, &q)| *o = q as f32 * s_m[e]);
                         }
-                        sandwich_lanes(&a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
+                        sandwich_lanes_isa(self.isa, &a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
                         g.scatter_hwc(yt, |v| to_code(v / s_out), l0, lanes, ypad, k);
                     }
                 }
@@ -274,7 +293,7 @@ impl WinogradI8 {
 impl WinogradI8 {
     /// Whether the register-block transforms run (channel counts multiples of 16).
     fn block_path(&self) -> bool {
-        self.blocks
+        self.transforms != Transforms::Lanes
             && self.spec.c.is_multiple_of(CB)
             && self.spec.k.is_multiple_of(CB)
             && matches!(self.t, 4 | 6 | 8)
@@ -289,7 +308,7 @@ impl WinogradI8 {
         }
         #[cfg(target_arch = "x86_64")]
         {
-            let out_fast = super::x86::avx512_on() && self.out_codes.is_some();
+            let out_fast = self.avx512_output();
             match (self.vnni_input(), out_fast) {
                 (true, true) => return "vnni+avx512",
                 (true, false) => return "vnni+blocks",
@@ -303,7 +322,23 @@ impl WinogradI8 {
     /// Whether the block path's input transform runs on VNNI dot products here.
     fn vnni_input(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if self.quad_b.is_some() && super::x86::avx512_on() && super::x86::has_vnni() {
+        if self.transforms == Transforms::Native
+            && self.quad_b.is_some()
+            && super::x86::runs(self.isa, Isa::Avx512Vnni)
+        {
+            return true;
+        }
+        false
+    }
+
+    /// Whether the block path's output transform runs the AVX-512 kernel here (one Hadamard
+    /// scale: the transform on codes).
+    fn avx512_output(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.transforms == Transforms::Native
+            && self.out_codes.is_some()
+            && super::x86::runs(self.isa, Isa::Avx512)
+        {
             return true;
         }
         false
@@ -348,10 +383,10 @@ impl WinogradI8 {
     #[allow(unused_variables)]
     fn output_avx512(&self, geo: &Geometry, span: Span, qm: &[i8], qs: usize, out: &mut [i8]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if let (true, Some(OutCodes { mul, nz_f32, .. })) = (super::x86::avx512_on(), &self.out_codes) {
+        if let (true, Some(OutCodes { mul, nz_f32, .. })) = (self.avx512_output(), &self.out_codes) {
             use super::x86_wino::{output_avx512 as run, F32Arith as F, I32Arith as I};
             let (qa, k, mul) = (&self.qa, self.spec.k, *mul);
-            // SAFETY: `avx512_on` checked AVX-512F/BW; k is a multiple of 16 on this path; the
+            // SAFETY: `avx512_output` checked AVX-512F/BW; k is a multiple of 16 on this path; the
             // f32 arithmetic only where Aᵀ meets its bound (`nz_f32`).
             unsafe {
                 match (self.t, nz_f32.is_some()) {
@@ -446,6 +481,7 @@ impl WinogradI8 {
                         self.input_vnni(&geo, span, x, v_mul, &mut dst, kp, quads);
                     } else {
                         input_stage(
+                            self.isa,
                             &geo,
                             span,
                             t,
@@ -465,7 +501,7 @@ impl WinogradI8 {
                     for e in 0..tt {
                         let (data, bias128) =
                             (&taps[e * stride..][..mp * kp], &mut sums[e * mp..(e + 1) * mp]);
-                        row_sums128(data, kp, bias128);
+                        row_sums128_isa(self.isa, data, kp, bias128);
                         let w = WRows {
                             m: pc,
                             k: c,
@@ -479,10 +515,11 @@ impl WinogradI8 {
                             group_scale(&s.s_u, e) * group_scale(&s.s_v, e),
                             group_scale(&s.s_m, e),
                         );
-                        gemm_requant(&w, &self.ut[e], mul, &mut qm[e * qs..e * qs + pc * k], k, acc);
+                        let qm_e = &mut qm[e * qs..e * qs + pc * k];
+                        gemm_requant_isa(self.isa, &w, &self.ut[e], mul, qm_e, k, acc);
                     }
                     if !self.output_avx512(&geo, span, qm, qs, out) {
-                        output_stage(&geo, span, t, qm, qs, k, &how, out);
+                        output_stage(self.isa, &geo, span, t, qm, qs, k, &how, out);
                     }
                 })
             };

@@ -5,15 +5,10 @@ use super::{PackedX, WRows, MR, MR_SMALL, NV};
 use std::arch::x86_64::*;
 use winq_quant::simd::{self, Isa};
 
-/// Whether the AVX-512 (F and BW) paths run: the CPU has them and `WINQ_ISA` allows them.
-pub fn avx512_on() -> bool {
-    simd::isa() == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512bw")
-}
-
-pub fn has_vnni() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vnni")
+/// Whether code needing `level` (AVX-512 F/VL/BW, or that plus VNNI) may run for a caller
+/// asking for `isa`: the level is included in it and the CPU has it.
+pub fn runs(isa: Isa, level: Isa) -> bool {
+    isa.includes(level) && simd::supports(level)
 }
 
 /// # Safety
