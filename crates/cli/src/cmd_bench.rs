@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Instant;
 use winq_nn::models::{resnet18like, Algo, ConvChoice, ResNetConfig};
 use winq_nn::{softmax_cross_entropy, zero_grads, Adam, Layer, Mode, Optimizer, Precision, Tensor};
+use winq_train::config::ModelKind;
 
 #[derive(clap::Subcommand)]
 pub enum Bench {
@@ -28,9 +29,9 @@ pub enum Bench {
 
 #[derive(clap::Args)]
 pub struct LayersArgs {
-    /// resnet18like or lenet.
-    #[arg(long, default_value = "resnet18like")]
-    model: String,
+    /// Network (the names `train` and `search` take).
+    #[arg(long, value_enum, default_value_t = ModelKind::Resnet18like)]
+    model: ModelKind,
     #[arg(long, default_value_t = 0.5)]
     mult: f32,
     /// Input size and channels (CIFAR: 32 and 3; Fashion-MNIST: 28 and 1).
@@ -143,13 +144,12 @@ fn layers(a: LayersArgs) -> Result<()> {
         precision: Precision::Int(8),
     };
     let cfg = ResNetConfig {
-        convs: vec![base; if a.model == "lenet" { 2 } else { 16 }],
+        convs: vec![base; a.model.conv_layers()],
         ..ResNetConfig::uniform(a.channels, a.size, 10, a.mult, base)
     };
-    let (_, placed) = match a.model.as_str() {
-        "resnet18like" => resnet18like(&cfg)?,
-        "lenet" => lenet(&cfg)?,
-        m => bail!("unknown --model '{m}'"),
+    let (_, placed) = match a.model {
+        ModelKind::Resnet18like => resnet18like(&cfg)?,
+        ModelKind::Lenet => lenet(&cfg)?,
     };
     let mut shapes: Vec<(usize, usize, usize, usize)> = Vec::new();
     for p in &placed {
@@ -520,34 +520,9 @@ pub struct TrainStepArgs {
     json: bool,
 }
 
-/// Parses "fp32", "int8", "im2row-int4", "static-f4", "flex-f6-int8", "flex-f4-fp32".
+/// A layer choice as `ConvChoice` parses it ("F4-flex-int8", or short: "int8", "static-f4").
 pub fn parse_choice(s: &str) -> Result<ConvChoice> {
-    let parts: Vec<&str> = s.split('-').collect();
-    let (algo_parts, precision) = match parts.last().copied() {
-        Some("fp32") => (&parts[..parts.len() - 1], Precision::Fp32),
-        Some(p) if p.starts_with("int") => {
-            let b: u32 = p[3..]
-                .parse()
-                .with_context(|| format!("bad bit-width in '{s}'"))?;
-            if !(2..=16).contains(&b) {
-                bail!("'{s}': bit-widths must be 2..=16");
-            }
-            (&parts[..parts.len() - 1], Precision::Int(b))
-        }
-        _ => (&parts[..], Precision::Int(8)),
-    };
-    let algo = match algo_parts {
-        [] | ["im2row"] => Algo::Im2row,
-        [mode @ ("static" | "flex"), f] if f.starts_with('f') => {
-            let m: usize = f[1..].parse().with_context(|| format!("bad tile in '{s}'"))?;
-            if m < 1 {
-                bail!("'{s}': tile must be at least 1");
-            }
-            Algo::Winograd { m, flex: *mode == "flex" }
-        }
-        _ => bail!("unknown configuration '{s}': use fp32, int8, im2row[-intB], static-fM[-intB|-fp32], flex-fM[-intB|-fp32]"),
-    };
-    Ok(ConvChoice { algo, precision })
+    s.parse().map_err(anyhow::Error::msg)
 }
 
 /// Peak resident set size of this process in bytes (VmHWM), where /proc is available.

@@ -10,16 +10,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use winq_data::Augment;
-use winq_nas::candidate::{name, CandidateSpace};
+use winq_nas::candidate::CandidateSpace;
 use winq_nas::search::{EpochLog, TracePoint};
 use winq_nas::supernet::SupernetConfig;
-use winq_nas::{build_supernet, search, Arch, LatencyTable, SearchOptions};
+use winq_nas::{build_supernet, search, ArchLogits, LatencyTable, SearchOptions};
 use winq_nn::models::{Algo, ConvChoice};
 use winq_nn::{Layer, Mode, Precision, Tensor};
 use winq_train::checkpoint::write_atomic;
-use winq_train::config::{
-    Arch as Model, LayerFile, LayerSpec, ModelConfig, OptimKind, ScheduleKind, TrainConfig,
-};
+use winq_train::config::{LayerFile, ModelConfig, ModelKind, OptimKind, ScheduleKind, TrainConfig};
 use winq_train::runner::{self, Start};
 
 #[derive(clap::Args)]
@@ -31,9 +29,9 @@ pub struct SearchArgs {
     /// Which batch size of the table to optimise for (the deployment batch).
     #[arg(long, default_value_t = 1)]
     lut_batch: usize,
-    /// Macro-architecture: resnet18like or lenet.
-    #[arg(long, default_value = "resnet18like")]
-    model: String,
+    /// Macro-architecture.
+    #[arg(long, value_enum, default_value_t = ModelKind::Resnet18like)]
+    model: ModelKind,
     /// Width multiplier.
     #[arg(long, default_value_t = 0.25)]
     mult: f32,
@@ -153,16 +151,12 @@ fn space(a: &SearchArgs) -> Result<CandidateSpace> {
     .map_err(|e| anyhow::anyhow!("--algos: {e}"))
 }
 
-fn model(a: &SearchArgs) -> Result<(Model, usize)> {
-    Ok(match a.model.as_str() {
-        "resnet18like" | "resnet18" => (Model::Resnet18like, 16),
-        "lenet" => (Model::Lenet, 2),
-        o => bail!("unknown --model '{o}': use resnet18like or lenet"),
-    })
+fn model(a: &SearchArgs) -> Result<(ModelKind, usize)> {
+    Ok((a.model, a.model.conv_layers()))
 }
 
 /// The training configuration of the search (and, with the chosen layers, of the retraining).
-fn train_config(a: &SearchArgs, arch: Model, layers: Vec<LayerSpec>) -> Result<TrainConfig> {
+fn train_config(a: &SearchArgs, arch: ModelKind, layers: Vec<ConvChoice>) -> Result<TrainConfig> {
     let (dataset, data_dir) = dataset(&a.data)?;
     if a.batch == 0 || a.epochs == 0 {
         bail!("--batch and --epochs must be at least 1");
@@ -250,7 +244,7 @@ fn engine_ms_here(op: &winq_ir::Op, batch: usize, chw: (usize, usize, usize), re
 /// per-layer timings count but a fused network does not (per-layer input quantization).
 fn constant_ms(
     cfg: &TrainConfig,
-    arch: &Arch,
+    arch: &ArchLogits,
     lut: &LatencyTable,
     a: &SearchArgs,
     chw: (usize, usize, usize),
@@ -265,7 +259,7 @@ fn constant_ms(
         .map(|l| lut.lookup(&l.site, &im2row, a.lut_batch))
         .sum::<Result<f64>>()?;
     let mut c = cfg.clone();
-    c.model.layers = vec![LayerSpec::from_choice(&im2row); arch.layers.len()];
+    c.model.layers = vec![im2row; arch.layers.len()];
     let classes = c.dataset.classes();
     let mut built = runner::build_model(&c, chw.0, chw.1, chw.2, classes)?;
     // One training forward so every quantizer holds a range, as a trained model's would.
@@ -298,12 +292,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     let space = space(&a)?;
     let lut = LatencyTable::read(&a.lut)?;
     let threads = timing_threads(&lut);
-    let placeholder = LayerSpec {
-        algo: "im2row".into(),
-        flex: false,
-        bits: 8,
-    };
-    let cfg = train_config(&a, arch_kind, vec![placeholder; n_layers])?;
+    let cfg = train_config(&a, arch_kind, vec![ConvChoice::IM2ROW_INT8; n_layers])?;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "search-{}-{}-x{}-lambda{}",
@@ -358,7 +347,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         .arch
         .layers
         .iter()
-        .map(|l| l.candidates.iter().map(name).collect())
+        .map(|l| l.candidates.iter().map(|c| c.to_string()).collect())
         .collect();
     if !a.quiet {
         eprintln!(
@@ -450,7 +439,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         .map(|(l, &i)| l.candidates[i])
         .collect();
     let layer_file = LayerFile {
-        layers: chosen.iter().map(LayerSpec::from_choice).collect(),
+        layers: chosen.clone(),
         shortcut_bits: Some(a.shortcut_bits),
     };
     let layers_path = out.join("layers.json");
@@ -506,12 +495,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
     for (l, c) in arch.layers.iter().zip(&chosen) {
         println!(
             "  layer {:>2} {:>4}->{:<4} {:>2}x{:<2} {}",
-            l.site.index,
-            l.site.in_channels,
-            l.site.out_channels,
-            l.site.height,
-            l.site.width,
-            name(c)
+            l.site.index, l.site.in_channels, l.site.out_channels, l.site.height, l.site.width, c
         );
     }
     println!(
@@ -596,21 +580,9 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 }
 
 /// "im2row INT8", "F4 flex INT8", … for a run whose 3x3 layers are all alike, else "mixed".
-fn uniform_label(layers: &[LayerSpec]) -> String {
+fn uniform_label(layers: &[ConvChoice]) -> String {
     match layers.first() {
-        Some(l) if layers.iter().all(|m| m == l) => {
-            let mode = match (l.algo.as_str(), l.flex) {
-                ("im2row", _) => "",
-                (_, true) => " flex",
-                (_, false) => " static",
-            };
-            let bits = if l.bits >= 32 {
-                "FP32".to_string()
-            } else {
-                format!("INT{}", l.bits)
-            };
-            format!("{}{mode} {bits}", l.algo)
-        }
+        Some(l) if layers.iter().all(|m| m == l) => format!("{} {}", l.algo, l.precision),
         _ => "mixed".into(),
     }
 }

@@ -3,16 +3,18 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use winq_data::{Augment, DatasetKind};
+use winq_nn::models::{Algo, ConvChoice};
 use winq_nn::quant::Granularity;
+use winq_nn::Precision;
 use winq_train::checkpoint::Checkpoint;
-use winq_train::config::{Arch, LayerFile, LayerSpec, ModelConfig, OptimKind, ScheduleKind, TrainConfig};
+use winq_train::config::{LayerFile, ModelConfig, ModelKind, OptimKind, ScheduleKind, TrainConfig};
 use winq_train::runner::{self, Start};
 
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
-    /// Network: resnet18like (the paper's ResNet18Like) or lenet (a small CNN for quick runs).
-    #[arg(long, default_value = "resnet18like")]
-    model: String,
+    /// Network.
+    #[arg(long, value_enum, default_value_t = ModelKind::Resnet18like)]
+    model: ModelKind,
     /// Width multiplier (ResNet18Like stages have 64·mult … 512·mult channels).
     #[arg(long, default_value_t = 0.25)]
     mult: f32,
@@ -150,15 +152,8 @@ pub(crate) fn dataset(d: &DataArgs) -> Result<(DatasetKind, PathBuf)> {
 }
 
 fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
-    let arch = match m.model.as_str() {
-        "resnet18like" | "resnet18" => Arch::Resnet18like,
-        "lenet" => Arch::Lenet,
-        other => bail!("unknown --model '{other}': use resnet18like or lenet"),
-    };
-    let n = match arch {
-        Arch::Resnet18like => 16,
-        Arch::Lenet => 2,
-    };
+    let arch = m.model;
+    let n = arch.conv_layers();
     let (layers, shortcut_bits) = match &m.layers {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
@@ -172,7 +167,7 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
                     m.model
                 );
             }
-            let sb = f.shortcut_bits.unwrap_or(f.layers[0].bits);
+            let sb = f.shortcut_bits.unwrap_or(f.layers[0].precision.bits());
             (f.layers, sb)
         }
         None => {
@@ -181,22 +176,13 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
                 "static" => false,
                 o => bail!("unknown --mode '{o}': use flex or static"),
             };
-            (
-                vec![
-                    LayerSpec {
-                        algo: m.algo.clone(),
-                        flex,
-                        bits: m.bits
-                    };
-                    n
-                ],
-                m.bits,
-            )
+            let choice = ConvChoice {
+                algo: Algo::parse(&m.algo, flex).map_err(anyhow::Error::msg)?,
+                precision: Precision::from_bits(m.bits).map_err(anyhow::Error::msg)?,
+            };
+            (vec![choice; n], m.bits)
         }
     };
-    for (i, l) in layers.iter().enumerate() {
-        l.to_choice().map_err(|e| anyhow::anyhow!("layer {i}: {e}"))?;
-    }
     Ok(ModelConfig {
         arch,
         mult: m.mult,
@@ -378,7 +364,7 @@ pub fn import(a: ImportArgs) -> Result<()> {
     let base = TrainConfig {
         model: model_config(
             &ModelArgs {
-                model: "resnet18like".into(),
+                model: ModelKind::Resnet18like,
                 mult: 0.5,
                 algo: "im2row".into(),
                 mode: "static".into(),

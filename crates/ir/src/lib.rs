@@ -7,9 +7,11 @@
 //! engine needs no value-to-code conversion and a file round trip is exact.
 
 mod check;
+pub mod choice;
 pub mod file;
 
 pub use check::Shape;
+pub use choice::{Algo, ConvChoice, Precision};
 pub use file::{load, save, ModelInfo, FORMAT};
 
 use serde::{Deserialize, Serialize};

@@ -131,14 +131,14 @@ impl AlphaAdam {
 }
 
 /// The searchable layers of a supernet and their logits.
-pub struct Arch {
+pub struct ArchLogits {
     pub layers: Vec<SearchLayer>,
     /// Latency of what the search cannot change (stem, shortcuts, pooling, classifier), in
     /// ms, when known; it adds to every prediction and moves no gradient.
     pub constant_ms: Option<f64>,
 }
 
-impl Arch {
+impl ArchLogits {
     pub fn probs(&self, tau: f64) -> Vec<Vec<f64>> {
         self.layers.iter().map(|l| probs(&l.alpha, tau)).collect()
     }

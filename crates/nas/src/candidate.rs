@@ -83,34 +83,6 @@ pub fn candidates(space: &CandidateSpace, site: &ConvSite) -> Vec<ConvChoice> {
     out
 }
 
-fn bits_tag(p: Precision) -> String {
-    match p {
-        Precision::Fp32 => "fp32".into(),
-        Precision::Int(b) => format!("int{b}"),
-    }
-}
-
-/// A readable, path-safe name: "im2row-int8", "F4-flex-int8", "F2-static-fp32".
-pub fn name(c: &ConvChoice) -> String {
-    match c.algo {
-        Algo::Im2row => format!("im2row-{}", bits_tag(c.precision)),
-        Algo::Winograd { m, flex } => format!(
-            "F{m}-{}-{}",
-            if flex { "flex" } else { "static" },
-            bits_tag(c.precision)
-        ),
-    }
-}
-
-/// The latency-table name of a candidate: flex and static transforms run the same deployed
-/// kernel, so both read "F4-int8".
-pub fn lut_key(c: &ConvChoice) -> String {
-    match c.algo {
-        Algo::Im2row => format!("im2row-{}", bits_tag(c.precision)),
-        Algo::Winograd { m, .. } => format!("F{m}-{}", bits_tag(c.precision)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,7 +102,7 @@ mod tests {
         let names = |h| -> Vec<String> {
             candidates(&CandidateSpace::default(), &site(h))
                 .iter()
-                .map(name)
+                .map(|c| c.to_string())
                 .collect()
         };
         assert_eq!(
@@ -168,7 +140,7 @@ mod tests {
         .unwrap();
         let c = candidates(&space, &site(8));
         assert_eq!(c.len(), 2 + 2 * 2);
-        let keys: Vec<String> = c.iter().map(lut_key).collect();
+        let keys: Vec<String> = c.iter().map(ConvChoice::kernel_key).collect();
         assert_eq!(
             keys,
             [

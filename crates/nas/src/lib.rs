@@ -16,7 +16,7 @@ pub mod plot;
 pub mod search;
 pub mod supernet;
 
-pub use arch::{Arch, SearchLayer};
+pub use arch::{ArchLogits, SearchLayer};
 pub use candidate::{candidates, CandidateSpace};
 pub use lut::LatencyTable;
 pub use mixed::{Gate, GateRef, MixedConv};

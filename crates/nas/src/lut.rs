@@ -1,7 +1,6 @@
 //! The latency table `winq bench layers -o FILE` writes: the engine's time for every candidate
 //! on every 3x3 layer shape of a model, on the machine that ran it.
 
-use crate::candidate::lut_key;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -79,7 +78,7 @@ impl LatencyTable {
 
     /// Milliseconds of `choice` on the layer at `site` for `batch` images.
     pub fn lookup(&self, site: &ConvSite, choice: &ConvChoice, batch: usize) -> Result<f64> {
-        let key = lut_key(choice);
+        let key = choice.kernel_key();
         let same_shape = |e: &&Entry| {
             e.in_channels == site.in_channels
                 && e.out_channels == site.out_channels

@@ -2,7 +2,6 @@
 //! own quantizer state (and, for flex, its own learned transforms). Which path runs is set
 //! by the search through the layer's [`Gate`] (ProxylessNAS binary gates).
 
-use crate::candidate::name;
 use std::sync::{Arc, Mutex, MutexGuard};
 use winq_ir::Op;
 use winq_nn::layer::{path, BufferVisitor, ParamVisitor};
@@ -125,7 +124,7 @@ impl MixedConv {
             in_channels: c,
             out_channels: k,
             weight: Param::new(weight),
-            names: candidates.iter().map(name).collect(),
+            names: candidates.iter().map(|c| c.to_string()).collect(),
             observed: vec![false; candidates.len()],
             candidates,
             paths,

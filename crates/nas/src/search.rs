@@ -2,7 +2,7 @@
 //! alternating (every `arch_every` weight steps, after the warm-up) with logit steps on the
 //! validation split that minimise CE + λ·E[latency].
 
-use crate::arch::{temperature, AlphaAdam, Arch};
+use crate::arch::{temperature, AlphaAdam, ArchLogits};
 use anyhow::{bail, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -146,7 +146,7 @@ fn tensor(b: &Batch) -> Tensor {
 /// `epoch_done` gets each epoch's metrics.
 pub fn search(
     net: &mut Sequential,
-    arch: &mut Arch,
+    arch: &mut ArchLogits,
     data: &Data,
     cfg: &TrainConfig,
     opts: &SearchOptions,
@@ -187,7 +187,7 @@ pub fn search(
     let mut tau = opts.tau_start;
     let mut epochs = Vec::new();
     let t_run = Instant::now();
-    let point = |arch: &Arch, step, arch_step, epoch, tau| TracePoint {
+    let point = |arch: &ArchLogits, step, arch_step, epoch, tau| TracePoint {
         step,
         arch_step,
         epoch,

@@ -1,7 +1,7 @@
 //! A supernet: the macro-architecture of ResNet18Like (or lenet) with every configurable 3x3
 //! convolution replaced by a [`MixedConv`] over its candidates.
 
-use crate::arch::{Arch, SearchLayer};
+use crate::arch::{ArchLogits, SearchLayer};
 use crate::candidate::{candidates, CandidateSpace};
 use crate::mixed::MixedConv;
 use anyhow::{Context, Result};
@@ -11,7 +11,7 @@ use winq_nn::models::{
 };
 use winq_nn::quant::Granularity;
 use winq_nn::{Layer, Precision, Sequential};
-use winq_train::config::Arch as Model;
+use winq_train::config::ModelKind as Model;
 use winq_transforms::PointSet;
 
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct SupernetConfig {
 
 pub struct Supernet {
     pub net: Sequential,
-    pub arch: Arch,
+    pub arch: ArchLogits,
     pub placements: Vec<ConvPlacement>,
 }
 
@@ -41,10 +41,7 @@ pub fn build_supernet(
     cfg: &SupernetConfig,
     latency: &dyn Fn(&ConvSite, &ConvChoice) -> Result<f64>,
 ) -> Result<Supernet> {
-    let convs = match cfg.model {
-        Model::Resnet18like => ResNetConfig::CONVS,
-        Model::Lenet => 2,
-    };
+    let convs = cfg.model.conv_layers();
     // Reported as each layer's "requested" choice only; the factory decides what is built.
     let placeholder = ConvChoice {
         algo: Algo::Im2row,
@@ -93,7 +90,7 @@ pub fn build_supernet(
         .collect::<Result<Vec<_>>>()?;
     Ok(Supernet {
         net,
-        arch: Arch {
+        arch: ArchLogits {
             layers,
             constant_ms: None,
         },

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 use winq_data::{synthetic_images, Augment, Dataset, DatasetKind};
-use winq_nas::candidate::name;
 use winq_nas::search::TracePoint;
 use winq_nas::supernet::SupernetConfig;
 use winq_nas::{build_supernet, search, CandidateSpace, SearchOptions};
 use winq_nn::models::{Algo, ConvChoice, ConvSite};
 use winq_nn::Precision;
-use winq_train::config::{Arch, LayerSpec, ModelConfig, OptimKind, ScheduleKind, TrainConfig};
+use winq_train::config::{ModelConfig, ModelKind, OptimKind, ScheduleKind, TrainConfig};
 use winq_train::runner::Data;
 use winq_transforms::PointSet;
 
@@ -29,16 +28,9 @@ fn dataset(n: usize, seed: u64) -> Arc<Dataset> {
 fn train_config() -> TrainConfig {
     TrainConfig {
         model: ModelConfig {
-            arch: Arch::Lenet,
+            arch: ModelKind::Lenet,
             mult: 0.5,
-            layers: vec![
-                LayerSpec {
-                    algo: "im2row".into(),
-                    flex: false,
-                    bits: 8
-                };
-                2
-            ],
+            layers: vec![winq_nn::models::ConvChoice::IM2ROW_INT8; 2],
             shortcut_bits: 8,
             points: "default".into(),
             granularity: Default::default(),
@@ -82,7 +74,7 @@ struct Run {
 fn run(lambda: f64) -> Run {
     let cfg = train_config();
     let scfg = SupernetConfig {
-        model: Arch::Lenet,
+        model: ModelKind::Lenet,
         in_channels: 1,
         height: 28,
         width: 28,
@@ -138,7 +130,7 @@ fn run(lambda: f64) -> Run {
         .arch
         .layers
         .iter()
-        .map(|l| l.candidates.iter().map(name).collect())
+        .map(|l| l.candidates.iter().map(|c| c.to_string()).collect())
         .collect();
     Run {
         probs: sn.arch.probs(1.0),

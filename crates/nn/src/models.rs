@@ -11,39 +11,14 @@ use crate::layer::Layer;
 use crate::linear::Linear;
 use crate::norm::BatchNorm2d;
 use crate::pool::{GlobalAvgPool, MaxPool2};
-use crate::quant::{Granularity, Precision};
+use crate::quant::Granularity;
 use crate::wa_conv::WinogradConv2d;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use winq_ir::Precision;
 use winq_transforms::{PointSet, TransformError};
 
-/// How one 3x3 convolution is computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Algo {
-    Im2row,
-    /// Winograd F(m×m, 3×3); `flex` learns the transforms.
-    Winograd {
-        m: usize,
-        flex: bool,
-    },
-}
-
-impl std::fmt::Display for Algo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Algo::Im2row => write!(f, "im2row"),
-            Algo::Winograd { m, flex } => write!(f, "F{m} {}", if *flex { "flex" } else { "static" }),
-        }
-    }
-}
-
-/// Algorithm and arithmetic of one 3x3 layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConvChoice {
-    pub algo: Algo,
-    pub precision: Precision,
-}
+pub use winq_ir::{Algo, ConvChoice};
 
 /// The output tile a Winograd layer really uses on an h×w map: the requested m, or the largest
 /// smaller even tile that fits the map (the reference's F6 -> F4 on 4x4 maps); at least 2.

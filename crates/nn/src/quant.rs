@@ -8,21 +8,7 @@ use winq_quant::{fake_quant, min_max, observe};
 
 const CHUNK: usize = 1 << 16;
 
-/// Arithmetic of a layer: plain FP32, or fake-quantized to `bits` at every stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Precision {
-    Fp32,
-    Int(u32),
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Precision::Fp32 => write!(f, "FP32"),
-            Precision::Int(b) => write!(f, "INT{b}"),
-        }
-    }
-}
+pub use winq_ir::Precision;
 
 /// Fake quantization of one tensor of a layer: off (FP32), per tensor, or with one scale per
 /// group of a [outer][groups][inner] view (per output channel, per Winograd tap). Observers

@@ -18,37 +18,12 @@ use winq_kernels::Nchw;
 use winq_quant::{fake_quant_dynamic, fake_quant_dynamic_groups, Groups};
 use winq_transforms::{transform, FloatTransform, Mat, PointSet, TransformError};
 
-/// A convolution algorithm under study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Algo {
-    Im2row,
-    /// Winograd F(m, 3).
-    Winograd(usize),
-}
+pub use winq_ir::{Algo, Precision};
 
-impl fmt::Display for Algo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Algo::Im2row => write!(f, "im2row"),
-            Algo::Winograd(m) => write!(f, "F{m}"),
-        }
-    }
-}
-
-/// Arithmetic of a run: plain f32, or fake-quantized to `bits` at every stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Precision {
-    Fp32,
-    Int(u32),
-}
-
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Precision::Fp32 => write!(f, "FP32"),
-            Precision::Int(b) => write!(f, "INT{b}"),
-        }
-    }
+/// Algorithms serialize by their kernel name ("im2row", "F4"): the study uses static
+/// transforms only.
+fn kernel_name<S: serde::Serializer>(a: &Algo, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&a.kernel())
 }
 
 /// What to study.
@@ -123,6 +98,7 @@ impl Stat {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorRow {
+    #[serde(serialize_with = "kernel_name")]
     pub algo: Algo,
     pub precision: Precision,
     pub error: Stat,
@@ -131,6 +107,7 @@ pub struct ErrorRow {
 /// One quantization source at a time: `stage` is a stage name or "transforms".
 #[derive(Debug, Clone, Serialize)]
 pub struct AttributionRow {
+    #[serde(serialize_with = "kernel_name")]
     pub algo: Algo,
     pub bits: u32,
     pub stage: String,
@@ -231,7 +208,7 @@ impl Problem {
             fake_quant_dynamic_groups(data, groups, s.bits);
         };
         let y = match (algo, tr) {
-            (Algo::Winograd(_), Some(tr)) => {
+            (Algo::Winograd { .. }, Some(tr)) => {
                 let quantized;
                 let tr = match src {
                     Some(s) if s.transforms => {
@@ -329,7 +306,10 @@ pub fn run(cfg: &StudyConfig) -> Result<StudyResult, StudyError> {
     cfg.validate()?;
     let mut algos = vec![(Algo::Im2row, None)];
     for &m in &cfg.tiles {
-        algos.push((Algo::Winograd(m), Some(transform(m, 3, &cfg.points)?.to_f32())));
+        algos.push((
+            Algo::Winograd { m, flex: false },
+            Some(transform(m, 3, &cfg.points)?.to_f32()),
+        ));
     }
     let precisions: Vec<Precision> = std::iter::once(Precision::Fp32)
         .chain(cfg.bits.iter().map(|&b| Precision::Int(b)))

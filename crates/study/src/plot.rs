@@ -40,7 +40,7 @@ pub fn write_plot(res: &StudyResult, path: &Path) -> Result<(), String> {
         .x_label_formatter(&|x| {
             let i = x.round();
             if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
-                algos[i as usize].to_string()
+                algos[i as usize].kernel()
             } else {
                 String::new()
             }

@@ -57,7 +57,7 @@ pub fn render_text(res: &StudyResult) -> String {
     }
     out += "\n";
     for a in algos(res) {
-        out += &format!("{:<8}", a.to_string());
+        out += &format!("{:<8}", a.kernel());
         for p in &precisions {
             let r = res.rows.iter().find(|r| r.algo == a && r.precision == *p);
             out += &format!(
@@ -75,7 +75,7 @@ pub fn render_text(res: &StudyResult) -> String {
     out += &format!("{:<16}", "stage");
     let algos = algos(res);
     for a in &algos {
-        out += &format!("{:>18}", a.to_string());
+        out += &format!("{:>18}", a.kernel());
     }
     out += "\n";
     let mut stages: Vec<&str> = Vec::new();

@@ -19,24 +19,24 @@ fn int8_error_grows_with_tile_and_hadamard_dominates() {
     let int8 = Precision::Int(8);
     let (i2r, f2, f4, f6) = (
         e(Algo::Im2row, int8),
-        e(Algo::Winograd(2), int8),
-        e(Algo::Winograd(4), int8),
-        e(Algo::Winograd(6), int8),
+        e(Algo::Winograd { m: 2, flex: false }, int8),
+        e(Algo::Winograd { m: 4, flex: false }, int8),
+        e(Algo::Winograd { m: 6, flex: false }, int8),
     );
     assert!(
         i2r < f2 && f2 < f4 && f4 < f6,
         "im2row {i2r} F2 {f2} F4 {f4} F6 {f6}"
     );
     for m in [4, 6] {
-        let top = res.largest_source(Algo::Winograd(m)).unwrap();
+        let top = res.largest_source(Algo::Winograd { m, flex: false }).unwrap();
         assert_eq!(top.stage, "hadamard", "F{m}: largest source is {}", top.stage);
     }
     // Fewer bits, more error; FP32 is tiny.
     for a in [
         Algo::Im2row,
-        Algo::Winograd(2),
-        Algo::Winograd(4),
-        Algo::Winograd(6),
+        Algo::Winograd { m: 2, flex: false },
+        Algo::Winograd { m: 4, flex: false },
+        Algo::Winograd { m: 6, flex: false },
     ] {
         let (fp, b16, b10, b8) = (
             e(a, Precision::Fp32),

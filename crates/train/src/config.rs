@@ -4,87 +4,60 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use winq_data::{Augment, DatasetKind};
-use winq_nn::models::{Algo, ConvChoice};
+use winq_nn::models::ConvChoice;
 use winq_nn::quant::Granularity;
-use winq_nn::Precision;
 
-/// One 3x3 layer as users write it in a layer file: {"algo": "F4", "flex": true, "bits": 8}.
-/// `bits` 32 (or "fp32") means unquantized FP32.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerSpec {
-    pub algo: String,
-    #[serde(default)]
-    pub flex: bool,
-    pub bits: u32,
-}
-
-impl LayerSpec {
-    pub fn to_choice(&self) -> Result<ConvChoice, String> {
-        let precision = match self.bits {
-            32 => Precision::Fp32,
-            2..=16 => Precision::Int(self.bits),
-            b => return Err(format!("bits must be 2..=16 or 32 (FP32), got {b}")),
-        };
-        let a = self.algo.trim().to_ascii_lowercase();
-        let algo = if a == "im2row" {
-            Algo::Im2row
-        } else if let Some(m) = a
-            .strip_prefix('f')
-            .and_then(|m| m.parse::<usize>().ok())
-            .filter(|&m| m >= 1)
-        {
-            Algo::Winograd { m, flex: self.flex }
-        } else {
-            return Err(format!(
-                "unknown algorithm '{}': use im2row, F2, F4, F6 (or any F<m>)",
-                self.algo
-            ));
-        };
-        Ok(ConvChoice { algo, precision })
-    }
-
-    pub fn from_choice(c: &ConvChoice) -> LayerSpec {
-        let bits = match c.precision {
-            Precision::Fp32 => 32,
-            Precision::Int(b) => b,
-        };
-        match c.algo {
-            Algo::Im2row => LayerSpec {
-                algo: "im2row".into(),
-                flex: false,
-                bits,
-            },
-            Algo::Winograd { m, flex } => LayerSpec {
-                algo: format!("F{m}"),
-                flex,
-                bits,
-            },
-        }
-    }
-}
-
-/// The per-layer configuration file (what wiNAS writes and `winq train --layers` reads).
+/// The per-layer configuration file (what wiNAS writes and `winq train --layers` reads): each
+/// layer as {"algo": "F4", "flex": true, "bits": 8} (bits 32: FP32) or as its name
+/// ("F4-flex-int8", see `ConvChoice`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerFile {
-    pub layers: Vec<LayerSpec>,
+    pub layers: Vec<ConvChoice>,
     /// Precision of the 1x1 shortcut convolutions; defaults to the first layer's.
     #[serde(default)]
     pub shortcut_bits: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The macro-architecture of a model (its 3x3 layers are configured by `ConvChoice`s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Arch {
+pub enum ModelKind {
+    /// The paper's ResNet18Like (16 configurable 3x3 layers).
+    #[value(alias = "resnet18")]
     Resnet18like,
+    /// A small CNN for quick runs (2 configurable 3x3 layers).
     Lenet,
+}
+
+impl ModelKind {
+    /// Number of configurable 3x3 layers.
+    pub fn conv_layers(self) -> usize {
+        match self {
+            ModelKind::Resnet18like => winq_nn::models::ResNetConfig::CONVS,
+            ModelKind::Lenet => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Resnet18like => "resnet18like",
+            ModelKind::Lenet => "lenet",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
-    pub arch: Arch,
+    pub arch: ModelKind,
     pub mult: f32,
     /// One entry per configurable 3x3 layer (16 for resnet18like, 2 for lenet).
-    pub layers: Vec<LayerSpec>,
+    pub layers: Vec<ConvChoice>,
     pub shortcut_bits: u32,
     /// Interpolation points (`default`, `paper`, `lavin` or a list).
     pub points: String,

@@ -7,12 +7,14 @@
 //! ("X.Quantize_input.min_val" is winq's "X.q_input.min").
 
 use crate::checkpoint::{self, RunState};
-use crate::config::{Arch, LayerSpec, ModelConfig, TrainConfig};
+use crate::config::{ModelConfig, ModelKind, TrainConfig};
 use crate::runner::build_model;
 use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::BTreeSet;
 use std::path::Path;
+use winq_nn::models::{Algo, ConvChoice};
+use winq_nn::Precision;
 use winq_nn::{Buffer, Layer};
 
 /// winq quantizer name -> the reference's module name.
@@ -74,15 +76,19 @@ pub fn infer_model(st: &SafeTensors, flex: bool, bits: u32) -> Result<(ModelConf
             for conv in 1..=2 {
                 let key = format!("layer{stage}.{block}.conv{conv}");
                 let algo = match st.tensor(&format!("{key}.A_t")) {
-                    Ok(a) => format!("F{}", a.shape()[0]),
-                    Err(_) => "im2row".to_string(),
+                    Ok(a) => Algo::Winograd {
+                        m: a.shape()[0],
+                        flex,
+                    },
+                    Err(_) => Algo::Im2row,
                 };
                 let quantized = st.tensor(&format!("{key}.Quantize_input.min_val")).is_ok();
-                layers.push(LayerSpec {
-                    algo,
-                    flex,
-                    bits: if quantized { bits } else { 32 },
-                });
+                let precision = if quantized {
+                    Precision::from_bits(bits).map_err(anyhow::Error::msg)?
+                } else {
+                    Precision::Fp32
+                };
+                layers.push(ConvChoice { algo, precision });
             }
         }
     }
@@ -92,7 +98,7 @@ pub fn infer_model(st: &SafeTensors, flex: bool, bits: u32) -> Result<(ModelConf
         32
     };
     let model = ModelConfig {
-        arch: Arch::Resnet18like,
+        arch: ModelKind::Resnet18like,
         mult,
         layers,
         shortcut_bits,

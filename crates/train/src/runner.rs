@@ -1,7 +1,7 @@
 //! The training loop: epochs over a seeded loader, validation, metrics, checkpoints, resume.
 
 use crate::checkpoint::{self, Checkpoint, RunState};
-use crate::config::{Arch, OptimKind, ScheduleKind, TrainConfig};
+use crate::config::{ModelKind, OptimKind, ScheduleKind, TrainConfig};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -26,20 +26,9 @@ pub struct Built {
 /// Builds the network of a configuration for inputs of c×h×w and `classes` outputs.
 pub fn build_model(cfg: &TrainConfig, c: usize, h: usize, w: usize, classes: usize) -> Result<Built> {
     let m = &cfg.model;
-    let convs = m
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| l.to_choice().map_err(|e| anyhow::anyhow!("layer {i}: {e}")))
-        .collect::<Result<Vec<_>>>()?;
-    let shortcut = crate::config::LayerSpec {
-        algo: "im2row".into(),
-        flex: false,
-        bits: m.shortcut_bits,
-    }
-    .to_choice()
-    .map_err(|e| anyhow::anyhow!("shortcut: {e}"))?
-    .precision;
+    let convs = m.layers.clone();
+    let shortcut =
+        winq_nn::Precision::from_bits(m.shortcut_bits).map_err(|e| anyhow::anyhow!("shortcut: {e}"))?;
     let net_cfg = ResNetConfig {
         in_channels: c,
         height: h,
@@ -52,10 +41,7 @@ pub fn build_model(cfg: &TrainConfig, c: usize, h: usize, w: usize, classes: usi
         granularity: m.granularity,
         seed: m.seed,
     };
-    let want = match m.arch {
-        Arch::Resnet18like => ResNetConfig::CONVS,
-        Arch::Lenet => 2,
-    };
+    let want = m.arch.conv_layers();
     if net_cfg.convs.len() != want {
         bail!(
             "{:?} has {want} configurable 3x3 layers; the configuration gives {}",
@@ -67,8 +53,8 @@ pub fn build_model(cfg: &TrainConfig, c: usize, h: usize, w: usize, classes: usi
         bail!("the width multiplier must be positive");
     }
     let (net, placements) = match m.arch {
-        Arch::Resnet18like => resnet18like(&net_cfg)?,
-        Arch::Lenet => lenet(&net_cfg)?,
+        ModelKind::Resnet18like => resnet18like(&net_cfg)?,
+        ModelKind::Lenet => lenet(&net_cfg)?,
     };
     Ok(Built { net, placements })
 }
@@ -299,10 +285,7 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
     if !quiet {
         eprintln!(
             "{} on {} ({} train / {} val / {} test, {}x{}x{}), {} epochs, batch {}, {} threads",
-            match cfg.model.arch {
-                Arch::Resnet18like => format!("resnet18like x{}", cfg.model.mult),
-                Arch::Lenet => format!("lenet x{}", cfg.model.mult),
-            },
+            format_args!("{} x{}", cfg.model.arch, cfg.model.mult),
             cfg.dataset,
             data.train.n,
             data.val.n,

@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use winq_data::{synthetic_images, write_idx, Augment, DatasetKind, Split};
+use winq_nn::models::{Algo, ConvChoice};
+use winq_nn::Precision;
 use winq_train::checkpoint::Checkpoint;
-use winq_train::config::{Arch, LayerSpec, ModelConfig, OptimKind, ScheduleKind, TrainConfig};
+use winq_train::config::{ModelConfig, ModelKind, OptimKind, ScheduleKind, TrainConfig};
 use winq_train::runner::{self, Start};
 
 fn temp(tag: &str) -> PathBuf {
@@ -25,13 +27,12 @@ fn dataset(dir: &Path, train: usize, test: usize) {
 fn config(data: &Path, algo: &str, flex: bool, bits: u32, epochs: usize) -> TrainConfig {
     TrainConfig {
         model: ModelConfig {
-            arch: Arch::Lenet,
+            arch: ModelKind::Lenet,
             mult: 1.0,
             layers: vec![
-                LayerSpec {
-                    algo: algo.into(),
-                    flex,
-                    bits
+                ConvChoice {
+                    algo: Algo::parse(algo, flex).unwrap(),
+                    precision: Precision::from_bits(bits).unwrap(),
                 };
                 2
             ],
@@ -226,16 +227,9 @@ fn imports_the_reference_state_dict() {
     use winq_nn::Layer;
     let dir = temp("import");
     let mut cfg = config(&dir, "F4", false, 8, 1);
-    cfg.model.arch = Arch::Resnet18like;
+    cfg.model.arch = ModelKind::Resnet18like;
     cfg.model.mult = 0.125;
-    cfg.model.layers = vec![
-        LayerSpec {
-            algo: "F4".into(),
-            flex: false,
-            bits: 8
-        };
-        16
-    ];
+    cfg.model.layers = vec!["F4-static-int8".parse::<ConvChoice>().unwrap(); 16];
     let mut built = runner::build_model(&cfg, 1, 28, 28, 10).unwrap();
     // Their tensors: our names mapped back, WA weights as [K, C, 1, 3, 3], quantizer ranges f32 [1].
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -307,7 +301,7 @@ fn imports_the_reference_state_dict() {
     assert!(unused.is_empty(), "unused: {unused:?}");
     let ck = Checkpoint::read(&dst).unwrap();
     assert_eq!(ck.config.model.mult, 0.125);
-    assert_eq!(ck.config.model.layers[0].algo, "F4");
+    assert_eq!(ck.config.model.layers[0].to_string(), "F4-static-int8");
     let mut fresh = runner::build_model(&ck.config, 1, 28, 28, 10).unwrap();
     ck.load_model(&mut fresh.net, true).unwrap();
     let mut first = Vec::new();
