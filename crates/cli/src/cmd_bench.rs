@@ -4,7 +4,6 @@ use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use rayon::prelude::*;
 use serde_json::json;
 use std::process::Command;
 use std::time::Instant;
@@ -76,177 +75,40 @@ pub struct ModelBenchArgs {
 }
 
 fn timed(reps: usize, f: &mut dyn FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let t0 = Instant::now();
-            f();
-            t0.elapsed().as_secs_f64()
-        })
-        .collect();
-    median(&mut t)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
-}
-
-/// Times one candidate layer through the engine (exported from a settled training layer).
-fn engine_layer_ms(
-    l: &mut dyn Layer,
-    c: usize,
-    h: usize,
-    w: usize,
-    batch: usize,
-    reps: usize,
-) -> Result<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let x: Vec<f32> = (0..batch * c * h * w)
-        .map(|_| rng.gen_range(0.0..1.0f32))
-        .collect();
-    // One training forward so the quantizers hold real ranges.
-    l.forward(&Tensor::from_vec(&[batch, c, h, w], x.clone()), Mode::Train);
-    let op = l.export().map_err(anyhow::Error::msg)?;
-    let net = winq_engine::Net::compile(&op).map_err(anyhow::Error::msg)?;
-    // Channel-last in and out, as inside a network; a batch is split over the threads as
-    // `Net::forward` splits it.
-    let act = winq_engine::fmap::from_nchw(batch, c, h, w, &x);
-    let threads = rayon::current_num_threads().min(batch).max(1);
-    let per = batch.div_ceil(threads);
-    let img = h * w * c;
-    Ok(timed(reps, &mut || {
-        act.data.par_chunks(per * img).for_each(|d| {
-            let part = winq_engine::fmap::Fmap {
-                n: d.len() / img,
-                h,
-                w,
-                c,
-                data: d.to_vec(),
-            };
-            std::hint::black_box(net.forward_nhwc(part));
-        });
-    }) * 1e3)
+    winq_engine::timing::median_secs(reps, f)
 }
 
 fn layers(a: LayersArgs) -> Result<()> {
-    use winq_nn::conv::xavier_uniform;
-    use winq_nn::models::{lenet, resnet18like, Algo as A, ConvChoice as CC, ResNetConfig};
-    use winq_nn::{Conv2d, WinogradConv2d};
-    let base = CC {
-        algo: A::Im2row,
-        precision: Precision::Int(8),
-    };
-    let cfg = ResNetConfig {
-        convs: vec![base; a.model.conv_layers()],
-        ..ResNetConfig::uniform(a.channels, a.size, 10, a.mult, base)
-    };
-    let (_, placed) = match a.model {
-        ModelKind::Resnet18like => resnet18like(&cfg)?,
-        ModelKind::Lenet => lenet(&cfg)?,
-    };
-    let mut shapes: Vec<(usize, usize, usize, usize)> = Vec::new();
-    for p in &placed {
-        let s = (p.in_channels, p.out_channels, p.height, p.width);
-        if !shapes.contains(&s) {
-            shapes.push(s);
-        }
+    if a.threads_list.contains(&0) || a.batches.contains(&0) {
+        bail!("--threads-list and --batches take counts of at least 1");
     }
     // One pass per thread count (the pool each pass runs on); the table's "threads" is the
     // first, which wiNAS optimises for.
-    let thread_counts = if a.threads_list.is_empty() {
-        vec![rayon::current_num_threads()]
-    } else {
-        a.threads_list.clone()
+    let spec = winq_nas::lut::MeasureSpec {
+        model: a.model,
+        mult: a.mult,
+        channels: a.channels,
+        size: a.size,
+        batches: a.batches.clone(),
+        threads: if a.threads_list.is_empty() {
+            vec![rayon::current_num_threads()]
+        } else {
+            a.threads_list.clone()
+        },
+        reps: a.reps,
     };
-    if thread_counts.contains(&0) {
-        bail!("--threads-list: thread counts must be at least 1");
-    }
-    let threads = thread_counts[0];
-    let mut entries = Vec::new();
-    for &threads in &thread_counts {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .context("thread pool")?;
-        pool.install(|| -> Result<()> {
-            for &(c, k, h, w) in &shapes {
-                for &batch in &a.batches {
-                    let mut rng = ChaCha8Rng::seed_from_u64(3);
-                    let mut row = |name: String, ms: f64| {
-                        eprintln!("  {c:>4}->{k:<4} {h:>2}x{w:<2} b{batch}: {name:<12} {ms:8.3} ms");
-                        entries.push(
-                        json!({"in_channels": c, "out_channels": k, "height": h, "width": w, "batch": batch,
-                                        "candidate": name, "ms": ms, "threads": threads}),
-                    );
-                    };
-                    for (bits, tag) in [(Precision::Int(8), "int8"), (Precision::Fp32, "fp32")] {
-                        let mut conv = Conv2d::new(c, k, 3, bits, xavier_uniform(k, c, 3, &mut rng));
-                        row(
-                            format!("im2row-{tag}"),
-                            engine_layer_ms(&mut conv, c, h, w, batch, a.reps)?,
-                        );
-                    }
-                    for m in [2usize, 4, 6] {
-                        if winq_nn::models::fitted_tile(m, h, w) != m {
-                            continue; // the model would fall back to a smaller tile here
-                        }
-                        let mut wa = WinogradConv2d::new(
-                            c,
-                            k,
-                            m,
-                            winq_transforms::PointSet::Default,
-                            false,
-                            Precision::Int(8),
-                            xavier_uniform(k, c, 3, &mut rng),
-                        )?;
-                        row(
-                            format!("F{m}-int8"),
-                            engine_layer_ms(&mut wa, c, h, w, batch, a.reps)?,
-                        );
-                        // FP32 Winograd through the engine (the training layer's FP32 forward).
-                        let mut wf = WinogradConv2d::new(
-                            c,
-                            k,
-                            m,
-                            winq_transforms::PointSet::Default,
-                            false,
-                            Precision::Fp32,
-                            xavier_uniform(k, c, 3, &mut rng),
-                        )?;
-                        row(
-                            format!("F{m}-fp32"),
-                            engine_layer_ms(&mut wf, c, h, w, batch, a.reps)?,
-                        );
-                    }
-                }
-            }
-            Ok(())
-        })?;
-    }
-    let table = json!({
-        "cpu": cpu_model(),
-        "isa": winq_kernels::int8::path_name(),
-        "threads": threads,
-        "model": a.model,
-        "mult": a.mult,
-        "input": [a.channels, a.size, a.size],
-        "reps": a.reps,
-        "entries": entries,
-    });
-    let text = serde_json::to_string_pretty(&table)?;
+    let table = winq_nas::lut::measure(&spec, &mut |e| {
+        eprintln!(
+            "  {:>4}->{:<4} {:>2}x{:<2} b{}: {:<12} {:8.3} ms",
+            e.in_channels, e.out_channels, e.height, e.width, e.batch, e.candidate, e.ms
+        )
+    })?;
     match a.out {
         Some(p) => {
-            std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+            table.write(&p)?;
             eprintln!("wrote {}", p.display());
         }
-        None => println!("{text}"),
+        None => println!("{}", serde_json::to_string_pretty(&table)?),
     }
     Ok(())
 }
@@ -299,19 +161,9 @@ fn model_bench(a: ModelBenchArgs) -> Result<()> {
     } else {
         winq_ir::load(&a.model)?
     };
-    let net = winq_engine::Net::compile(&op).map_err(anyhow::Error::msg)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let n = a.batch.max(1) * info.channels * info.height * info.width;
-    let act = winq_engine::Act {
-        n: a.batch.max(1),
-        c: info.channels,
-        h: info.height,
-        w: info.width,
-        data: (0..n).map(|_| rng.gen_range(-1.0..1.0f32)).collect(),
-    };
-    let ms = timed(a.reps, &mut || {
-        std::hint::black_box(net.forward(act.clone()));
-    }) * 1e3;
+    let net = winq_engine::Net::compile(&op)?;
+    let act = winq_engine::timing::random_input(a.batch.max(1), info.channels, info.height, info.width, 1);
+    let ms = net.latency_ms(&act, a.reps);
     if a.profile {
         let runs: Vec<Vec<(String, f64)>> = (0..a.reps.max(1)).map(|_| net.profile(&act).1).collect();
         let mut total = 0.0;
@@ -533,15 +385,7 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
+use winq_engine::timing::median;
 
 fn run_one(a: &TrainStepArgs, name: &str) -> Result<serde_json::Value> {
     let choice = parse_choice(name)?;

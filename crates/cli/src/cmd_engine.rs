@@ -1,12 +1,11 @@
 //! `winq export`, `winq run`, and the engine side of `winq eval --engine`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use winq_engine::{Act, Net};
 use winq_ir::{self as deploy, ModelInfo};
 use winq_nn::Layer;
 use winq_train::checkpoint::Checkpoint;
-use winq_train::config::TrainConfig;
 use winq_train::runner;
 
 /// A checkpoint path from a file or a run directory (best.safetensors).
@@ -21,31 +20,7 @@ pub fn checkpoint_path(p: &Path, which: &str) -> Result<PathBuf> {
     })
 }
 
-/// Loads a checkpoint into its training model and exports the engine graph.
-pub fn export_checkpoint(path: &Path) -> Result<(winq_ir::Op, ModelInfo, TrainConfig)> {
-    let ck = Checkpoint::read(path)?;
-    let cfg = ck.config.clone();
-    let (c, classes) = (cfg.dataset.channels(), cfg.dataset.classes());
-    let size = if c == 1 { 28 } else { 32 };
-    let mut built = runner::build_model(&cfg, c, size, size, classes)?;
-    ck.load_model(&mut built.net, true)?;
-    let op = built
-        .net
-        .export()
-        .map_err(anyhow::Error::msg)
-        .context("exporting the network")?;
-    let norm = cfg.dataset.normalization();
-    let info = ModelInfo {
-        channels: c,
-        height: size,
-        width: size,
-        classes,
-        mean: norm.mean,
-        std: norm.std,
-        source: format!("{} ({})", path.display(), cfg.dataset),
-    };
-    Ok((op, info, cfg))
-}
+pub use winq_train::deploy::export_checkpoint;
 
 #[derive(clap::Args)]
 pub struct ExportArgs {

@@ -1,24 +1,15 @@
 //! `winq search`: wiNAS over ResNet18Like (or lenet) with this machine's latency table, and
 //! optionally the retraining, export and engine timing of the network it picks.
 
-use crate::cmd_train::{dataset, DataArgs};
+use crate::cmd_train::RecipeArgs;
 use anyhow::{bail, Context, Result};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use serde_json::json;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
-use winq_data::Augment;
 use winq_nas::candidate::CandidateSpace;
-use winq_nas::search::{EpochLog, TracePoint};
-use winq_nas::supernet::SupernetConfig;
-use winq_nas::{build_supernet, search, ArchLogits, LatencyTable, SearchOptions};
-use winq_nn::models::{Algo, ConvChoice};
-use winq_nn::{Layer, Mode, Precision, Tensor};
-use winq_train::checkpoint::write_atomic;
-use winq_train::config::{LayerFile, ModelConfig, ModelKind, OptimKind, ScheduleKind, TrainConfig};
-use winq_train::runner::{self, Start};
+use winq_nas::run::{engine_ms, retrain, run_search, SearchJob};
+use winq_nas::SearchOptions;
+use winq_nn::models::ConvChoice;
+use winq_nn::Precision;
+use winq_train::config::{ModelConfig, ModelKind, OptimKind, ScheduleKind, TrainConfig};
 
 #[derive(clap::Args)]
 pub struct SearchArgs {
@@ -50,9 +41,6 @@ pub struct SearchArgs {
     /// Winograd interpolation points.
     #[arg(long, default_value = "default", allow_hyphen_values = true)]
     points: String,
-    /// Search epochs, warm-up included.
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
     /// Epochs that train weights only before the logits move.
     #[arg(long, default_value_t = 1)]
     warmup_epochs: usize,
@@ -78,26 +66,7 @@ pub struct SearchArgs {
     #[arg(long, default_value_t = 30)]
     bn_calib_batches: usize,
     #[command(flatten)]
-    data: DataArgs,
-    /// Fraction of the training set held out for the logit steps.
-    #[arg(long, default_value_t = 0.1)]
-    val_fraction: f32,
-    #[arg(long, default_value_t = 2)]
-    crop_pad: usize,
-    #[arg(long)]
-    no_flip: bool,
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    /// Weight learning rate (Adam, x0.1 at 60% and 80%).
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    #[arg(long, default_value_t = 4e-5)]
-    weight_decay: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Stop after this many weight steps (quick checks).
-    #[arg(long)]
-    max_steps: Option<usize>,
+    recipe: RecipeArgs,
     /// Output directory (default: runs/search-<dataset>-<model>-x<mult>-lambda<λ>).
     #[arg(long, short = 'o')]
     out: Option<PathBuf>,
@@ -110,16 +79,6 @@ pub struct SearchArgs {
     /// Timed engine runs per latency measurement (median reported).
     #[arg(long, default_value_t = 50)]
     reps: usize,
-    #[arg(long)]
-    quiet: bool,
-}
-
-fn precision(bits: u32) -> Result<Precision> {
-    Ok(match bits {
-        32 => Precision::Fp32,
-        2..=16 => Precision::Int(bits),
-        b => bail!("bits must be 2..=16 or 32 (FP32), got {b}"),
-    })
 }
 
 fn space(a: &SearchArgs) -> Result<CandidateSpace> {
@@ -137,7 +96,7 @@ fn space(a: &SearchArgs) -> Result<CandidateSpace> {
     }
     let mut bits = Vec::new();
     for &b in &a.bits {
-        let p = precision(b).context("--bits")?;
+        let p = Precision::from_bits(b).map_err(|e| anyhow::anyhow!("--bits: {e}"))?;
         if !bits.contains(&p) {
             bits.push(p);
         }
@@ -151,409 +110,86 @@ fn space(a: &SearchArgs) -> Result<CandidateSpace> {
     .map_err(|e| anyhow::anyhow!("--algos: {e}"))
 }
 
-fn model(a: &SearchArgs) -> Result<(ModelKind, usize)> {
-    Ok((a.model, a.model.conv_layers()))
-}
-
 /// The training configuration of the search (and, with the chosen layers, of the retraining).
 fn train_config(a: &SearchArgs, arch: ModelKind, layers: Vec<ConvChoice>) -> Result<TrainConfig> {
-    let (dataset, data_dir) = dataset(&a.data)?;
-    if a.batch == 0 || a.epochs == 0 {
-        bail!("--batch and --epochs must be at least 1");
-    }
     if a.mult <= 0.0 {
         bail!("--mult must be positive");
     }
-    precision(a.shortcut_bits).context("--shortcut-bits")?;
-    Ok(TrainConfig {
-        model: ModelConfig {
-            arch,
-            mult: a.mult,
-            layers,
-            shortcut_bits: a.shortcut_bits,
-            points: a.points.clone(),
-            granularity: Default::default(),
-            seed: a.seed,
-        },
-        dataset,
-        data_dir,
-        val_fraction: a.val_fraction,
-        augment: Augment {
-            crop_pad: a.crop_pad,
-            hflip: !a.no_flip,
-        },
-        epochs: a.epochs,
-        batch: a.batch,
-        lr: a.lr,
-        weight_decay: a.weight_decay,
-        optimizer: OptimKind::Adam,
-        momentum: 0.9,
-        nesterov: false,
-        schedule: ScheduleKind::Multistep,
-        warmup_epochs: 0.0,
-        seed: a.seed,
-        threads: rayon::current_num_threads(),
-        max_steps: a.max_steps,
-    })
-}
-
-/// Median engine time (ms) of an exported network on `batch` random inputs of c×h×w, on
-/// `threads` threads (the latency table's count, so that predictions and timings compare).
-fn engine_ms(
-    op: &winq_ir::Op,
-    batch: usize,
-    chw: (usize, usize, usize),
-    reps: usize,
-    threads: usize,
-) -> Result<f64> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()
-        .context("starting the timing threads")?;
-    pool.install(|| engine_ms_here(op, batch, chw, reps))
-}
-
-fn engine_ms_here(op: &winq_ir::Op, batch: usize, chw: (usize, usize, usize), reps: usize) -> Result<f64> {
-    let net = winq_engine::Net::compile(op).map_err(anyhow::Error::msg)?;
-    let (c, h, w) = chw;
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let act = winq_engine::Act {
-        n: batch,
-        c,
-        h,
-        w,
-        data: (0..batch * c * h * w)
-            .map(|_| rng.gen_range(-1.0..1.0f32))
-            .collect(),
+    Precision::from_bits(a.shortcut_bits).map_err(|e| anyhow::anyhow!("--shortcut-bits: {e}"))?;
+    let model = ModelConfig {
+        arch,
+        mult: a.mult,
+        layers,
+        shortcut_bits: a.shortcut_bits,
+        points: a.points.clone(),
+        granularity: Default::default(),
+        seed: a.recipe.seed,
     };
-    net.forward(act.clone());
-    let mut t: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let t0 = Instant::now();
-            std::hint::black_box(net.forward(act.clone()));
-            t0.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    Ok(t[t.len() / 2])
-}
-
-/// The whole-network offset of the additive latency model, in ms: the engine time of the
-/// all-im2row INT8 network minus the table's im2row INT8 times of its searchable layers. It
-/// holds what the search cannot change (stem, shortcuts, pooling, classifier) less what the
-/// per-layer timings count but a fused network does not (per-layer input quantization).
-fn constant_ms(
-    cfg: &TrainConfig,
-    arch: &ArchLogits,
-    lut: &LatencyTable,
-    a: &SearchArgs,
-    chw: (usize, usize, usize),
-) -> Result<f64> {
-    let im2row = ConvChoice {
-        algo: Algo::Im2row,
-        precision: Precision::Int(8),
-    };
-    let layers_ms: f64 = arch
-        .layers
-        .iter()
-        .map(|l| lut.lookup(&l.site, &im2row, a.lut_batch))
-        .sum::<Result<f64>>()?;
-    let mut c = cfg.clone();
-    c.model.layers = vec![im2row; arch.layers.len()];
-    let classes = c.dataset.classes();
-    let mut built = runner::build_model(&c, chw.0, chw.1, chw.2, classes)?;
-    // One training forward so every quantizer holds a range, as a trained model's would.
-    let mut rng = ChaCha8Rng::seed_from_u64(2);
-    let n = 8 * chw.0 * chw.1 * chw.2;
-    let x = Tensor::from_vec(
-        &[8, chw.0, chw.1, chw.2],
-        (0..n).map(|_| rng.gen_range(-1.0..1.0f32)).collect(),
-    );
-    built.net.forward(&x, Mode::Train);
-    let op = built.net.export().map_err(anyhow::Error::msg)?;
-    Ok(engine_ms(&op, a.lut_batch, chw, a.reps, timing_threads(lut))? - layers_ms)
-}
-
-/// Engine timings use the table's thread count (all threads when it does not say).
-fn timing_threads(lut: &LatencyTable) -> usize {
-    if lut.threads > 0 {
-        lut.threads
-    } else {
-        rayon::current_num_threads()
-    }
-}
-
-fn jsonl(path: &Path) -> Result<std::fs::File> {
-    std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))
+    // Weights train with Adam and the multistep schedule, as `winq train` by default.
+    a.recipe
+        .config(model, OptimKind::Adam, (0.9, false), ScheduleKind::Multistep, 0.0)
 }
 
 pub fn run(a: SearchArgs) -> Result<()> {
-    let (arch_kind, n_layers) = model(&a)?;
-    let space = space(&a)?;
-    let lut = LatencyTable::read(&a.lut)?;
-    let threads = timing_threads(&lut);
-    let cfg = train_config(&a, arch_kind, vec![ConvChoice::IM2ROW_INT8; n_layers])?;
+    let n_layers = a.model.conv_layers();
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("runs").join(format!(
             "search-{}-{}-x{}-lambda{}",
-            a.data.dataset, a.model, a.mult, a.lambda
+            a.recipe.data.dataset, a.model, a.mult, a.lambda
         ))
     });
-    if out.join("search.json").exists() {
-        bail!(
-            "{} already holds a search (search.json); choose another --out",
-            out.display()
-        );
-    }
-    let data = runner::load_data(&cfg)?;
-    let t = &data.train;
-    let chw = (t.c, t.h, t.w);
-    let scfg = SupernetConfig {
-        model: arch_kind,
-        in_channels: t.c,
-        height: t.h,
-        width: t.w,
-        classes: t.classes,
-        mult: a.mult,
-        space,
-        shortcut: precision(a.shortcut_bits)?,
-        points: a.points.parse().map_err(|e| anyhow::anyhow!("--points: {e}"))?,
-        seed: a.seed,
-    };
-    let mut sn = build_supernet(&scfg, &|s, c| lut.lookup(s, c, a.lut_batch))
-        .with_context(|| format!("looking up candidates in {}", a.lut.display()))?;
-    sn.arch.constant_ms = match constant_ms(&cfg, &sn.arch, &lut, &a, chw) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            eprintln!(
-                "note: the whole network was not timed ({e:#}); predictions cover the searchable layers only"
-            );
-            None
-        }
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let opts = SearchOptions {
-        warmup_epochs: a.warmup_epochs,
-        lambda: a.lambda,
-        tau_start: a.tau_start,
-        tau_end: a.tau_end,
-        arch_lr: a.arch_lr,
-        arch_every: a.arch_every,
-        log_every: a.log_every,
-        bn_calib_batches: a.bn_calib_batches,
-        quiet: a.quiet,
-    };
-    let names: Vec<Vec<String>> = sn
-        .arch
-        .layers
-        .iter()
-        .map(|l| l.candidates.iter().map(|c| c.to_string()).collect())
-        .collect();
-    if !a.quiet {
-        eprintln!(
-            "wiNAS on {} ({} train / {} val), {} x{}, {} epochs ({} warm-up), λ = {} per ms, table {} ({}, {} threads)",
-            cfg.dataset,
-            data.train.n,
-            data.val.n,
-            a.model,
-            a.mult,
-            a.epochs,
-            a.warmup_epochs,
-            a.lambda,
-            a.lut.display(),
-            lut.cpu,
-            lut.threads
-        );
-        for (l, n) in sn.arch.layers.iter().zip(&names) {
-            let s = &l.site;
-            eprintln!(
-                "  layer {:>2} {:>4}->{:<4} {:>2}x{:<2} {}",
-                s.index,
-                s.in_channels,
-                s.out_channels,
-                s.height,
-                s.width,
-                n.iter()
-                    .zip(&l.latency_ms)
-                    .map(|(n, ms)| format!("{n} {ms:.3}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        if let Some(c) = sn.arch.constant_ms {
-            eprintln!("  whole-network offset (fixed layers less per-layer overheads): {c:.3} ms");
-        }
-    }
-    write_atomic(
-        &out.join("search.json"),
-        serde_json::to_string_pretty(&json!({
-            "model": a.model, "mult": a.mult, "dataset": cfg.dataset, "seed": a.seed,
-            "epochs": a.epochs, "batch": a.batch, "lr": a.lr, "options": opts,
-            "lut": a.lut, "lut_batch": a.lut_batch, "lut_cpu": lut.cpu, "lut_threads": lut.threads,
-            "timing_threads": threads, "train_threads": rayon::current_num_threads(), "candidates": names,
-        }))?
-        .as_bytes(),
-    )?;
-
-    let mut traj = jsonl(&out.join("trajectory.jsonl"))?;
-    let mut metrics = jsonl(&out.join("metrics.jsonl"))?;
-    let mut points: Vec<TracePoint> = Vec::new();
-    let outcome = search(
-        &mut sn.net,
-        &mut sn.arch,
-        &data,
-        &cfg,
-        &opts,
-        &mut |p: &TracePoint| {
-            writeln!(traj, "{}", serde_json::to_string(p)?)?;
-            points.push(p.clone());
-            Ok(())
+    let job = SearchJob {
+        train: train_config(&a, a.model, vec![ConvChoice::IM2ROW_INT8; n_layers])?,
+        space: space(&a)?,
+        options: SearchOptions {
+            warmup_epochs: a.warmup_epochs,
+            lambda: a.lambda,
+            tau_start: a.tau_start,
+            tau_end: a.tau_end,
+            arch_lr: a.arch_lr,
+            arch_every: a.arch_every,
+            log_every: a.log_every,
+            bn_calib_batches: a.bn_calib_batches,
+            quiet: a.recipe.quiet,
         },
-        &mut |e: &EpochLog| {
-            writeln!(metrics, "{}", serde_json::to_string(e)?)?;
-            metrics.flush()?;
-            if !opts.quiet {
-                eprintln!(
-                    "epoch {}{}: train loss {:.4} acc {:.2}% | argmax net val acc {:.2}% | E[lat] {:.3} ms, argmax {:.3} ms | {:.0} s ({:.0} s logit steps)",
-                    e.epoch,
-                    if e.warmup { " (warm-up)" } else { "" },
-                    e.train_loss,
-                    100.0 * e.train_acc,
-                    100.0 * e.val_acc,
-                    e.expected_ms,
-                    e.argmax_ms,
-                    e.time_s,
-                    e.arch_s
-                );
-            }
-            Ok(())
-        },
-    )?;
-    traj.flush()?;
-
-    let arch = &sn.arch;
-    let chosen: Vec<ConvChoice> = arch
-        .layers
-        .iter()
-        .zip(&outcome.chosen)
-        .map(|(l, &i)| l.candidates[i])
-        .collect();
-    let layer_file = LayerFile {
-        layers: chosen.clone(),
-        shortcut_bits: Some(a.shortcut_bits),
+        lut: a.lut.clone(),
+        lut_batch: a.lut_batch,
+        reps: a.reps,
+        out,
     };
-    let layers_path = out.join("layers.json");
-    write_atomic(
-        &layers_path,
-        serde_json::to_string_pretty(&layer_file)?.as_bytes(),
-    )?;
-    let probs = arch.probs(outcome.tau);
-    let per_layer: Vec<_> = arch
-        .layers
-        .iter()
-        .zip(&outcome.chosen)
-        .zip(probs.iter().zip(&names))
-        .map(|((l, &i), (p, n))| {
-            json!({
-                "index": l.site.index,
-                "in_channels": l.site.in_channels, "out_channels": l.site.out_channels,
-                "height": l.site.height, "width": l.site.width,
-                "chosen": n[i], "chosen_ms": l.latency_ms[i],
-                "probabilities": n.iter().zip(p).map(|(n, p)| (n.clone(), json!(p))).collect::<serde_json::Map<_, _>>(),
-                "latency_ms": n.iter().zip(&l.latency_ms).map(|(n, v)| (n.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            })
-        })
-        .collect();
-    let predicted = arch.constant_ms.map(|c| c + outcome.argmax_ms);
-    let latency = json!({
-        "batch": a.lut_batch,
-        "threads": threads,
-        "lut": a.lut, "lut_cpu": lut.cpu, "lut_threads": lut.threads,
-        "expected_searchable_ms": outcome.expected_ms,
-        "chosen_searchable_ms": outcome.argmax_ms,
-        "offset_ms": arch.constant_ms,
-        "predicted_ms": predicted,
-        "tau": outcome.tau,
-        "layers": per_layer,
-    });
-    write_atomic(
-        &out.join("latency.json"),
-        serde_json::to_string_pretty(&latency)?.as_bytes(),
-    )?;
-    let svg = out.join("probabilities.svg");
-    winq_nas::plot::plot_probabilities(&svg, &points, &names)?;
-    let summary = json!({
-        "seconds": outcome.seconds, "weight_steps": outcome.weight_steps, "arch_steps": outcome.arch_steps,
-        "val_acc_argmax": outcome.epochs.last().map(|e| e.val_acc),
-    });
-    write_atomic(
-        &out.join("outcome.json"),
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )?;
-
-    println!("chosen network ({}):", layers_path.display());
-    for (l, c) in arch.layers.iter().zip(&chosen) {
+    let r = run_search(&job)?;
+    println!("chosen network ({}):", r.layers_path.display());
+    for (s, c) in &r.chosen {
         println!(
             "  layer {:>2} {:>4}->{:<4} {:>2}x{:<2} {}",
-            l.site.index, l.site.in_channels, l.site.out_channels, l.site.height, l.site.width, c
+            s.index, s.in_channels, s.out_channels, s.height, s.width, c
         );
     }
     println!(
         "expected latency of the searchable layers {:.3} ms, chosen {:.3} ms{}; search {:.0} s ({} weight steps, {} logit steps); outputs in {}",
-        outcome.expected_ms,
-        outcome.argmax_ms,
-        predicted.map_or(String::new(), |p| format!(", whole network predicted {p:.3} ms")),
-        outcome.seconds,
-        outcome.weight_steps,
-        outcome.arch_steps,
-        out.display()
+        r.expected_ms,
+        r.chosen_ms,
+        r.predicted_ms.map_or(String::new(), |p| format!(", whole network predicted {p:.3} ms")),
+        r.seconds,
+        r.weight_steps,
+        r.arch_steps,
+        job.out.display()
     );
     if a.retrain {
-        retrain(&a, cfg, layer_file, &out, predicted, chw, threads)?;
+        let t = retrain(&job, &r, a.retrain_epochs.unwrap_or(a.recipe.epochs))?;
+        println!(
+            "retrained: test accuracy {:.2}% | engine latency {:.3} ms at batch {} ({} threads){} | model {}",
+            100.0 * t.test_acc,
+            t.measured_ms,
+            t.batch,
+            t.threads,
+            t.predicted_ms.map_or(String::new(), |p| format!(
+                ", predicted {p:.3} ms ({:+.1}%)",
+                100.0 * (p - t.measured_ms) / t.measured_ms
+            )),
+            t.model.display()
+        );
     }
-    Ok(())
-}
-
-/// Trains the chosen network from scratch, exports it and times it with the engine.
-fn retrain(
-    a: &SearchArgs,
-    mut cfg: TrainConfig,
-    layers: LayerFile,
-    out: &Path,
-    predicted: Option<f64>,
-    chw: (usize, usize, usize),
-    threads: usize,
-) -> Result<()> {
-    cfg.model.layers = layers.layers;
-    cfg.epochs = a.retrain_epochs.unwrap_or(a.epochs);
-    let dir = out.join("retrain");
-    let o = runner::train(cfg, &dir, Start::Fresh, a.quiet)?;
-    let (op, info, _) = crate::cmd_engine::export_checkpoint(&dir.join("best.safetensors"))?;
-    let model = out.join("model.winq");
-    winq_ir::save(&model, &op, &info)?;
-    let measured = engine_ms(&op, a.lut_batch, chw, a.reps, threads)?;
-    let result = json!({
-        "test_acc": o.test_acc_best, "best_epoch": o.best_epoch, "epochs": o.epochs, "train_seconds": o.seconds,
-        "model": model, "batch": a.lut_batch, "threads": threads,
-        "measured_ms": measured, "predicted_ms": predicted,
-        "prediction_error": predicted.map(|p| (p - measured) / measured),
-    });
-    write_atomic(
-        &out.join("retrain.json"),
-        serde_json::to_string_pretty(&result)?.as_bytes(),
-    )?;
-    println!(
-        "retrained: test accuracy {:.2}% | engine latency {:.3} ms at batch {} ({} threads){} | model {}",
-        100.0 * o.test_acc_best,
-        measured,
-        a.lut_batch,
-        threads,
-        predicted.map_or(String::new(), |p| format!(
-            ", predicted {p:.3} ms ({:+.1}%)",
-            100.0 * (p - measured) / measured
-        )),
-        model.display()
-    );
     Ok(())
 }
 

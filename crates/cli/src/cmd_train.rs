@@ -52,57 +52,105 @@ pub struct DataArgs {
     pub(crate) data: Option<PathBuf>,
 }
 
+/// The data, its split and augmentation, and the weight-training recipe: what `train` and
+/// `search` share.
+#[derive(clap::Args, Clone)]
+pub struct RecipeArgs {
+    #[command(flatten)]
+    pub(crate) data: DataArgs,
+    /// Fraction of the training set held out for validation (the search's logit steps use it).
+    #[arg(long, default_value_t = 0.1)]
+    pub(crate) val_fraction: f32,
+    /// Random-crop padding in pixels (0 disables).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) crop_pad: usize,
+    /// Disable random horizontal flips.
+    #[arg(long)]
+    pub(crate) no_flip: bool,
+    /// Epochs (a search's warm-up epochs included).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch: usize,
+    /// Weight learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub(crate) lr: f32,
+    /// L2 weight decay (added to the gradient, as the reference).
+    #[arg(long, default_value_t = 4e-5)]
+    pub(crate) weight_decay: f32,
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Stop after this many weight steps (quick checks).
+    #[arg(long)]
+    pub(crate) max_steps: Option<usize>,
+    /// No progress bars or per-epoch lines.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+impl RecipeArgs {
+    /// The run configuration's data and recipe fields around `model`, with the optimizer and
+    /// schedule given.
+    pub(crate) fn config(
+        &self,
+        model: ModelConfig,
+        optimizer: OptimKind,
+        (momentum, nesterov): (f32, bool),
+        schedule: ScheduleKind,
+        warmup_epochs: f32,
+    ) -> Result<TrainConfig> {
+        if self.batch == 0 || self.epochs == 0 {
+            bail!("--batch and --epochs must be at least 1");
+        }
+        let (dataset, data_dir) = dataset(&self.data)?;
+        Ok(TrainConfig {
+            model,
+            dataset,
+            data_dir,
+            val_fraction: self.val_fraction,
+            augment: Augment {
+                crop_pad: self.crop_pad,
+                hflip: !self.no_flip,
+            },
+            epochs: self.epochs,
+            batch: self.batch,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            optimizer,
+            momentum,
+            nesterov,
+            schedule,
+            warmup_epochs,
+            seed: self.seed,
+            threads: rayon::current_num_threads(),
+            max_steps: self.max_steps,
+        })
+    }
+}
+
 #[derive(clap::Args)]
 pub struct TrainArgs {
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
-    data: DataArgs,
-    /// Fraction of the training set held out for validation.
-    #[arg(long, default_value_t = 0.1)]
-    val_fraction: f32,
-    /// Random-crop padding in pixels (0 disables).
-    #[arg(long, default_value_t = 2)]
-    crop_pad: usize,
-    /// Disable random horizontal flips.
-    #[arg(long)]
-    no_flip: bool,
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    /// L2 weight decay (added to the gradient, as the reference).
-    #[arg(long, default_value_t = 4e-5)]
-    weight_decay: f32,
-    /// adam or sgd.
-    #[arg(long, default_value = "adam")]
-    optimizer: String,
+    recipe: RecipeArgs,
+    #[arg(long, value_enum, default_value_t = OptimKind::Adam)]
+    optimizer: OptimKind,
     #[arg(long, default_value_t = 0.9)]
     momentum: f32,
     #[arg(long)]
     nesterov: bool,
-    /// multistep (x0.1 at 60% and 80%), cosine or constant.
-    #[arg(long, default_value = "multistep")]
-    schedule: String,
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Multistep)]
+    schedule: ScheduleKind,
     /// Linear warm-up length in epochs.
     #[arg(long, default_value_t = 0.0)]
     warmup: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Output directory (default: runs/<dataset>-<model>-<algo>).
     #[arg(long, short = 'o')]
     out: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Stop after this many steps (quick checks).
-    #[arg(long)]
-    max_steps: Option<usize>,
-    /// No progress bars or per-epoch lines.
-    #[arg(long)]
-    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -198,43 +246,13 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
 }
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
-    let (kind, dir) = dataset(&a.data)?;
-    let optimizer = match a.optimizer.as_str() {
-        "adam" => OptimKind::Adam,
-        "sgd" => OptimKind::Sgd,
-        o => bail!("unknown --optimizer '{o}': use adam or sgd"),
-    };
-    let schedule = match a.schedule.as_str() {
-        "multistep" => ScheduleKind::Multistep,
-        "cosine" => ScheduleKind::Cosine,
-        "constant" => ScheduleKind::Constant,
-        s => bail!("unknown --schedule '{s}': use multistep, cosine or constant"),
-    };
-    if a.batch == 0 || a.epochs == 0 {
-        bail!("--batch and --epochs must be at least 1");
-    }
-    Ok(TrainConfig {
-        model: model_config(&a.model, a.seed)?,
-        dataset: kind,
-        data_dir: dir,
-        val_fraction: a.val_fraction,
-        augment: Augment {
-            crop_pad: a.crop_pad,
-            hflip: !a.no_flip,
-        },
-        epochs: a.epochs,
-        batch: a.batch,
-        lr: a.lr,
-        weight_decay: a.weight_decay,
-        optimizer,
-        momentum: a.momentum,
-        nesterov: a.nesterov,
-        schedule,
-        warmup_epochs: a.warmup,
-        seed: a.seed,
-        threads: rayon::current_num_threads(),
-        max_steps: a.max_steps,
-    })
+    a.recipe.config(
+        model_config(&a.model, a.recipe.seed)?,
+        a.optimizer,
+        (a.momentum, a.nesterov),
+        a.schedule,
+        a.warmup,
+    )
 }
 
 fn default_out(a: &TrainArgs) -> PathBuf {
@@ -249,7 +267,10 @@ fn default_out(a: &TrainArgs) -> PathBuf {
     } else {
         format!("int{}", a.model.bits)
     };
-    PathBuf::from("runs").join(format!("{}-{}-{algo}-{bits}", a.data.dataset, a.model.model))
+    PathBuf::from("runs").join(format!(
+        "{}-{}-{algo}-{bits}",
+        a.recipe.data.dataset, a.model.model
+    ))
 }
 
 fn report(out: &Path, o: &runner::Outcome) {
@@ -289,7 +310,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         None => fresh_default(default_out(&a)),
     };
     let start = if a.resume { Start::Resume } else { Start::Fresh };
-    let o = runner::train(cfg, &out, start, a.quiet)?;
+    let o = runner::train(cfg, &out, start, a.recipe.quiet)?;
     report(&out, &o);
     Ok(())
 }
@@ -311,7 +332,7 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     } else {
         Start::InitFrom(from)
     };
-    let o = runner::train(cfg, &out, start, a.train.quiet)?;
+    let o = runner::train(cfg, &out, start, a.train.recipe.quiet)?;
     report(&out, &o);
     Ok(())
 }

@@ -6,13 +6,15 @@
 //! `winq bench layers`), [`mixed::MixedConv`] (one shared weight, one path per candidate,
 //! binary gates), [`arch`] (architecture logits, their gradients and optimizer),
 //! [`supernet`] (ResNet18Like / lenet with mixed layers), [`search`] (the alternating loop),
-//! [`plot`] (candidate probabilities over the search).
+//! [`plot`] (candidate probabilities over the search), [`run`] (a whole search job and its
+//! result files, and the retraining of its choice).
 
 pub mod arch;
 pub mod candidate;
 pub mod lut;
 pub mod mixed;
 pub mod plot;
+pub mod run;
 pub mod search;
 pub mod supernet;
 

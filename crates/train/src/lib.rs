@@ -1,9 +1,10 @@
 //! End-to-end training for winq: configurations, datasets, the training loop with metrics,
-//! checkpoints and bit-identical resume, adapt (im2row -> Winograd-aware), import of the
+//! checkpoints and bit-identical resume, export to the deploy model, adapt (im2row -> Winograd-aware), import of the
 //! authors' checkpoints, and plots.
 
 pub mod checkpoint;
 pub mod config;
+pub mod deploy;
 pub mod import;
 pub mod plot;
 pub mod runner;

@@ -1,0 +1,36 @@
+//! Checkpoint → deploy model: rebuilds the training network of a checkpoint, loads its
+//! weights and exports the model IR the engine runs, with the input it was trained on.
+
+use crate::checkpoint::Checkpoint;
+use crate::config::TrainConfig;
+use crate::runner;
+use anyhow::{Context, Result};
+use std::path::Path;
+use winq_ir::{ModelInfo, Op};
+use winq_nn::Layer;
+
+/// Loads a checkpoint into its training model and exports the engine graph.
+pub fn export_checkpoint(path: &Path) -> Result<(Op, ModelInfo, TrainConfig)> {
+    let ck = Checkpoint::read(path)?;
+    let cfg = ck.config.clone();
+    let (c, classes) = (cfg.dataset.channels(), cfg.dataset.classes());
+    let size = if c == 1 { 28 } else { 32 };
+    let mut built = runner::build_model(&cfg, c, size, size, classes)?;
+    ck.load_model(&mut built.net, true)?;
+    let op = built
+        .net
+        .export()
+        .map_err(anyhow::Error::msg)
+        .context("exporting the network")?;
+    let norm = cfg.dataset.normalization();
+    let info = ModelInfo {
+        channels: c,
+        height: size,
+        width: size,
+        classes,
+        mean: norm.mean,
+        std: norm.std,
+        source: format!("{} ({})", path.display(), cfg.dataset),
+    };
+    Ok((op, info, cfg))
+}
