@@ -291,13 +291,13 @@ pub struct GemmArgs {
 }
 
 fn gemm_int8(a: GemmArgs) -> Result<()> {
-    use winq_kernels::int8::{gemm_isa, PackedW, PackedX};
+    use winq_kernels::int8::{gemm_isa, PackedA, PackedB};
     use winq_quant::simd;
     let (m, k, n) = (a.m, a.k, a.n);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let w: Vec<i8> = (0..m * k).map(|_| rng.gen::<i8>()).collect();
     let x: Vec<i8> = (0..k * n).map(|_| rng.gen::<i8>()).collect();
-    let (pw, px) = (PackedW::new(&w, m, k), PackedX::from_rows(&x, k, n, n));
+    let (pw, px) = (PackedA::new(&w, m, k), PackedB::from_rows(&x, k, n, n));
     let mut c = vec![0i32; m * n];
     let ops = 2.0 * (m * k * n) as f64;
     let time = |f: &mut dyn FnMut()| timed(a.reps, f);

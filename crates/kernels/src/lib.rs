@@ -9,4 +9,4 @@ mod shape;
 pub mod tile;
 pub mod winograd;
 
-pub use shape::{Nchw, Tiling};
+pub use shape::{Nchw, TileGrid, Tiling};

@@ -75,9 +75,84 @@ impl Tiling {
     }
 }
 
+/// The tile grid of a Winograd F(m×m, 3×3) layer on N images of h×w: `Tiling` on both axes.
+/// Tiles are numbered p = image·tiles + tile row·tiles_x + tile column; every pipeline
+/// (training's lane stages, the INT8 engine's lanes and register blocks) walks this one grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileGrid {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    /// Output tile m and input tile t = m + 2.
+    pub m: usize,
+    pub t: usize,
+    pub tiles_y: usize,
+    pub tiles_x: usize,
+    /// Tiles per image.
+    pub tiles: usize,
+    /// Extra padding before the data (rows, columns), on top of the kernel's 1.
+    pub before: (usize, usize),
+}
+
+impl TileGrid {
+    pub fn new(n: usize, h: usize, w: usize, m: usize) -> TileGrid {
+        let (ty, tx) = (Tiling::new(h, m, 3), Tiling::new(w, m, 3));
+        TileGrid {
+            n,
+            h,
+            w,
+            m,
+            t: m + 2,
+            tiles_y: ty.tiles,
+            tiles_x: tx.tiles,
+            tiles: ty.tiles * tx.tiles,
+            before: (ty.before, tx.before),
+        }
+    }
+
+    /// The per-axis tilings (rows, columns).
+    pub fn axes(&self) -> (Tiling, Tiling) {
+        (Tiling::new(self.h, self.m, 3), Tiling::new(self.w, self.m, 3))
+    }
+
+    /// Tiles of the whole batch.
+    pub fn p(&self) -> usize {
+        self.n * self.tiles
+    }
+
+    /// Taps per tile, t².
+    pub fn tt(&self) -> usize {
+        self.t * self.t
+    }
+
+    /// (image, tile row, tile column) of tile p.
+    #[inline]
+    pub fn locate(&self, p: usize) -> (usize, usize, usize) {
+        let (ni, tile) = (p / self.tiles, p % self.tiles);
+        (ni, tile / self.tiles_x, tile % self.tiles_x)
+    }
+
+    /// Size (rows, columns) of an image padded so that every tile window lies inside.
+    pub fn padded_in(&self) -> (usize, usize) {
+        (self.tiles_y * self.m + 2, self.tiles_x * self.m + 2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grid_numbers_tiles_image_row_column() {
+        let g = TileGrid::new(2, 7, 9, 4);
+        assert_eq!((g.tiles_y, g.tiles_x, g.tiles, g.p(), g.tt()), (2, 3, 6, 12, 36));
+        assert_eq!(g.before, (0, 1));
+        assert_eq!(g.padded_in(), (10, 14));
+        assert_eq!(g.locate(0), (0, 0, 0));
+        assert_eq!(g.locate(5), (0, 1, 2));
+        assert_eq!(g.locate(7), (1, 0, 1));
+        assert_eq!(g.axes().1, Tiling::new(9, 4, 3));
+    }
 
     #[test]
     fn reference_padding_for_resnet_sizes() {

@@ -21,7 +21,7 @@ use winq_kernels::winograd::stages::{
     blocks, hadamard_stage, input_stage_codes, input_stage_f32, lane_blocks_par, output_stage,
     output_stage_codes, swap_outer, LANES,
 };
-use winq_kernels::winograd::TileGrid as Geo;
+use winq_kernels::winograd::NchwTiles as Geo;
 use winq_quant::codes::codes_i8;
 use winq_transforms::{transform, PointSet, TransformError};
 
@@ -327,9 +327,7 @@ impl Layer for WinogradConv2d {
             v,
             mq,
         } = cache;
-        let Geo {
-            n, c, h, w, k, m, t, ..
-        } = geo;
+        let (n, c, h, w, k, m, t) = (geo.n, geo.c, geo.h, geo.w, geo.k, geo.m, geo.t);
         let (tt, p, kc) = (geo.tt(), geo.p(), k * c);
         let flex = self.flex;
         let (a_t, b_t, g_t) = (transpose(&at, m, t), transpose(&bt, t, t), transpose(&g, t, 3));

@@ -76,6 +76,12 @@ pub fn supports(isa: Isa) -> bool {
     available().contains(&isa)
 }
 
+/// Whether code needing `level` (a hand-written kernel's features) runs for a caller asking
+/// for `isa`: the level is included in it and the CPU has it.
+pub fn enabled(isa: Isa, level: Isa) -> bool {
+    isa.includes(level) && supports(level)
+}
+
 fn detect() -> Vec<Isa> {
     #[allow(unused_mut)]
     let mut v = vec![Isa::Scalar];

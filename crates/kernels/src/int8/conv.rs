@@ -3,7 +3,7 @@
 //! contiguous bytes of the zero-padded input — times the packed weight codes [r·r·C × K],
 //! int32 accumulation, and requantization per output channel; the output is channel-last too.
 
-use super::{gemm_isa, grow, pad_nhwc, parallel_parts, requant_cols_isa, PackedW, PackedX, MR};
+use super::{gemm_isa, grow, pad_nhwc, parallel_parts, requant_cols_isa, PackedA, PackedB, MR};
 use rayon::prelude::*;
 use winq_quant::codes::{group_scale, multiplier};
 use winq_quant::simd::{self, Isa};
@@ -18,7 +18,7 @@ struct Scratch {
 
 #[derive(Default)]
 struct ChunkScratch {
-    rows: PackedW,
+    rows: PackedA,
     acc: Vec<i32>,
 }
 
@@ -36,7 +36,7 @@ pub struct Im2rowI8 {
     pub k: usize,
     pub r: usize,
     /// Weight codes as the GEMM's column operand: rows (u, v, c), columns output channels.
-    w: PackedX,
+    w: PackedB,
     /// s_in · s_w[k] / s_out per output channel: one accumulator step in output codes.
     mul: Vec<f32>,
     /// The instruction set the GEMM and requantization run on.
@@ -69,7 +69,7 @@ impl Im2rowI8 {
             c,
             k,
             r,
-            w: PackedX::from_rows(&rows, taps, k, k),
+            w: PackedB::from_rows(&rows, taps, k, k),
             mul,
             isa: simd::isa(),
         }

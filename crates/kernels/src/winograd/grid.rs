@@ -1,22 +1,17 @@
-//! The tile grid of a Winograd F(m×m, 3×3) layer over an N×C×H×W batch: which input
-//! pixels each tile reads and which output pixels it writes, as index tables, and the
+//! A Winograd layer's tile grid over an N×C×H×W batch with its channel counts and index
+//! tables: which input pixels each tile reads and which output pixels it writes, and the
 //! gathers/scatters that move tiles between NCHW planes and lane-wise blocks (one tile per
 //! vector lane). Training's Winograd-aware layer and the engine's FP32 Winograd layers use it.
 
-use crate::Tiling;
+use crate::{TileGrid, Tiling};
 
-/// Geometry of one forward, with per-tile index tables (-1 marks padding or crop).
+/// The grid of one forward (`TileGrid`, reached through `Deref`), its channel counts and
+/// per-tile index tables (-1 marks padding or crop).
 #[derive(Debug, Clone)]
-pub struct TileGrid {
-    pub n: usize,
+pub struct NchwTiles {
+    pub grid: TileGrid,
     pub c: usize,
-    pub h: usize,
-    pub w: usize,
     pub k: usize,
-    pub m: usize,
-    pub t: usize,
-    pub tiles_x: usize,
-    pub tiles: usize,
     /// Input row (column) of window element a of tile row (column) i: [tiles][t].
     pub rows_in: Vec<i32>,
     pub cols_in: Vec<i32>,
@@ -37,36 +32,27 @@ fn table(
         .collect()
 }
 
-impl TileGrid {
-    pub fn new(n: usize, c: usize, h: usize, w: usize, k: usize, m: usize) -> TileGrid {
-        let t = m + 2;
-        let (ty, tx) = (Tiling::new(h, m, 3), Tiling::new(w, m, 3));
-        TileGrid {
-            n,
+impl std::ops::Deref for NchwTiles {
+    type Target = TileGrid;
+    fn deref(&self) -> &TileGrid {
+        &self.grid
+    }
+}
+
+impl NchwTiles {
+    pub fn new(n: usize, c: usize, h: usize, w: usize, k: usize, m: usize) -> NchwTiles {
+        let grid = TileGrid::new(n, h, w, m);
+        let (ty, tx) = grid.axes();
+        let t = grid.t;
+        NchwTiles {
+            grid,
             c,
-            h,
-            w,
             k,
-            m,
-            t,
-            tiles_x: tx.tiles,
-            tiles: ty.tiles * tx.tiles,
             rows_in: table(&ty, h, t, Tiling::source),
             cols_in: table(&tx, w, t, Tiling::source),
             rows_out: table(&ty, h, m, Tiling::target),
             cols_out: table(&tx, w, m, Tiling::target),
         }
-    }
-    pub fn p(&self) -> usize {
-        self.n * self.tiles
-    }
-    pub fn tt(&self) -> usize {
-        self.t * self.t
-    }
-    /// (image, tile row, tile column) of column p.
-    pub fn locate(&self, p: usize) -> (usize, usize, usize) {
-        let (ni, tile) = (p / self.tiles, p % self.tiles);
-        (ni, tile / self.tiles_x, tile % self.tiles_x)
     }
     /// Lane-wise windows of size s×s (rows/cols tables map window element to plane
     /// position, -1 outside) of columns p0.. of channel `ci` of an NCHW tensor with `ch`

@@ -6,5 +6,5 @@
 mod grid;
 pub mod stages;
 
-pub use grid::TileGrid;
+pub use grid::NchwTiles;
 pub use stages::forward_f32;

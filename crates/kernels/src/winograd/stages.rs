@@ -6,7 +6,7 @@
 //! is built from these, and the engine runs FP32 Winograd layers with [`forward_f32`], so both
 //! compute the same numbers.
 
-use super::TileGrid;
+use super::NchwTiles;
 use crate::gemm::{code_gemm, sgemm_view, View};
 use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
 use rayon::prelude::*;
@@ -63,7 +63,7 @@ pub fn lane_blocks_par(
 }
 
 /// V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile, in f32.
-pub fn input_stage_f32(geo: &TileGrid, x: &[f32], bt: &[f32]) -> Vec<f32> {
+pub fn input_stage_f32(geo: &NchwTiles, x: &[f32], bt: &[f32]) -> Vec<f32> {
     let (c, t, tt, p) = (geo.c, geo.m + 2, geo.tt(), geo.p());
     let mut v = vec![0.0f32; c * tt * p];
     v.par_chunks_mut(tt * p).enumerate().for_each_init(
@@ -80,7 +80,7 @@ pub fn input_stage_f32(geo: &TileGrid, x: &[f32], bt: &[f32]) -> Vec<f32> {
 
 /// The same on codes: x holds the input's 8-bit codes (as f32), bc Bᵀ's codes; V = Bᵀ d B is
 /// computed exactly in i32 and returned as f32 (exact: |V| < 2^24).
-pub fn input_stage_codes(geo: &TileGrid, xc: &[f32], bc: &[i32]) -> Vec<f32> {
+pub fn input_stage_codes(geo: &NchwTiles, xc: &[f32], bc: &[i32]) -> Vec<f32> {
     let (c, t, tt, p) = (geo.c, geo.m + 2, geo.tt(), geo.p());
     let mut v = vec![0.0f32; c * tt * p];
     v.par_chunks_mut(tt * p).enumerate().for_each_init(
@@ -106,7 +106,7 @@ pub fn input_stage_codes(geo: &TileGrid, xc: &[f32], bc: &[i32]) -> Vec<f32> {
 
 /// M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position: [T][K][P]. `codes`: U and V
 /// hold 8-bit codes and the sums are exact integers (`code_gemm`).
-pub fn hadamard_stage(geo: &TileGrid, u: &[f32], v: &[f32], codes: bool) -> Vec<f32> {
+pub fn hadamard_stage(geo: &NchwTiles, u: &[f32], v: &[f32], codes: bool) -> Vec<f32> {
     let (c, k, tt, p) = (geo.c, geo.k, geo.tt(), geo.p());
     let mut mh = vec![0.0f32; tt * k * p];
     mh.par_chunks_mut(k * p).enumerate().for_each(|(e, me)| {
@@ -132,7 +132,7 @@ pub fn hadamard_stage(geo: &TileGrid, u: &[f32], v: &[f32], codes: bool) -> Vec<
 /// Y = Aᵀ M A per tile, cropped to N×K×H×W (returned NCHW) (computed per output channel as [K][N][H][W]):
 /// `tile(scratch, ko, p0, lanes, yt)` fills yt [m·m][lanes] for output channel ko, tiles p0...
 pub fn output_tiles<S>(
-    geo: &TileGrid,
+    geo: &NchwTiles,
     scratch: impl Fn() -> S + Sync + Send,
     tile: impl Fn(&mut S, usize, usize, usize, &mut [f32]) + Sync + Send,
 ) -> Vec<f32> {
@@ -152,7 +152,7 @@ pub fn output_tiles<S>(
 }
 
 /// The output stage on dequantized values M [T][K][P] and Aᵀ.
-pub fn output_stage(geo: &TileGrid, mh: &[f32], at: &[f32]) -> Vec<f32> {
+pub fn output_stage(geo: &NchwTiles, mh: &[f32], at: &[f32]) -> Vec<f32> {
     let (k, m, p, t) = (geo.k, geo.m, geo.p(), geo.m + 2);
     output_tiles(
         geo,
@@ -163,7 +163,7 @@ pub fn output_stage(geo: &TileGrid, mh: &[f32], at: &[f32]) -> Vec<f32> {
 
 /// The same on 8-bit codes of M (f32 holding integers, [T][K][P]) and of Aᵀ: exact integer
 /// sums (|S| ≤ (row L1 of Aᵀ)²·128 < 2^31), returned as f32.
-pub fn output_stage_codes(geo: &TileGrid, mh: &[f32], ac: &[i32]) -> Vec<f32> {
+pub fn output_stage_codes(geo: &NchwTiles, mh: &[f32], ac: &[i32]) -> Vec<f32> {
     let (k, m, p, t) = (geo.k, geo.m, geo.p(), geo.m + 2);
     let tt = t * t;
     output_tiles(
@@ -209,7 +209,7 @@ pub fn forward_f32(
         x.len() == n * c * h * w && u.len() == t * t * k * c && at.len() == m * t && bt.len() == t * t,
         "FP32 Winograd: x, U, Aᵀ or Bᵀ has the wrong size"
     );
-    let geo = TileGrid::new(n, c, h, w, k, m);
+    let geo = NchwTiles::new(n, c, h, w, k, m);
     let v = input_stage_f32(&geo, x, bt);
     output_stage(&geo, &hadamard_stage(&geo, u, &v, false), at)
 }

@@ -8,7 +8,8 @@
 //! f32 operations in the same order (products by nonzero coefficients, summed from zero in
 //! ascending index order).
 
-use super::to_code;
+use crate::int8::to_code;
+use crate::TileGrid;
 use winq_quant::simd::Isa;
 
 /// Channels per block (i32/f32 lanes of a 512-bit vector).
@@ -86,20 +87,6 @@ pub struct Span {
     pub y_row0: usize,
 }
 
-/// Geometry shared by both stages.
-pub struct Geometry {
-    pub m: usize,
-    pub tiles_x: usize,
-    pub tiles: usize,
-    /// Padded input width (pixels) and height.
-    pub wp: usize,
-    pub hp: usize,
-    /// Output crop: extra padding before the data (rows, columns) and the output size.
-    pub before: (usize, usize),
-    pub h: usize,
-    pub w: usize,
-}
-
 /// An element type for the exact input transform: i32, or f32 when every partial sum is an
 /// integer below 2^24 (then f32 arithmetic is exact and a multiply-add is one instruction).
 pub trait Lane: Copy + Default + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> {
@@ -164,7 +151,7 @@ pub fn f32_exact(nz_b: &[Vec<(usize, i32)>]) -> bool {
 #[allow(clippy::too_many_arguments)]
 pub fn input_stage(
     isa: Isa,
-    g: &Geometry,
+    g: &TileGrid,
     span: Span,
     t: usize,
     xpad: &[i8],
@@ -217,7 +204,7 @@ pub enum OutTransform<'a> {
 #[allow(clippy::too_many_arguments)]
 pub fn output_stage(
     isa: Isa,
-    g: &Geometry,
+    g: &TileGrid,
     span: Span,
     t: usize,
     qm: &[i8],
@@ -252,7 +239,7 @@ macro_rules! input_fn {
     ($name:ident / $isa:ident, $t:literal, $l:ty) => {
         winq_quant::multiversion! {
             #[allow(dead_code)] // the layer always names its ISA
-            fn $name / $isa(g: &Geometry, span: Span, xpad: &[i8], c: usize, nz: &[Vec<(usize, $l)>],
+            fn $name / $isa(g: &TileGrid, span: Span, xpad: &[i8], c: usize, nz: &[Vec<(usize, $l)>],
                 v_mul: &[f32], rows: &mut [&mut [i8]], kp: usize) {
                 input_t::<$t, $l>(g, span, xpad, c, nz, v_mul, rows, kp)
             }
@@ -270,7 +257,7 @@ macro_rules! output_fn {
     ($name:ident / $isa:ident, $t:literal, values) => {
         winq_quant::multiversion! {
             #[allow(dead_code)]
-            fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], qs: usize, k: usize, nz_a: &[Vec<(usize, f32)>],
+            fn $name / $isa(g: &TileGrid, span: Span, qm: &[i8], qs: usize, k: usize, nz_a: &[Vec<(usize, f32)>],
                 s_m: &[f32], s_out: f32, y: &mut [i8]) {
                 // Training's order: products by the dequantized coefficients, plain mul-then-add.
                 let load = |q: i8, e: usize| q as f32 * s_m[e];
@@ -281,7 +268,7 @@ macro_rules! output_fn {
     ($name:ident / $isa:ident, $t:literal, codes $l:ty) => {
         winq_quant::multiversion! {
             #[allow(dead_code)]
-            fn $name / $isa(g: &Geometry, span: Span, qm: &[i8], qs: usize, k: usize, nz: &[Vec<(usize, $l)>],
+            fn $name / $isa(g: &TileGrid, span: Span, qm: &[i8], qs: usize, k: usize, nz: &[Vec<(usize, $l)>],
                 mul: f32, y: &mut [i8]) {
                 let load = |q: i8, _: usize| <$l as Lane>::from_i32(q as i32);
                 output_t::<$t, { $t - 2 }, $l>(g, span, qm, qs, k, nz, load, <$l as Lane>::madd, |v| to_code(v.to_f32() * mul), y)
@@ -302,7 +289,7 @@ output_fn!(output8i / output8i_isa, 8, codes i32);
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn input_t<const T: usize, L: Lane>(
-    g: &Geometry,
+    g: &TileGrid,
     span: Span,
     xpad: &[i8],
     c: usize,
@@ -312,18 +299,19 @@ fn input_t<const T: usize, L: Lane>(
     kp: usize,
 ) {
     let m = g.m;
+    let (hp, wp) = g.padded_in();
     // Zeroed once per call, not per block (a 2 KiB memset each time; every element is
     // overwritten before it is read).
     let mut d = [[[L::default(); CB]; T]; T];
     for p in span.p0..span.p1 {
         let (ni, tile) = (p / g.tiles, p % g.tiles);
-        let origin = ((ni * g.hp + tile / g.tiles_x * m) * g.wp + tile % g.tiles_x * m) * c;
+        let origin = ((ni * hp + tile / g.tiles_x * m) * wp + tile % g.tiles_x * m) * c;
         for c0 in (0..c).step_by(CB) {
             for (a, row) in d.iter_mut().enumerate() {
                 for (b, v) in row.iter_mut().enumerate() {
                     // A fixed-size copy first keeps the conversion one vector operation.
                     let mut src = [0i8; CB];
-                    src.copy_from_slice(&xpad[origin + (a * g.wp + b) * c + c0..][..CB]);
+                    src.copy_from_slice(&xpad[origin + (a * wp + b) * c + c0..][..CB]);
                     for (o, &x) in v.iter_mut().zip(&src) {
                         *o = L::from_i32(x as i32);
                     }
@@ -361,7 +349,7 @@ fn input_t<const T: usize, L: Lane>(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn output_t<const T: usize, const M: usize, L: Copy + Default>(
-    g: &Geometry,
+    g: &TileGrid,
     span: Span,
     qm: &[i8],
     qs: usize,

@@ -9,7 +9,8 @@
 //! 128·Σ_p B[i][p]. The sums are exact; the second pass and the requantization are the f32
 //! ones of the portable path (exact under the same bound, so the results are identical).
 
-use super::wino_blocks::{Geometry, Span, CB};
+use super::block_kernels::{Span, CB};
+use crate::TileGrid;
 use std::arch::x86_64::*;
 
 /// Bᵀ as 4-byte groups for the dot products, and as the f32 coefficients of the second pass.
@@ -39,8 +40,8 @@ struct Slots {
 }
 
 impl Slots {
-    fn new(g: &Geometry, q: usize, r0: usize) -> Slots {
-        let tiles_y = g.tiles / g.tiles_x;
+    fn new(g: &TileGrid, q: usize, r0: usize) -> Slots {
+        let tiles_y = g.tiles_y;
         let shared = g.m.is_multiple_of(4);
         let per_image = g.m * (tiles_y - 1) / 4 + q;
         let mut s = Slots {
@@ -114,8 +115,8 @@ impl QuadB {
 /// # Safety
 /// The CPU must support AVX-512F/BW; c must be a multiple of 16.
 #[target_feature(enable = "avx512f,avx512bw")]
-pub unsafe fn build_quads(g: &Geometry, span: Span, x: &[i8], c: usize, qb: &QuadB, out: &mut Vec<u8>) {
-    let tiles_y = g.tiles / g.tiles_x;
+pub unsafe fn build_quads(g: &TileGrid, span: Span, x: &[i8], c: usize, qb: &QuadB, out: &mut Vec<u8>) {
+    let tiles_y = g.tiles_y;
     let (r0, r1) = (span.p0 / g.tiles_x, span.p1 / g.tiles_x);
     // Whole tile rows, at least one; 16-byte loads of every row's channel blocks.
     assert!(
@@ -125,7 +126,7 @@ pub unsafe fn build_quads(g: &Geometry, span: Span, x: &[i8], c: usize, qb: &Qua
             && c.is_multiple_of(CB)
     );
     assert!(x.len() >= (r1 - 1) / tiles_y * g.h * g.w * c + g.h * g.w * c);
-    let plane = g.wp * c * 4;
+    let plane = g.padded_in().1 * c * 4;
     let slots = Slots::new(g, qb.q, r0);
     out.resize((slots.slot(r1 - 1, qb.q - 1) + 1) * plane, 0);
     let (top, left) = (1 + g.before.0, 1 + g.before.1);
@@ -148,7 +149,7 @@ pub unsafe fn build_quads(g: &Geometry, span: Span, x: &[i8], c: usize, qb: &Qua
                 let iy = rp.checked_sub(top).filter(|&v| v < g.h)?;
                 Some(&x[(ni * g.h + iy) * g.w * c..][..g.w * c])
             });
-            for col in 0..g.wp {
+            for col in 0..g.padded_in().1 {
                 let ix = col.checked_sub(left).filter(|&v| v < g.w);
                 for c0 in (0..c).step_by(CB) {
                     let load = |r: usize| match (rows[r], ix) {
@@ -180,7 +181,7 @@ pub unsafe fn build_quads(g: &Geometry, span: Span, x: &[i8], c: usize, qb: &Qua
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 pub unsafe fn input_vnni<const T: usize, const Q: usize>(
-    g: &Geometry,
+    g: &TileGrid,
     span: Span,
     quads: &[u8],
     c: usize,
@@ -196,11 +197,11 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
     let corr: [__m512i; T] = std::array::from_fn(|i| _mm512_set1_epi32(-qb.corr[i]));
     let groups: [[__m512i; Q]; T] =
         std::array::from_fn(|i| std::array::from_fn(|gq| _mm512_set1_epi32(qb.groups[i * Q + gq])));
-    let plane = g.wp * c * 4;
+    let plane = g.padded_in().1 * c * 4;
     let slots = Slots::new(g, Q, span.p0 / g.tiles_x);
     // The quads `build_quads` made for this span, every window inside the padded width.
     assert!(span.p1 > span.p0 && quads.len() >= (slots.slot(span.p1 / g.tiles_x - 1, Q - 1) + 1) * plane);
-    assert!(g.wp >= g.tiles_x * g.m + 2);
+    assert!(g.padded_in().1 >= g.tiles_x * g.m + 2);
     let cap = _mm512_set1_ps(1073741824.0);
     let bm: [[__m512; T]; T] =
         std::array::from_fn(|j| std::array::from_fn(|q| _mm512_set1_ps(qb.codes[j * T + q] as f32)));
@@ -317,7 +318,7 @@ impl OutArith for I32Arith {
 #[target_feature(enable = "avx512f,avx512bw")]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
-    g: &Geometry,
+    g: &TileGrid,
     span: Span,
     qm: &[i8],
     qs: usize,

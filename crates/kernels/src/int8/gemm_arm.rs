@@ -8,7 +8,7 @@
 //! - `gemm_neon` (every aarch64 CPU): smull/smull2 give exact i16 products, sadalp adds
 //!   neighbouring pairs into i32 (never two products in one i16, which could overflow).
 
-use super::{PackedX, WRows};
+use super::{ARows, PackedB};
 use std::arch::aarch64::*;
 use std::arch::asm;
 
@@ -17,7 +17,7 @@ const NB: usize = 16;
 
 /// The 4-byte k-group q of row r as an i32 (0 past the padded rows).
 #[inline(always)]
-unsafe fn w_quad(w: &WRows, r: usize, q: usize) -> i32 {
+unsafe fn w_quad(w: &ARows, r: usize, q: usize) -> i32 {
     if r < w.mp {
         (w.data.as_ptr().add(r * w.kp + 4 * q) as *const i32).read_unaligned()
     } else {
@@ -41,8 +41,8 @@ unsafe fn load_x4(p: *const u8) -> [int8x16_t; 4] {
 #[inline(always)]
 unsafe fn store<const R: usize>(
     acc: &[[int32x4_t; 4]; R],
-    w: &WRows,
-    x: &PackedX,
+    w: &ARows,
+    x: &PackedB,
     c: &mut [i32],
     ldc: usize,
     i0: usize,
@@ -65,8 +65,8 @@ unsafe fn store<const R: usize>(
 /// Walks C in blocks of R rows × 16 columns (a panel is a multiple of 16 columns wide).
 #[inline(always)]
 unsafe fn for_blocks<const R: usize>(
-    w: &WRows,
-    x: &PackedX,
+    w: &ARows,
+    x: &PackedB,
     mut f: impl FnMut(usize, *const u8, usize, usize),
 ) {
     for i0 in (0..w.m).step_by(R) {
@@ -100,7 +100,7 @@ macro_rules! sdot_lane {
 /// The CPU must support the dot-product extension; `c` must hold M rows of `ldc` with
 /// ldc ≥ N (checked by the caller).
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn gemm_dot(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
+pub unsafe fn gemm_dot(w: &ARows, x: &PackedB, c: &mut [i32], ldc: usize) {
     const R: usize = 6;
     let kq = w.kp / 4;
     for_blocks::<R>(w, x, |i0, strip, step, j| {
@@ -137,7 +137,7 @@ pub unsafe fn gemm_dot(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
 /// # Safety
 /// Any aarch64 CPU (NEON is part of the base architecture); `c` as for `gemm_dot`.
 #[target_feature(enable = "neon")]
-pub unsafe fn gemm_neon(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
+pub unsafe fn gemm_neon(w: &ARows, x: &PackedB, c: &mut [i32], ldc: usize) {
     // 2 rows × 16 columns: 16 pair accumulators + 4 x + 1 w of the 32 registers.
     const R: usize = 2;
     let kq = w.kp / 4;

@@ -1,21 +1,14 @@
 //! AVX-512 VNNI microkernel: 4 rows of W × 64 columns of X per step, 16 zmm accumulators,
 //! each vpdpbusd adding 4 products per i32 lane.
 
-use super::{PackedX, WRows, MR, MR_SMALL, NV};
+use super::{ARows, PackedB, MR, MR_SMALL, NV};
 use std::arch::x86_64::*;
-use winq_quant::simd::{self, Isa};
-
-/// Whether code needing `level` (AVX-512 F/VL/BW, or that plus VNNI) may run for a caller
-/// asking for `isa`: the level is included in it and the CPU has it.
-pub fn runs(isa: Isa, level: Isa) -> bool {
-    isa.includes(level) && simd::supports(level)
-}
 
 /// # Safety
 /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI; `c` must hold M rows of `ldc`
 /// with ldc ≥ N (checked by the caller).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub unsafe fn gemm_vnni(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
+pub unsafe fn gemm_vnni(w: &ARows, x: &PackedB, c: &mut [i32], ldc: usize) {
     let out = Out::I32 { c, ldc };
     if w.mr == MR_SMALL {
         kernel::<MR_SMALL>(w, x, out)
@@ -30,7 +23,7 @@ pub unsafe fn gemm_vnni(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
 /// # Safety
 /// As `gemm_vnni`; `out` must hold M rows of `ldo` with ldo ≥ N.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub unsafe fn gemm_vnni_requant(w: &WRows, x: &PackedX, mul: f32, out: &mut [i8], ldo: usize) {
+pub unsafe fn gemm_vnni_requant(w: &ARows, x: &PackedB, mul: f32, out: &mut [i8], ldo: usize) {
     let out = Out::Codes { out, ldo, mul };
     if w.mr == MR_SMALL {
         kernel::<MR_SMALL>(w, x, out)
@@ -48,7 +41,7 @@ enum Out<'a> {
 /// # Safety
 /// As `gemm_vnni`; `w.mp` must be a multiple of R.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel<const R: usize>(w: &WRows, x: &PackedX, mut out: Out) {
+unsafe fn kernel<const R: usize>(w: &ARows, x: &PackedB, mut out: Out) {
     let np = x.np;
     for i0 in (0..w.mp).step_by(R) {
         let mut j0 = 0;
@@ -71,7 +64,7 @@ unsafe fn kernel<const R: usize>(w: &WRows, x: &PackedX, mut out: Out) {
 /// As `kernel`; the panel at j0 must be B·16 columns wide.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
-unsafe fn block<const R: usize, const B: usize>(w: &WRows, x: &PackedX, out: &mut Out, i0: usize, j0: usize) {
+unsafe fn block<const R: usize, const B: usize>(w: &ARows, x: &PackedB, out: &mut Out, i0: usize, j0: usize) {
     let kq = w.kp / 4;
     let pw = B * NV;
     let panel = x.data.as_ptr().add(j0 * x.kp);
@@ -134,7 +127,7 @@ unsafe fn block<const R: usize, const B: usize>(w: &WRows, x: &PackedX, out: &mu
 /// The CPU must support AVX2; `c` must hold M rows of `ldc` with ldc ≥ N (checked by the
 /// caller).
 #[target_feature(enable = "avx2")]
-pub unsafe fn gemm_avx2(w: &WRows, x: &PackedX, c: &mut [i32], ldc: usize) {
+pub unsafe fn gemm_avx2(w: &ARows, x: &PackedB, c: &mut [i32], ldc: usize) {
     const R: usize = 4;
     let kq = w.kp / 4;
     let np = x.np;
