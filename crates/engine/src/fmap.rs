@@ -2,7 +2,7 @@
 //! training model's eval forward computes (same f32 expressions, same summation orders), so
 //! the engine rounds the same numbers at every quantizer.
 
-use winq_kernels::gemm::{sgemm, Op as GemmOp};
+use winq_kernels::gemm::{sgemm, Layout};
 use winq_kernels::im2col::im2col;
 
 /// Channel-last f32 activations.
@@ -211,7 +211,7 @@ pub fn conv_f32(
             }
         }
         im2col(planes, c, h, w, r, cols);
-        sgemm(k, hw, taps, weight, GemmOp::N, cols, GemmOp::N, y, false, 1);
+        sgemm(k, hw, taps, weight, Layout::N, cols, Layout::N, y, false, 1);
         let o = &mut out[ni * hw * k..(ni + 1) * hw * k];
         for (ko, plane) in y.chunks_exact(hw).enumerate() {
             for (pi, &v) in plane.iter().enumerate() {

@@ -5,8 +5,10 @@ use gemm::Parallelism;
 
 /// How an operand is stored: as is (row-major rows×cols) or transposed (stored cols×rows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+pub enum Layout {
+    /// As is.
     N,
+    /// Transposed.
     T,
 }
 
@@ -18,32 +20,32 @@ pub fn sgemm(
     n: usize,
     k: usize,
     a: &[f32],
-    op_a: Op,
+    op_a: Layout,
     b: &[f32],
-    op_b: Op,
+    op_b: Layout,
     c: &mut [f32],
     accumulate: bool,
     threads: usize,
 ) {
     let a_view = match op_a {
-        Op::N => View {
+        Layout::N => View {
             data: a,
             rs: k,
             cs: 1,
         },
-        Op::T => View {
+        Layout::T => View {
             data: a,
             rs: 1,
             cs: m,
         },
     };
     let b_view = match op_b {
-        Op::N => View {
+        Layout::N => View {
             data: b,
             rs: n,
             cs: 1,
         },
-        Op::T => View {
+        Layout::T => View {
             data: b,
             rs: 1,
             cs: k,
@@ -291,9 +293,14 @@ mod tests {
         for (m, n, k) in [(1, 1, 1), (3, 5, 7), (17, 33, 65), (64, 1, 9), (2, 100, 3)] {
             let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-            for (oa, ob) in [(Op::N, Op::N), (Op::T, Op::N), (Op::N, Op::T), (Op::T, Op::T)] {
+            for (oa, ob) in [
+                (Layout::N, Layout::N),
+                (Layout::T, Layout::N),
+                (Layout::N, Layout::T),
+                (Layout::T, Layout::T),
+            ] {
                 for threads in [1, 2] {
-                    let want = naive(m, n, k, &a, oa == Op::T, &b, ob == Op::T);
+                    let want = naive(m, n, k, &a, oa == Layout::T, &b, ob == Layout::T);
                     let mut c = vec![1.0f32; m * n];
                     sgemm(m, n, k, &a, oa, &b, ob, &mut c, true, threads);
                     for (x, y) in c.iter().zip(&want) {

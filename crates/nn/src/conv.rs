@@ -7,7 +7,7 @@ use crate::tensor::Tensor;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use winq_kernels::gemm::{code_gemm, sgemm, Op, View};
+use winq_kernels::gemm::{code_gemm, sgemm, Layout, View};
 
 pub struct Conv2d {
     pub in_channels: usize,
@@ -173,7 +173,7 @@ impl Layer for Conv2d {
                         yn,
                         hw,
                     ),
-                    None => sgemm(k, hw, taps, wa, Op::N, b, Op::N, yn, false, 1),
+                    None => sgemm(k, hw, taps, wa, Layout::N, b, Layout::N, yn, false, 1),
                 };
                 if r == 1 {
                     product(xn, yn);
@@ -224,13 +224,13 @@ impl Layer for Conv2d {
                 {
                     if r == 1 {
                         // dW += dY (K×HW) · xᵀ; dx = Wᵀ (C×K) · dY
-                        sgemm(k, taps, hw, gn, Op::N, xn, Op::T, &mut dw, true, 1);
-                        sgemm(taps, hw, k, &wq, Op::T, gn, Op::N, dxn, false, 1);
+                        sgemm(k, taps, hw, gn, Layout::N, xn, Layout::T, &mut dw, true, 1);
+                        sgemm(taps, hw, k, &wq, Layout::T, gn, Layout::N, dxn, false, 1);
                     } else {
                         with_scratch(taps * hw, |cols, dcols| {
                             im2col(xn, c, h, w, r, cols);
-                            sgemm(k, taps, hw, gn, Op::N, cols, Op::T, &mut dw, true, 1);
-                            sgemm(taps, hw, k, &wq, Op::T, gn, Op::N, dcols, false, 1);
+                            sgemm(k, taps, hw, gn, Layout::N, cols, Layout::T, &mut dw, true, 1);
+                            sgemm(taps, hw, k, &wq, Layout::T, gn, Layout::N, dcols, false, 1);
                             col2im(dcols, c, h, w, r, dxn);
                         });
                     }

@@ -4,7 +4,7 @@ use crate::layer::{path, Layer, Mode, Param, ParamVisitor};
 use crate::tensor::Tensor;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use winq_kernels::gemm::{sgemm, Op};
+use winq_kernels::gemm::{sgemm, Layout};
 
 /// Products with at least this many multiply-adds use rayon's pool inside gemm.
 const PAR_MIN_FLOPS: usize = 1 << 18;
@@ -98,9 +98,9 @@ impl Layer for Linear {
             din,
             n,
             g,
-            Op::T,
+            Layout::T,
             &self.x.data,
-            Op::N,
+            Layout::N,
             &mut self.weight.grad.data,
             true,
             th,
@@ -117,9 +117,9 @@ impl Layer for Linear {
             din,
             dout,
             g,
-            Op::N,
+            Layout::N,
             &self.weight.value.data,
-            Op::N,
+            Layout::N,
             &mut dx,
             false,
             th,

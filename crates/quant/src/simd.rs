@@ -156,11 +156,16 @@ macro_rules! multiversion {
             unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
             let isa = if isa == $crate::simd::isa() || $crate::simd::supports(isa) { isa } else { $crate::simd::Isa::Scalar };
             match isa {
-                // SAFETY: the CPU supports the features (checked just above).
                 #[cfg(target_arch = "x86_64")]
-                $crate::simd::Isa::Avx512 | $crate::simd::Isa::Avx512Vnni => unsafe { avx512($($arg),*) },
+                $crate::simd::Isa::Avx512 | $crate::simd::Isa::Avx512Vnni => {
+                    // SAFETY: the CPU supports AVX-512 F/VL and AVX2+FMA (checked just above).
+                    unsafe { avx512($($arg),*) }
+                }
                 #[cfg(target_arch = "x86_64")]
-                $crate::simd::Isa::Avx2 => unsafe { avx2($($arg),*) },
+                $crate::simd::Isa::Avx2 => {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                    unsafe { avx2($($arg),*) }
+                }
                 _ => imp($($arg),*),
             }
         }

@@ -116,55 +116,61 @@ impl QuadB {
 /// The CPU must support AVX-512F/BW; c must be a multiple of 16.
 #[target_feature(enable = "avx512f,avx512bw")]
 pub unsafe fn build_quads(g: &TileGrid, span: Span, x: &[i8], c: usize, qb: &QuadB, out: &mut Vec<u8>) {
-    let tiles_y = g.tiles_y;
-    let (r0, r1) = (span.p0 / g.tiles_x, span.p1 / g.tiles_x);
-    // Whole tile rows, at least one; 16-byte loads of every row's channel blocks.
-    assert!(
-        r1 > r0
-            && span.p0.is_multiple_of(g.tiles_x)
-            && span.p1.is_multiple_of(g.tiles_x)
-            && c.is_multiple_of(CB)
-    );
-    assert!(x.len() >= (r1 - 1) / tiles_y * g.h * g.w * c + g.h * g.w * c);
-    let plane = g.padded_in().1 * c * 4;
-    let slots = Slots::new(g, qb.q, r0);
-    out.resize((slots.slot(r1 - 1, qb.q - 1) + 1) * plane, 0);
-    let (top, left) = (1 + g.before.0, 1 + g.before.1);
-    let flip = _mm_set1_epi8(-128);
-    let zero = _mm_setzero_si128();
-    let mut built = None;
-    for rr in r0..r1 {
-        let (ni, ty) = (rr / tiles_y, rr % tiles_y);
-        for gq in 0..qb.q {
-            // Slots only grow along this loop: a slot at or below the last one is built.
-            let slot = slots.slot(rr, gq);
-            if built.is_some_and(|b| slot <= b) {
-                continue;
-            }
-            built = Some(slot);
-            let dst = out.as_mut_ptr().add(slot * plane);
-            // The 4 image rows of this quad (None: padding).
-            let rows: [Option<&[i8]>; 4] = std::array::from_fn(|r| {
-                let rp = ty * g.m + 4 * gq + r;
-                let iy = rp.checked_sub(top).filter(|&v| v < g.h)?;
-                Some(&x[(ni * g.h + iy) * g.w * c..][..g.w * c])
-            });
-            for col in 0..g.padded_in().1 {
-                let ix = col.checked_sub(left).filter(|&v| v < g.w);
-                for c0 in (0..c).step_by(CB) {
-                    let load = |r: usize| match (rows[r], ix) {
-                        (Some(row), Some(ix)) => _mm_loadu_si128(row.as_ptr().add(ix * c + c0) as *const _),
-                        _ => zero,
-                    };
-                    let (a, b, cc, d) = (load(0), load(1), load(2), load(3));
-                    // Bytes of rows 0..3 interleaved per channel: 4 channels per 16 bytes.
-                    let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
-                    let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(cc, d), _mm_unpackhi_epi8(cc, d));
-                    let o = dst.add((col * c + c0) * 4) as *mut __m128i;
-                    _mm_storeu_si128(o, _mm_xor_si128(_mm_unpacklo_epi16(ab_lo, cd_lo), flip));
-                    _mm_storeu_si128(o.add(1), _mm_xor_si128(_mm_unpackhi_epi16(ab_lo, cd_lo), flip));
-                    _mm_storeu_si128(o.add(2), _mm_xor_si128(_mm_unpacklo_epi16(ab_hi, cd_hi), flip));
-                    _mm_storeu_si128(o.add(3), _mm_xor_si128(_mm_unpackhi_epi16(ab_hi, cd_hi), flip));
+    // SAFETY: the caller upholds this function's safety contract (the CPU features it
+    // enables, the operand sizes documented on it), which every operation below relies on.
+    unsafe {
+        let tiles_y = g.tiles_y;
+        let (r0, r1) = (span.p0 / g.tiles_x, span.p1 / g.tiles_x);
+        // Whole tile rows, at least one; 16-byte loads of every row's channel blocks.
+        assert!(
+            r1 > r0
+                && span.p0.is_multiple_of(g.tiles_x)
+                && span.p1.is_multiple_of(g.tiles_x)
+                && c.is_multiple_of(CB)
+        );
+        assert!(x.len() >= (r1 - 1) / tiles_y * g.h * g.w * c + g.h * g.w * c);
+        let plane = g.padded_in().1 * c * 4;
+        let slots = Slots::new(g, qb.q, r0);
+        out.resize((slots.slot(r1 - 1, qb.q - 1) + 1) * plane, 0);
+        let (top, left) = (1 + g.before.0, 1 + g.before.1);
+        let flip = _mm_set1_epi8(-128);
+        let zero = _mm_setzero_si128();
+        let mut built = None;
+        for rr in r0..r1 {
+            let (ni, ty) = (rr / tiles_y, rr % tiles_y);
+            for gq in 0..qb.q {
+                // Slots only grow along this loop: a slot at or below the last one is built.
+                let slot = slots.slot(rr, gq);
+                if built.is_some_and(|b| slot <= b) {
+                    continue;
+                }
+                built = Some(slot);
+                let dst = out.as_mut_ptr().add(slot * plane);
+                // The 4 image rows of this quad (None: padding).
+                let rows: [Option<&[i8]>; 4] = std::array::from_fn(|r| {
+                    let rp = ty * g.m + 4 * gq + r;
+                    let iy = rp.checked_sub(top).filter(|&v| v < g.h)?;
+                    Some(&x[(ni * g.h + iy) * g.w * c..][..g.w * c])
+                });
+                for col in 0..g.padded_in().1 {
+                    let ix = col.checked_sub(left).filter(|&v| v < g.w);
+                    for c0 in (0..c).step_by(CB) {
+                        let load = |r: usize| match (rows[r], ix) {
+                            (Some(row), Some(ix)) => {
+                                _mm_loadu_si128(row.as_ptr().add(ix * c + c0) as *const _)
+                            }
+                            _ => zero,
+                        };
+                        let (a, b, cc, d) = (load(0), load(1), load(2), load(3));
+                        // Bytes of rows 0..3 interleaved per channel: 4 channels per 16 bytes.
+                        let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+                        let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(cc, d), _mm_unpackhi_epi8(cc, d));
+                        let o = dst.add((col * c + c0) * 4) as *mut __m128i;
+                        _mm_storeu_si128(o, _mm_xor_si128(_mm_unpacklo_epi16(ab_lo, cd_lo), flip));
+                        _mm_storeu_si128(o.add(1), _mm_xor_si128(_mm_unpackhi_epi16(ab_lo, cd_lo), flip));
+                        _mm_storeu_si128(o.add(2), _mm_xor_si128(_mm_unpacklo_epi16(ab_hi, cd_hi), flip));
+                        _mm_storeu_si128(o.add(3), _mm_xor_si128(_mm_unpackhi_epi16(ab_hi, cd_hi), flip));
+                    }
                 }
             }
         }
@@ -190,51 +196,56 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
     rows: &mut [&mut [i8]],
     kp: usize,
 ) {
-    assert!(qb.q == Q && qb.codes.len() == T * T && rows.len() == T * T && v_mul.len() == T * T);
-    let pc = span.p1 - span.p0;
-    assert!(rows.iter().all(|r| r.len() >= pc * kp) && c.is_multiple_of(CB) && kp >= c);
-    // Per-call constants, broadcast once (no index checks or broadcasts in the block loop).
-    let corr: [__m512i; T] = std::array::from_fn(|i| _mm512_set1_epi32(-qb.corr[i]));
-    let groups: [[__m512i; Q]; T] =
-        std::array::from_fn(|i| std::array::from_fn(|gq| _mm512_set1_epi32(qb.groups[i * Q + gq])));
-    let plane = g.padded_in().1 * c * 4;
-    let slots = Slots::new(g, Q, span.p0 / g.tiles_x);
-    // The quads `build_quads` made for this span, every window inside the padded width.
-    assert!(span.p1 > span.p0 && quads.len() >= (slots.slot(span.p1 / g.tiles_x - 1, Q - 1) + 1) * plane);
-    assert!(g.padded_in().1 >= g.tiles_x * g.m + 2);
-    let cap = _mm512_set1_ps(1073741824.0);
-    let bm: [[__m512; T]; T] =
-        std::array::from_fn(|j| std::array::from_fn(|q| _mm512_set1_ps(qb.codes[j * T + q] as f32)));
-    for p in span.p0..span.p1 {
-        let (ni, tile) = (p / g.tiles, p % g.tiles);
-        let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
-        let rr = ni * slots.tiles_y + ty;
-        let quad: [*const u8; Q] = std::array::from_fn(|gq| quads.as_ptr().add(slots.slot(rr, gq) * plane));
-        let at = (p - span.p0) * kp;
-        for c0 in (0..c).step_by(CB) {
-            // Row by row of V: the first pass's row i (window columns q, exact, as f32), then
-            // V[i][j] = Σ_q B[j][q]·tmp[q] over all of Bᵀ (straight-line, in registers),
-            // requantized: clamp above, round half to even, narrow with saturation (= `to_code`).
-            for i in 0..T {
-                let tmp: [__m512; T] = std::array::from_fn(|q| {
-                    let col = (tx * g.m + q) * c + c0;
-                    let mut acc = corr[i];
-                    for gq in 0..Q {
-                        let d = _mm512_loadu_si512(quad[gq].add(col * 4) as *const _);
-                        acc = _mm512_dpbusd_epi32(acc, d, groups[i][gq]);
+    // SAFETY: the caller upholds this function's safety contract (the CPU features it
+    // enables, the operand sizes documented on it), which every operation below relies on.
+    unsafe {
+        assert!(qb.q == Q && qb.codes.len() == T * T && rows.len() == T * T && v_mul.len() == T * T);
+        let pc = span.p1 - span.p0;
+        assert!(rows.iter().all(|r| r.len() >= pc * kp) && c.is_multiple_of(CB) && kp >= c);
+        // Per-call constants, broadcast once (no index checks or broadcasts in the block loop).
+        let corr: [__m512i; T] = std::array::from_fn(|i| _mm512_set1_epi32(-qb.corr[i]));
+        let groups: [[__m512i; Q]; T] =
+            std::array::from_fn(|i| std::array::from_fn(|gq| _mm512_set1_epi32(qb.groups[i * Q + gq])));
+        let plane = g.padded_in().1 * c * 4;
+        let slots = Slots::new(g, Q, span.p0 / g.tiles_x);
+        // The quads `build_quads` made for this span, every window inside the padded width.
+        assert!(span.p1 > span.p0 && quads.len() >= (slots.slot(span.p1 / g.tiles_x - 1, Q - 1) + 1) * plane);
+        assert!(g.padded_in().1 >= g.tiles_x * g.m + 2);
+        let cap = _mm512_set1_ps(1073741824.0);
+        let bm: [[__m512; T]; T] =
+            std::array::from_fn(|j| std::array::from_fn(|q| _mm512_set1_ps(qb.codes[j * T + q] as f32)));
+        for p in span.p0..span.p1 {
+            let (ni, tile) = (p / g.tiles, p % g.tiles);
+            let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
+            let rr = ni * slots.tiles_y + ty;
+            let quad: [*const u8; Q] =
+                std::array::from_fn(|gq| quads.as_ptr().add(slots.slot(rr, gq) * plane));
+            let at = (p - span.p0) * kp;
+            for c0 in (0..c).step_by(CB) {
+                // Row by row of V: the first pass's row i (window columns q, exact, as f32), then
+                // V[i][j] = Σ_q B[j][q]·tmp[q] over all of Bᵀ (straight-line, in registers),
+                // requantized: clamp above, round half to even, narrow with saturation (= `to_code`).
+                for i in 0..T {
+                    let tmp: [__m512; T] = std::array::from_fn(|q| {
+                        let col = (tx * g.m + q) * c + c0;
+                        let mut acc = corr[i];
+                        for gq in 0..Q {
+                            let d = _mm512_loadu_si512(quad[gq].add(col * 4) as *const _);
+                            acc = _mm512_dpbusd_epi32(acc, d, groups[i][gq]);
+                        }
+                        _mm512_cvtepi32_ps(acc)
+                    });
+                    for j in 0..T {
+                        let mut v = _mm512_setzero_ps();
+                        for q in 0..T {
+                            v = _mm512_fmadd_ps(bm[j][q], tmp[q], v);
+                        }
+                        let e = i * T + j;
+                        let scaled = _mm512_min_ps(_mm512_mul_ps(v, _mm512_set1_ps(v_mul[e])), cap);
+                        let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
+                        // In bounds: rows hold pc rows of kp ≥ c bytes (checked above).
+                        _mm_storeu_si128(rows[e].as_mut_ptr().add(at + c0) as *mut _, codes);
                     }
-                    _mm512_cvtepi32_ps(acc)
-                });
-                for j in 0..T {
-                    let mut v = _mm512_setzero_ps();
-                    for q in 0..T {
-                        v = _mm512_fmadd_ps(bm[j][q], tmp[q], v);
-                    }
-                    let e = i * T + j;
-                    let scaled = _mm512_min_ps(_mm512_mul_ps(v, _mm512_set1_ps(v_mul[e])), cap);
-                    let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
-                    // In bounds: rows hold pc rows of kp ≥ c bytes (checked above).
-                    _mm_storeu_si128(rows[e].as_mut_ptr().add(at + c0) as *mut _, codes);
                 }
             }
         }
@@ -263,19 +274,27 @@ impl OutArith for F32Arith {
     type V = __m512;
     #[inline(always)]
     unsafe fn zero() -> __m512 {
-        _mm512_setzero_ps()
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_setzero_ps() }
     }
     #[inline(always)]
     unsafe fn splat(code: i32) -> __m512 {
-        _mm512_set1_ps(code as f32)
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_set1_ps(code as f32) }
     }
     #[inline(always)]
     unsafe fn load(codes: __m128i) -> __m512 {
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes))
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes)) }
     }
     #[inline(always)]
     unsafe fn madd(acc: __m512, a: __m512, x: __m512) -> __m512 {
-        _mm512_fmadd_ps(a, x, acc)
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_fmadd_ps(a, x, acc) }
     }
     #[inline(always)]
     unsafe fn to_ps(v: __m512) -> __m512 {
@@ -287,23 +306,33 @@ impl OutArith for I32Arith {
     type V = __m512i;
     #[inline(always)]
     unsafe fn zero() -> __m512i {
-        _mm512_setzero_si512()
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_setzero_si512() }
     }
     #[inline(always)]
     unsafe fn splat(code: i32) -> __m512i {
-        _mm512_set1_epi32(code)
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_set1_epi32(code) }
     }
     #[inline(always)]
     unsafe fn load(codes: __m128i) -> __m512i {
-        _mm512_cvtepi8_epi32(codes)
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_cvtepi8_epi32(codes) }
     }
     #[inline(always)]
     unsafe fn madd(acc: __m512i, a: __m512i, x: __m512i) -> __m512i {
-        _mm512_add_epi32(acc, _mm512_mullo_epi32(a, x))
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_add_epi32(acc, _mm512_mullo_epi32(a, x)) }
     }
     #[inline(always)]
     unsafe fn to_ps(v: __m512i) -> __m512 {
-        _mm512_cvtepi32_ps(v)
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_cvtepi32_ps(v) }
     }
 }
 
@@ -327,52 +356,56 @@ pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
     mul: f32,
     y: &mut [i8],
 ) {
-    let pc = span.p1 - span.p0;
-    assert!(
-        qa.len() == M * T
-            && g.m == M
-            && k.is_multiple_of(CB)
-            && qs >= pc * k
-            && qm.len() >= (T * T - 1) * qs + pc * k
-    );
-    let a: [[A::V; T]; M] = std::array::from_fn(|i| std::array::from_fn(|p| A::splat(qa[i * T + p])));
-    let (mulv, cap) = (_mm512_set1_ps(mul), _mm512_set1_ps(1073741824.0));
-    for p in span.p0..span.p1 {
-        let (ni, tile) = (p / g.tiles, p % g.tiles);
-        let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
-        let pl = p - span.p0;
-        // Output rows and columns of this tile inside the crop.
-        let yy: [Option<usize>; M] =
-            std::array::from_fn(|i| (ty * M + i).checked_sub(g.before.0).filter(|&v| v < g.h));
-        let xx: [Option<usize>; M] =
-            std::array::from_fn(|j| (tx * M + j).checked_sub(g.before.1).filter(|&v| v < g.w));
-        for k0 in (0..k).step_by(CB) {
-            // First pass, row by row of M: tmp[i][q] = Σ_p A[i][p]·M[p][q].
-            let mut tmp = [[A::zero(); T]; M];
-            for pp in 0..T {
-                let row: [A::V; T] = std::array::from_fn(|q| {
-                    let src = qm.as_ptr().add((pp * T + q) * qs + pl * k + k0);
-                    A::load(_mm_loadu_si128(src as *const _))
-                });
-                for i in 0..M {
-                    for q in 0..T {
-                        tmp[i][q] = A::madd(tmp[i][q], a[i][pp], row[q]);
+    // SAFETY: the caller upholds this function's safety contract (the CPU features it
+    // enables, the operand sizes documented on it), which every operation below relies on.
+    unsafe {
+        let pc = span.p1 - span.p0;
+        assert!(
+            qa.len() == M * T
+                && g.m == M
+                && k.is_multiple_of(CB)
+                && qs >= pc * k
+                && qm.len() >= (T * T - 1) * qs + pc * k
+        );
+        let a: [[A::V; T]; M] = std::array::from_fn(|i| std::array::from_fn(|p| A::splat(qa[i * T + p])));
+        let (mulv, cap) = (_mm512_set1_ps(mul), _mm512_set1_ps(1073741824.0));
+        for p in span.p0..span.p1 {
+            let (ni, tile) = (p / g.tiles, p % g.tiles);
+            let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
+            let pl = p - span.p0;
+            // Output rows and columns of this tile inside the crop.
+            let yy: [Option<usize>; M] =
+                std::array::from_fn(|i| (ty * M + i).checked_sub(g.before.0).filter(|&v| v < g.h));
+            let xx: [Option<usize>; M] =
+                std::array::from_fn(|j| (tx * M + j).checked_sub(g.before.1).filter(|&v| v < g.w));
+            for k0 in (0..k).step_by(CB) {
+                // First pass, row by row of M: tmp[i][q] = Σ_p A[i][p]·M[p][q].
+                let mut tmp = [[A::zero(); T]; M];
+                for pp in 0..T {
+                    let row: [A::V; T] = std::array::from_fn(|q| {
+                        let src = qm.as_ptr().add((pp * T + q) * qs + pl * k + k0);
+                        A::load(_mm_loadu_si128(src as *const _))
+                    });
+                    for i in 0..M {
+                        for q in 0..T {
+                            tmp[i][q] = A::madd(tmp[i][q], a[i][pp], row[q]);
+                        }
                     }
                 }
-            }
-            // Second pass Y[i][j] = Σ_q A[j][q]·tmp[i][q], requantized (see `input_vnni`).
-            for i in 0..M {
-                let Some(yy) = yy[i] else { continue };
-                for j in 0..M {
-                    let Some(xx) = xx[j] else { continue };
-                    let mut v = A::zero();
-                    for q in 0..T {
-                        v = A::madd(v, a[j][q], tmp[i][q]);
+                // Second pass Y[i][j] = Σ_q A[j][q]·tmp[i][q], requantized (see `input_vnni`).
+                for i in 0..M {
+                    let Some(yy) = yy[i] else { continue };
+                    for j in 0..M {
+                        let Some(xx) = xx[j] else { continue };
+                        let mut v = A::zero();
+                        for q in 0..T {
+                            v = A::madd(v, a[j][q], tmp[i][q]);
+                        }
+                        let scaled = _mm512_min_ps(_mm512_mul_ps(A::to_ps(v), mulv), cap);
+                        let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
+                        let dst = &mut y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB];
+                        _mm_storeu_si128(dst.as_mut_ptr() as *mut _, codes);
                     }
-                    let scaled = _mm512_min_ps(_mm512_mul_ps(A::to_ps(v), mulv), cap);
-                    let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
-                    let dst = &mut y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB];
-                    _mm_storeu_si128(dst.as_mut_ptr() as *mut _, codes);
                 }
             }
         }

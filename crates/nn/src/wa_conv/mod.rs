@@ -9,18 +9,19 @@
 //! P = N·tiles columns: U = G g Gᵀ as [T][K][C], V = Bᵀ d B as [C][T][P], the Hadamard sum M
 //! as [T][K][P]. Quantizers pass gradients straight through.
 
+//!
+//! Files: this one (the layer, its parameters, quantizers and export), `forward` (the f32
+//! training forward and the exact-integer eval stages the engine reproduces), `backward`.
+
+mod backward;
+mod forward;
+
 use crate::layer::{path, Buffer, BufferVisitor, Layer, Mode, Param, ParamVisitor};
-use crate::par::ordered_sum;
 use crate::quant::{Granularity, Precision, TensorQuant};
 use crate::tensor::Tensor;
-use rayon::prelude::*;
 use winq_ir::QuantWinograd;
-use winq_kernels::gemm::{sgemm_view, View};
-use winq_kernels::tile::{sandwich_grad_lanes, sandwich_lanes};
-use winq_kernels::winograd::stages::{
-    blocks, hadamard_stage, input_stage_codes, input_stage_f32, lane_blocks_par, output_stage,
-    output_stage_codes, swap_outer, LANES,
-};
+use winq_kernels::tile::sandwich_lanes;
+use winq_kernels::winograd::stages::lane_blocks_par;
 use winq_kernels::winograd::NchwTiles as Geo;
 use winq_quant::codes::codes_i8;
 use winq_transforms::{transform, PointSet, TransformError};
@@ -40,6 +41,7 @@ fn transpose(x: &[f32], r: usize, c: usize) -> Vec<f32> {
     out
 }
 
+/// What a training forward keeps for the backward.
 struct Cache {
     geo: Geo,
     xq: Tensor,
@@ -217,220 +219,11 @@ impl WinogradConv2d {
 
 impl Layer for WinogradConv2d {
     fn forward(&mut self, x: &Tensor, mode: Mode) -> Tensor {
-        let (n, c, h, w) = x.dims4();
-        assert_eq!(
-            c, self.in_channels,
-            "WinogradConv2d expects {} channels, got {c}",
-            self.in_channels
-        );
-        let (k, m) = (self.out_channels, self.m);
-        let geo = Geo::new(n, c, h, w, k, m);
-        let (at, bt, g, wt, u) = self.weights(mode);
-        let mut xq = x.clone();
-        self.q_in.apply(&mut xq.data, mode, 1);
-
-        // 8-bit layers compute the Winograd-domain stages on integer codes, exactly as the
-        // integer engine does (V exactly in i32, the Hadamard sums exactly with `code_gemm`,
-        // each requantized with the engine's multiplier), so the eval forward rounds the same
-        // numbers the engine rounds. Only in eval (what the engine reproduces): training steps
-        // keep the faster f32 stages.
-        let exact = self.integer_stages && mode == Mode::Eval && self.q_in.bits == Some(8);
-
-        // V[c][e][p] = (Bᵀ d B)[e] for column p = n·tiles + tile.
-        let (mut v, s_v) = if exact {
-            let (s_in, s_b) = (self.q_in.scales()[0], self.q_b.scales()[0]);
-            let mut xc = xq.data.clone();
-            TensorQuant::codes_of(&mut xc, &[s_in], 1);
-            let mut bc = bt.clone();
-            TensorQuant::codes_of(&mut bc, &[s_b], 1);
-            let bc: Vec<i32> = bc.iter().map(|&v| v as i32).collect();
-            let mut v = input_stage_codes(&geo, &xc, &bc);
-            let s_v = self.q_v.requant_codes(&mut v, &[s_b * s_b * s_in], mode, c); // codes [C][T][P]
-            (v, Some(s_v))
-        } else {
-            let mut v = input_stage_f32(&geo, &xq.data, &bt);
-            self.q_v.apply(&mut v, mode, c); // [C][T][P]
-            (v, None)
-        };
-
-        // M[e] = U[e] (K×C) · V[e] (C×P), one GEMM per tile position.
-        let uc = s_v.as_ref().map(|_| {
-            let mut uc = u.clone();
-            TensorQuant::codes_of(&mut uc, &self.q_u.scales(), 1);
-            uc
-        });
-        let mut mh = hadamard_stage(&geo, uc.as_ref().unwrap_or(&u), &v, uc.is_some());
-        let y = match &s_v {
-            Some(s_v) => {
-                let s_u = self.q_u.scales();
-                let g = s_u.len().max(s_v.len());
-                let pick = |s: &[f64], e: usize| if s.len() == 1 { s[0] } else { s[e] };
-                let in_scale: Vec<f64> = (0..g).map(|e| pick(&s_u, e) * pick(s_v, e)).collect();
-                let s_m = self.q_m.requant_codes(&mut mh, &in_scale, mode, 1); // [T][K][P]
-                TensorQuant::scale_codes(&mut v, s_v, c); // V back to values for backward
-                if let [s_m] = s_m[..] {
-                    // One scale for all taps: Y = s_a²·s_m · (Aᵀ M A on codes), an exact
-                    // integer sum requantized once (the engine computes the same integers).
-                    let s_a = self.q_a.scales()[0];
-                    let mut ac = at.clone();
-                    TensorQuant::codes_of(&mut ac, &[s_a], 1);
-                    let ac: Vec<i32> = ac.iter().map(|&v| v as i32).collect();
-                    let mut y = Tensor::from_vec(&[n, k, h, w], output_stage_codes(&geo, &mh, &ac));
-                    let s_out = self.q_out.requant_codes(&mut y.data, &[s_a * s_a * s_m], mode, 1);
-                    TensorQuant::scale_codes(&mut y.data, &s_out, 1);
-                    y
-                } else {
-                    TensorQuant::scale_codes(&mut mh, &s_m, 1);
-                    let mut y = Tensor::from_vec(&[n, k, h, w], output_stage(&geo, &mh, &at));
-                    self.q_out.apply(&mut y.data, mode, 1);
-                    y
-                }
-            }
-            None => {
-                self.q_m.apply(&mut mh, mode, 1); // [T][K][P]
-                let mut y = Tensor::from_vec(&[n, k, h, w], output_stage(&geo, &mh, &at));
-                self.q_out.apply(&mut y.data, mode, 1);
-                y
-            }
-        };
-
-        if mode == Mode::Train {
-            let mq = self.flex.then_some(mh);
-            self.cache = Some(Cache {
-                geo,
-                xq,
-                wt,
-                at,
-                bt,
-                g,
-                u,
-                v,
-                mq,
-            });
-        }
-        y
+        self.forward_pass(x, mode)
     }
 
     fn backward(&mut self, grad: &Tensor) -> Tensor {
-        let cache = self
-            .cache
-            .take()
-            .expect("WinogradConv2d::backward without a training forward");
-        let Cache {
-            geo,
-            xq,
-            wt,
-            at,
-            bt,
-            g,
-            u,
-            v,
-            mq,
-        } = cache;
-        let (n, c, h, w, k, m, t) = (geo.n, geo.c, geo.h, geo.w, geo.k, geo.m, geo.t);
-        let (tt, p, kc) = (geo.tt(), geo.p(), k * c);
-        let flex = self.flex;
-        let (a_t, b_t, g_t) = (transpose(&at, m, t), transpose(&bt, t, t), transpose(&g, t, 3));
-
-        // dM[k][e][p] = (A dY Aᵀ)[e] per tile; in flex mode also dAᵀ.
-        let mut dm = vec![0.0f32; k * tt * p];
-        let parts: Vec<Vec<f32>> = dm
-            .par_chunks_mut(tt * p)
-            .enumerate()
-            .map_init(
-                || (vec![0.0f32; m * m * LANES], vec![0.0f32; tt * LANES]),
-                |(dy, tmp), (ko, dmk)| {
-                    let mut dat = vec![0.0f32; if flex { m * t } else { 0 }];
-                    for (p0, lanes) in blocks(p) {
-                        geo.gather_out(&grad.data, ko, p0, lanes, dy);
-                        sandwich_lanes(&a_t, t, m, dy, lanes, &mut dmk[p0..], p, lanes, tmp);
-                        if let Some(mq) = &mq {
-                            let x = &mq[ko * p + p0..];
-                            sandwich_grad_lanes(&at, m, t, x, k * p, dy, lanes, lanes, &mut dat, tmp);
-                        }
-                    }
-                    dat
-                },
-            )
-            .collect();
-        let d_at = ordered_sum(&parts, m * t);
-
-        // Per tile position: dU[e] = dM[e]·V[e]ᵀ (K×C) and dV[e] = U[e]ᵀ·dM[e] (C×P).
-        let mut du = vec![0.0f32; tt * kc];
-        let mut dv = vec![0.0f32; tt * c * p];
-        du.par_chunks_mut(kc)
-            .zip(dv.par_chunks_mut(c * p))
-            .enumerate()
-            .for_each(|(e, (due, dve))| {
-                let dme = View {
-                    data: &dm[e * p..],
-                    rs: tt * p,
-                    cs: 1,
-                };
-                let vt = View {
-                    data: &v[e * p..],
-                    rs: 1,
-                    cs: tt * p,
-                };
-                sgemm_view(k, c, p, dme, vt, due, c, false, 1);
-                let ut = View {
-                    data: &u[e * kc..],
-                    rs: 1,
-                    cs: c,
-                };
-                sgemm_view(c, p, k, ut, dme, dve, p, false, 1);
-            });
-        drop(dm);
-
-        // dx = Σ_tiles B dV Bᵀ, per input channel as [C][N][H][W]; in flex mode also dBᵀ.
-        let mut dxc = vec![0.0f32; c * n * h * w];
-        let parts: Vec<Vec<f32>> = dxc
-            .par_chunks_mut(n * h * w)
-            .enumerate()
-            .map_init(
-                || {
-                    (
-                        vec![0.0f32; tt * LANES],
-                        vec![0.0f32; tt * LANES],
-                        vec![0.0f32; tt * LANES],
-                    )
-                },
-                |(dd, d, tmp), (ci, planes)| {
-                    let mut dbt = vec![0.0f32; if flex { tt } else { 0 }];
-                    for (p0, lanes) in blocks(p) {
-                        let dvc = &dv[ci * p + p0..];
-                        sandwich_lanes(&b_t, t, t, dvc, c * p, dd, lanes, lanes, tmp);
-                        geo.scatter_add_in(dd, p0, lanes, planes);
-                        if flex {
-                            geo.gather_in(&xq.data, c, ci, p0, lanes, d);
-                            sandwich_grad_lanes(&bt, t, t, d, lanes, dvc, c * p, lanes, &mut dbt, tmp);
-                        }
-                    }
-                    dbt
-                },
-            )
-            .collect();
-        let d_bt = ordered_sum(&parts, tt);
-        drop(dv);
-        let dx = Tensor::from_vec(&[n, c, h, w], swap_outer(&dxc, c, n, h * w));
-        drop(dxc);
-
-        // dW = Gᵀ dU G, lanes over (k, c); in flex mode also dG.
-        let mut dwt = vec![0.0f32; 9 * kc];
-        let d_g = lane_blocks_par(kc, 9, &mut dwt, t * 3, |j0, lanes, blk, dg| {
-            let mut tmp = vec![0.0f32; tt * lanes];
-            sandwich_lanes(&g_t, 3, t, &du[j0..], kc, blk, lanes, lanes, &mut tmp);
-            if flex {
-                sandwich_grad_lanes(&g, t, 3, &wt[j0..], kc, &du[j0..], kc, lanes, dg, &mut tmp);
-            }
-        });
-        add_into(&mut self.weight.grad.data, &transpose(&dwt, 9, kc));
-        if flex {
-            add_into(&mut self.at.grad.data, &d_at);
-            add_into(&mut self.bt.grad.data, &d_bt);
-            add_into(&mut self.g.grad.data, &d_g);
-        }
-        dx
+        self.backward_pass(grad)
     }
 
     fn visit_params(&mut self, prefix: &str, f: ParamVisitor) {
