@@ -102,15 +102,59 @@ impl WinogradI8 {
         false
     }
 
-    /// The same pipeline with register-block transforms (C and K multiples of 16).
-    pub(super) fn forward_blocks(&self, x: &[i8], g: &TileGrid, h: usize, w: usize, y: &mut [i8]) {
-        let s = &self.spec;
-        let (c, k, m, t, n) = (s.c, s.k, s.m, self.t, g.n);
-        let tt = t * t;
-        let (hp, wp) = g.padded_in();
-        let geo = *g;
-        let (v_mul, s_m) = (&self.v_mul, &self.s_m_f32);
-        let how = match &self.out_codes {
+    /// The input transform of the tiles of `span` into every tap's GEMM rows (`rows[e]`, rows
+    /// `kp` bytes apart): VNNI dot products over row quads built from the unpadded input
+    /// (`vnni`, where `vnni_input` holds), else the block kernels on the padded copy.
+    #[allow(clippy::too_many_arguments)]
+    fn input_span(
+        &self,
+        geo: &TileGrid,
+        span: Span,
+        (x, xpad): (&[i8], &[i8]),
+        rows: &mut [&mut [i8]],
+        kp: usize,
+        quads: &mut Vec<u8>,
+        vnni: bool,
+    ) {
+        if vnni {
+            self.input_vnni(geo, span, x, &self.v_mul, rows, kp, quads);
+        } else {
+            let (t, c) = (self.t, self.spec.c);
+            let nz_f32 = self.nz_b_f32.as_deref();
+            input_stage(
+                self.isa,
+                geo,
+                span,
+                t,
+                xpad,
+                c,
+                &self.nz_b,
+                nz_f32,
+                &self.v_mul,
+                rows,
+                kp,
+            );
+        }
+    }
+
+    /// The output transform of the per-tap products `qm` (tap e at e·qs) of `span` into its
+    /// output rows: the AVX-512 kernel where it applies, else the block kernels.
+    fn output_span(
+        &self,
+        geo: &TileGrid,
+        span: Span,
+        (qm, qs): (&[i8], usize),
+        how: &OutTransform,
+        out: &mut [i8],
+    ) {
+        if !self.output_avx512(geo, span, qm, qs, out) {
+            output_stage(self.isa, geo, span, self.t, qm, qs, self.spec.k, how, out);
+        }
+    }
+
+    /// How the output transform computes (on codes, f32 or i32, or on values).
+    fn out_transform(&self) -> OutTransform<'_> {
+        match &self.out_codes {
             Some(OutCodes {
                 mul,
                 nz_f32: Some(nz),
@@ -119,10 +163,20 @@ impl WinogradI8 {
             Some(OutCodes { mul, nz, .. }) => OutTransform::CodesI32 { nz, mul: *mul },
             None => OutTransform::Values {
                 nz_a: &self.nz_a,
-                s_m,
-                s_out: s.s_out as f32,
+                s_m: &self.s_m_f32,
+                s_out: self.spec.s_out as f32,
             },
-        };
+        }
+    }
+
+    /// The same pipeline with register-block transforms (C and K multiples of 16).
+    pub(super) fn forward_blocks(&self, x: &[i8], g: &TileGrid, h: usize, w: usize, y: &mut [i8]) {
+        let s = &self.spec;
+        let (c, k, m, t, n) = (s.c, s.k, s.m, self.t, g.n);
+        let tt = t * t;
+        let (hp, wp) = g.padded_in();
+        let geo = *g;
+        let how = self.out_transform();
         // Out of the thread-local while the parts run (another layer may start on this thread
         // meanwhile: rayon work stealing).
         let mut xpad_buf = XPAD.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
@@ -166,23 +220,7 @@ impl WinogradI8 {
                             &mut tap[..mp * kp]
                         })
                         .collect();
-                    if vnni {
-                        self.input_vnni(&geo, span, x, v_mul, &mut dst, kp, quads);
-                    } else {
-                        input_stage(
-                            self.isa,
-                            &geo,
-                            span,
-                            t,
-                            xpad,
-                            c,
-                            &self.nz_b,
-                            self.nz_b_f32.as_deref(),
-                            v_mul,
-                            &mut dst,
-                            kp,
-                        );
-                    }
+                    self.input_span(&geo, span, (x, xpad), &mut dst, kp, quads, vnni);
                     let sums = grow(sums, tt * mp);
                     // The per-tap products likewise, for the output transform's reads.
                     let qs = pc * k + 64;
@@ -207,9 +245,7 @@ impl WinogradI8 {
                         let qm_e = &mut qm[e * qs..e * qs + pc * k];
                         gemm_requant_isa(self.isa, &w, &self.ut[e], mul, qm_e, k, acc);
                     }
-                    if !self.output_avx512(&geo, span, qm, qs, out) {
-                        output_stage(self.isa, &geo, span, t, qm, qs, k, &how, out);
-                    }
+                    self.output_span(&geo, span, (qm, qs), &how, out);
                 })
             };
             // Parallel parts are runs of whole tile rows: their output rows are contiguous.
@@ -258,4 +294,132 @@ struct BlockScratch {
 thread_local! {
     static XPAD: std::cell::RefCell<Vec<i8>> = const { std::cell::RefCell::new(Vec::new()) };
     static BLOCKS: std::cell::RefCell<BlockScratch> = std::cell::RefCell::new(BlockScratch::default());
+}
+
+/// The hand-written x86 tile transforms against the portable block kernels, one span at a
+/// time (NNPACK-style per-ISA transform tests): spans of one tile row, of rows across an image
+/// boundary and of the whole batch; the VNNI input transform must write the same GEMM rows as
+/// the portable one, the AVX-512 output transform the same codes (f32 and i32 arithmetic).
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::int8::winograd::Transforms;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use winq_ir::QuantWinograd;
+
+    /// A layer with the transforms' real codes (Aᵀ scaled up by `a_gain` to reach the i32
+    /// output arithmetic) and random weights.
+    fn layer(m: usize, c: usize, k: usize, a_gain: f64, rng: &mut ChaCha8Rng) -> QuantWinograd {
+        let tr = winq_transforms::transform(m, 3, &winq_transforms::PointSet::Default)
+            .expect("transform")
+            .to_f64();
+        let code = |v: &[f64], gain: f64| -> (Vec<i8>, f64) {
+            let s = v.iter().fold(0.0f64, |a, x| a.max(x.abs())) / 127.5 / gain;
+            (
+                v.iter()
+                    .map(|x| (x / s).round().clamp(-128.0, 127.0) as i8)
+                    .collect(),
+                s,
+            )
+        };
+        let ((at, s_at), (bt, s_bt)) = (code(&tr.at.data, a_gain), code(&tr.bt.data, 1.0));
+        let t = m + 2;
+        QuantWinograd {
+            c,
+            k,
+            m,
+            at,
+            bt,
+            s_at,
+            s_bt,
+            u: (0..t * t * k * c).map(|_| rng.gen()).collect(),
+            s_u: vec![0.004],
+            s_in: 0.05,
+            s_v: (0..t * t).map(|_| rng.gen_range(0.02..0.2)).collect(),
+            s_m: vec![0.3],
+            s_out: 0.1,
+        }
+    }
+
+    #[test]
+    fn native_transforms_equal_portable_on_single_spans() {
+        if !simd::supports(Isa::Avx512Vnni) {
+            eprintln!("skipped: this CPU has no AVX-512 VNNI (the x86 transforms cannot run)");
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(31);
+        let (n, h, w) = (2, 11, 9);
+        let mut kinds = std::collections::BTreeSet::new();
+        for (m, c, k, a_gain) in [
+            (2, 16, 16, 1.0),
+            (4, 32, 16, 1.0),
+            (4, 16, 32, 40.0),
+            (6, 16, 16, 1.0),
+            (6, 16, 16, 30.0),
+        ] {
+            let spec = layer(m, c, k, a_gain, &mut rng);
+            let native = WinogradI8::new(spec.clone()).with_path(Isa::Avx512Vnni, Transforms::Native);
+            let portable = WinogradI8::new(spec).with_path(Isa::Scalar, Transforms::Blocks);
+            // F6's Bᵀ is beyond the VNNI input transform's bound: its input runs the block
+            // kernels (compiled for AVX-512) against the scalar build.
+            let vnni = native.vnni_input();
+            assert_eq!(vnni, m != 6, "F{m}: where the VNNI input transform applies");
+            assert!(
+                native.avx512_output(),
+                "F{m}: the AVX-512 output transform applies"
+            );
+            kinds.insert(matches!(native.out_transform(), OutTransform::CodesF32 { .. }));
+            let g = TileGrid::new(n, h, w, m);
+            let (hp, wp) = g.padded_in();
+            let x: Vec<i8> = (0..n * h * w * c).map(|_| rng.gen()).collect();
+            let mut xpad = Vec::new();
+            pad_nhwc(
+                &x,
+                (n, h, w, c),
+                (hp, wp),
+                (1 + g.before.0, 1 + g.before.1),
+                &mut xpad,
+            );
+            let first_row = |r: usize| {
+                let (ni, ty) = (r / g.tiles_y, r % g.tiles_y);
+                ni * h + (ty * m).saturating_sub(g.before.0).min(h)
+            };
+            let rows = n * g.tiles_y;
+            for (r0, r1) in [(0, 1), (1, 2), (g.tiles_y - 1, g.tiles_y + 1), (0, rows)] {
+                let span = Span {
+                    p0: r0 * g.tiles_x,
+                    p1: r1 * g.tiles_x,
+                    y_row0: first_row(r0),
+                };
+                let pc = span.p1 - span.p0;
+                let tt = g.tt();
+                let (kp, mp, _) = PackedA::shape_of(pc, c);
+                let input = |l: &WinogradI8, vnni: bool| {
+                    let mut buf = vec![0i8; tt * mp * kp];
+                    let mut dst: Vec<&mut [i8]> = buf.chunks_exact_mut(mp * kp).collect();
+                    l.input_span(&g, span, (&x, &xpad), &mut dst, kp, &mut Vec::new(), vnni);
+                    buf
+                };
+                let ctx = format!("F{m} {c}->{k} tile rows {r0}..{r1}");
+                assert_eq!(
+                    input(&native, vnni),
+                    input(&portable, false),
+                    "{ctx}: input transform"
+                );
+                let qs = pc * k + 64;
+                let qm: Vec<i8> = (0..tt * qs).map(|_| rng.gen()).collect();
+                let row1 = if r1 == rows { n * h } else { first_row(r1) };
+                let output = |l: &WinogradI8| {
+                    let mut out = vec![0i8; (row1 - span.y_row0) * w * k];
+                    l.output_span(&g, span, (&qm, qs), &l.out_transform(), &mut out);
+                    out
+                };
+                let want = output(&portable);
+                assert!(want.iter().any(|&v| v != want[0]), "{ctx}: outputs vary");
+                assert_eq!(output(&native), want, "{ctx}: output transform");
+            }
+        }
+        assert_eq!(kinds.len(), 2, "both output arithmetics (f32 and i32) tested");
+    }
 }
