@@ -142,7 +142,7 @@ fn synthetic_model(a: &ModelBenchArgs) -> Result<(winq_ir::Op, winq_ir::ModelInf
             .collect(),
     );
     net.forward(&x, Mode::Train); // real quantizer ranges
-    let op = net.export().map_err(anyhow::Error::msg)?;
+    let op = net.export()?;
     let info = winq_ir::ModelInfo {
         channels: 3,
         height: 32,
@@ -374,7 +374,7 @@ pub struct TrainStepArgs {
 
 /// A layer choice as `ConvChoice` parses it ("F4-flex-int8", or short: "int8", "static-f4").
 pub fn parse_choice(s: &str) -> Result<ConvChoice> {
-    s.parse().map_err(anyhow::Error::msg)
+    Ok(s.parse()?)
 }
 
 /// Peak resident set size of this process in bytes (VmHWM), where /proc is available.

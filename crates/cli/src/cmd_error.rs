@@ -76,9 +76,7 @@ pub fn run(a: Args) -> Result<()> {
         print!("{}", render_text(&res));
     }
     if let Some(p) = a.plot {
-        write_plot(&res, &p)
-            .map_err(anyhow::Error::msg)
-            .context("writing the plot")?;
+        write_plot(&res, &p).context("writing the plot")?;
         eprintln!("plot written to {}", p.display());
     }
     Ok(())

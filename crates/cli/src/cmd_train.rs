@@ -225,8 +225,8 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
                 o => bail!("unknown --mode '{o}': use flex or static"),
             };
             let choice = ConvChoice {
-                algo: Algo::parse(&m.algo, flex).map_err(anyhow::Error::msg)?,
-                precision: Precision::from_bits(m.bits).map_err(anyhow::Error::msg)?,
+                algo: Algo::parse(&m.algo, flex)?,
+                precision: Precision::from_bits(m.bits)?,
             };
             (vec![choice; n], m.bits)
         }

@@ -19,13 +19,30 @@ pub enum Precision {
 /// Bit-widths a quantized layer may have.
 pub const BITS: std::ops::RangeInclusive<u32> = 2..=16;
 
+/// Why a spelling is not a layer choice, a precision, an algorithm or a bit count. Each
+/// message says what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChoiceError {
+    #[error("bits must be 2..=16 or 32 (FP32), got {0}")]
+    Bits(u32),
+    #[error("unknown precision '{0}': use fp32 or int<bits> (2..=16)")]
+    Precision(String),
+    #[error("unknown algorithm '{0}': use im2row, F2, F4, F6 (or any F<m>)")]
+    Algo(String),
+    #[error(
+        "unknown layer choice '{0}': use im2row-<p>, F<m>-static-<p> or F<m>-flex-<p> with <p> = int<bits> \
+         or fp32 (e.g. F4-flex-int8; short: int8, fp32, static-f4, flex-f4)"
+    )]
+    Choice(String),
+}
+
 impl Precision {
     /// From a bit count as layer files write it: 32 is FP32.
-    pub fn from_bits(bits: u32) -> Result<Precision, String> {
+    pub fn from_bits(bits: u32) -> Result<Precision, ChoiceError> {
         match bits {
             32 => Ok(Precision::Fp32),
             b if BITS.contains(&b) => Ok(Precision::Int(b)),
-            b => Err(format!("bits must be 2..=16 or 32 (FP32), got {b}")),
+            b => Err(ChoiceError::Bits(b)),
         }
     }
 
@@ -56,9 +73,9 @@ impl fmt::Display for Precision {
 }
 
 impl FromStr for Precision {
-    type Err = String;
+    type Err = ChoiceError;
     /// "fp32", "int8", "INT4", "32", "8" (case-insensitive).
-    fn from_str(s: &str) -> Result<Precision, String> {
+    fn from_str(s: &str) -> Result<Precision, ChoiceError> {
         let l = s.trim().to_ascii_lowercase();
         let digits = l
             .strip_prefix("int")
@@ -67,7 +84,7 @@ impl FromStr for Precision {
         match digits.parse::<u32>() {
             Ok(32) if !l.starts_with("int") => Ok(Precision::Fp32),
             Ok(b) if !l.starts_with("fp") => Precision::from_bits(b),
-            _ => Err(format!("unknown precision '{s}': use fp32 or int<bits> (2..=16)")),
+            _ => Err(ChoiceError::Precision(s.to_string())),
         }
     }
 }
@@ -93,16 +110,14 @@ impl Algo {
     }
 
     /// From the layer-file spelling ("im2row", "F4", "f6") and the transform mode.
-    pub fn parse(kernel: &str, flex: bool) -> Result<Algo, String> {
+    pub fn parse(kernel: &str, flex: bool) -> Result<Algo, ChoiceError> {
         let a = kernel.trim().to_ascii_lowercase();
         if a == "im2row" {
             return Ok(Algo::Im2row);
         }
         match a.strip_prefix('f').and_then(|m| m.parse::<usize>().ok()) {
             Some(m) if m >= 1 => Ok(Algo::Winograd { m, flex }),
-            _ => Err(format!(
-                "unknown algorithm '{kernel}': use im2row, F2, F4, F6 (or any F<m>)"
-            )),
+            _ => Err(ChoiceError::Algo(kernel.to_string())),
         }
     }
 }
@@ -151,16 +166,11 @@ impl fmt::Display for ConvChoice {
 }
 
 impl FromStr for ConvChoice {
-    type Err = String;
+    type Err = ChoiceError;
     /// "im2row-int8", "F4-flex-int8", "F2-static-fp32" (case-insensitive, any order of the
     /// parts); short forms: "int8" / "fp32" (im2row), "static-f4" / "flex-f6" (INT8).
-    fn from_str(s: &str) -> Result<ConvChoice, String> {
-        let bad = || {
-            format!(
-                "unknown layer choice '{s}': use im2row-<p>, F<m>-static-<p> or F<m>-flex-<p> with <p> = int<bits> \
-                 or fp32 (e.g. F4-flex-int8; short: int8, fp32, static-f4, flex-f4)"
-            )
-        };
+    fn from_str(s: &str) -> Result<ConvChoice, ChoiceError> {
+        let bad = || ChoiceError::Choice(s.to_string());
         let (mut algo, mut flex, mut precision) = (None, None, None);
         for part in s.trim().to_ascii_lowercase().split('-') {
             match part {
@@ -308,7 +318,7 @@ mod tests {
             "F0-flex",
             "Fx-flex",
         ] {
-            let e = bad.parse::<ConvChoice>().unwrap_err();
+            let e = bad.parse::<ConvChoice>().unwrap_err().to_string();
             assert!(e.contains("use") || e.contains("bits"), "{bad}: {e}");
         }
         let e = serde_json::from_str::<ConvChoice>(r#"{"algo":"F3x","flex":true,"bits":8}"#).unwrap_err();

@@ -11,7 +11,7 @@ pub mod choice;
 pub mod file;
 
 pub use check::Shape;
-pub use choice::{Algo, ConvChoice, Precision};
+pub use choice::{Algo, ChoiceError, ConvChoice, Precision};
 pub use file::{load, save, ModelInfo, FORMAT};
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,6 @@
 //! The candidates of one searchable layer: algorithm × transform mode × bit-width.
 
+use crate::error::{NasError, Result};
 use winq_nn::models::{fitted_tile, Algo, ConvChoice, ConvSite};
 use winq_nn::Precision;
 
@@ -29,7 +30,7 @@ impl Default for CandidateSpace {
 
 impl CandidateSpace {
     /// Parses "im2row,F2,F4,F6" (case-insensitive).
-    pub fn with_algos(mut self, list: &[String]) -> Result<CandidateSpace, String> {
+    pub fn with_algos(mut self, list: &[String]) -> Result<CandidateSpace> {
         self.im2row = false;
         self.tiles.clear();
         for a in list {
@@ -38,17 +39,21 @@ impl CandidateSpace {
                 self.im2row = true;
             } else if let Some(m) = a.strip_prefix('f').and_then(|m| m.parse::<usize>().ok()) {
                 if !(2..=6).contains(&m) || m % 2 != 0 {
-                    return Err(format!("unsupported Winograd tile '{a}': use F2, F4 or F6"));
+                    return Err(NasError::Invalid(format!(
+                        "unsupported Winograd tile '{a}': use F2, F4 or F6"
+                    )));
                 }
                 if !self.tiles.contains(&m) {
                     self.tiles.push(m);
                 }
             } else {
-                return Err(format!("unknown algorithm '{a}': use im2row, F2, F4, F6"));
+                return Err(NasError::Invalid(format!(
+                    "unknown algorithm '{a}': use im2row, F2, F4, F6"
+                )));
             }
         }
         if !self.im2row && self.tiles.is_empty() {
-            return Err("no algorithm to search over".into());
+            return Err(NasError::invalid("no algorithm to search over"));
         }
         Ok(self)
     }

@@ -11,6 +11,7 @@
 
 pub mod arch;
 pub mod candidate;
+pub mod error;
 pub mod lut;
 pub mod mixed;
 pub mod plot;
@@ -20,6 +21,7 @@ pub mod supernet;
 
 pub use arch::{ArchLogits, SearchLayer};
 pub use candidate::{candidates, CandidateSpace};
+pub use error::{NasError, Result, ResultExt};
 pub use lut::LatencyTable;
 pub use mixed::{Gate, GateRef, MixedConv};
 pub use search::{search, SearchOptions, SearchOutcome};

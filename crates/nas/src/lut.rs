@@ -1,7 +1,7 @@
 //! The latency table `winq bench layers -o FILE` writes: the engine's time for every candidate
 //! on every 3x3 layer shape of a model, on the machine that ran it ([`measure`]).
 
-use anyhow::{bail, Context, Result};
+use crate::error::{NasError, Result, ResultExt};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -109,7 +109,7 @@ fn layer_ms(
     let mut x = random_input(batch, c, h, w, 9);
     x.data.iter_mut().for_each(|v| *v = (*v + 1.0) / 2.0); // post-ReLU-like, in [0, 1)
     layer.forward(&Tensor::from_vec(&[batch, c, h, w], x.data.clone()), Mode::Train);
-    let op = layer.export().map_err(anyhow::Error::msg)?;
+    let op = layer.export()?;
     let net = Net::compile(&op)?;
     Ok(net.latency_nhwc_ms(&x, reps))
 }
@@ -117,10 +117,10 @@ fn layer_ms(
 /// Measures a latency table; `progress` sees every entry as it is timed.
 pub fn measure(spec: &MeasureSpec, progress: &mut (dyn FnMut(&Entry) + Send)) -> Result<LatencyTable> {
     if spec.threads.is_empty() || spec.threads.contains(&0) {
-        bail!("thread counts must be at least 1");
+        return Err(NasError::invalid("thread counts must be at least 1"));
     }
     if spec.batches.is_empty() || spec.batches.contains(&0) {
-        bail!("batch sizes must be at least 1");
+        return Err(NasError::invalid("batch sizes must be at least 1"));
     }
     let base = ConvChoice::IM2ROW_INT8;
     let cfg = ResNetConfig {
@@ -219,18 +219,13 @@ impl LatencyTable {
 
     pub fn check(&self) -> Result<()> {
         if self.entries.is_empty() {
-            bail!("it has no entries");
+            return Err(NasError::invalid("it has no entries"));
         }
         if let Some(e) = self.entries.iter().find(|e| !(e.ms.is_finite() && e.ms > 0.0)) {
-            bail!(
+            return Err(NasError::Invalid(format!(
                 "entry {} {}->{} {}x{} has an invalid time {} ms",
-                e.candidate,
-                e.in_channels,
-                e.out_channels,
-                e.height,
-                e.width,
-                e.ms
-            );
+                e.candidate, e.in_channels, e.out_channels, e.height, e.width, e.ms
+            )));
         }
         Ok(())
     }
@@ -260,7 +255,7 @@ impl LatencyTable {
             .map(|e| e.candidate.as_str())
             .collect();
         if here.is_empty() {
-            bail!(
+            return Err(NasError::Invalid(format!(
                 "the latency table has no layer {}->{} at {}x{} for batch {batch} (it was measured for {} x{} \
                  on input {:?}); measure one for this model with `winq bench layers --model M --mult M \
                  --size S --channels C --batches {batch} -o FILE`",
@@ -271,9 +266,9 @@ impl LatencyTable {
                 if self.model.is_empty() { "?" } else { &self.model },
                 self.mult,
                 self.input
-            );
+            )));
         }
-        bail!(
+        Err(NasError::Invalid(format!(
             "the latency table has no '{key}' for layer {}->{} at {}x{} (batch {batch}; it has {}); \
              drop that candidate (--bits / --algos) or add it to the table",
             site.in_channels,
@@ -281,7 +276,7 @@ impl LatencyTable {
             site.height,
             site.width,
             here.join(", ")
-        )
+        )))
     }
 }
 

@@ -230,7 +230,7 @@ impl Layer for MixedConv {
     }
 
     /// The active path, as the engine runs it (set the gates to the chosen paths first).
-    fn export(&mut self) -> Result<Op, String> {
+    fn export(&mut self) -> Result<Op, winq_nn::ExportError> {
         let a = lock(&self.gate).active;
         self.sync(a);
         self.paths[a].layer().export()

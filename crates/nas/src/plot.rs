@@ -1,8 +1,8 @@
 //! The candidate probabilities of every searchable layer over the search, one panel per layer;
 //! the latency/accuracy front of searched and baseline networks.
 
+use crate::error::{NasError, Result};
 use crate::search::TracePoint;
-use anyhow::{anyhow, bail, Result};
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use std::path::Path;
 /// candidate i of layer l. Candidates with the same name share a colour across panels.
 pub fn plot_probabilities(out: &Path, trace: &[TracePoint], names: &[Vec<String>]) -> Result<()> {
     if trace.is_empty() || names.is_empty() {
-        bail!("nothing to plot");
+        return Err(NasError::invalid("nothing to plot"));
     }
     let mut palette: Vec<&str> = Vec::new();
     for n in names.iter().flatten() {
@@ -21,7 +21,10 @@ pub fn plot_probabilities(out: &Path, trace: &[TracePoint], names: &[Vec<String>
     let layers = names.len();
     let cols = (layers as f64).sqrt().ceil() as usize;
     let rows = layers.div_ceil(cols);
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("cannot write {}: {e}", out.display());
+    let err = |e: DrawingAreaErrorKind<std::io::Error>| NasError::Plot {
+        path: out.to_path_buf(),
+        why: e.to_string(),
+    };
     let root = SVGBackend::new(out, (300 * cols as u32, 220 * rows as u32 + 40)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let (legend, body) = root.split_vertically(40);
@@ -106,9 +109,12 @@ pub fn pareto(points: &[FrontPoint]) -> Vec<&FrontPoint> {
 /// circles, baselines as hollow squares, each labelled, the Pareto front as a dashed line.
 pub fn plot_front(out: &Path, points: &[FrontPoint], title: &str) -> Result<()> {
     if points.is_empty() {
-        bail!("nothing to plot");
+        return Err(NasError::invalid("nothing to plot"));
     }
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("cannot write {}: {e}", out.display());
+    let err = |e: DrawingAreaErrorKind<std::io::Error>| NasError::Plot {
+        path: out.to_path_buf(),
+        why: e.to_string(),
+    };
     let range = |v: Vec<f64>| {
         let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
             (l.min(*x), h.max(*x))

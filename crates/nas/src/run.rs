@@ -3,10 +3,10 @@
 //! layers.json, latency.json, probabilities.svg, outcome.json); optionally the retraining of
 //! the chosen network, its export and its engine timing (retrain/, model.winq, retrain.json).
 
+use crate::error::{NasError, Result, ResultExt};
 use crate::search::{EpochLog, TracePoint};
 use crate::supernet::SupernetConfig;
 use crate::{build_supernet, search, ArchLogits, CandidateSpace, LatencyTable, SearchOptions};
-use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
@@ -125,7 +125,7 @@ fn constant_ms(
         (0..n).map(|_| rng.gen_range(-1.0..1.0f32)).collect(),
     );
     built.net.forward(&x, Mode::Train);
-    let op = built.net.export().map_err(anyhow::Error::msg)?;
+    let op = built.net.export()?;
     Ok(engine_ms(&op, job.lut_batch, chw, job.reps, timing_threads(lut))? - layers_ms)
 }
 
@@ -146,10 +146,10 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
     let (out, opts) = (&job.out, &job.options);
     let (model, mult, seed) = (cfg.model.arch, cfg.model.mult, cfg.model.seed);
     if out.join("search.json").exists() {
-        bail!(
+        return Err(NasError::Invalid(format!(
             "{} already holds a search (search.json); choose another --out",
             out.display()
-        );
+        )));
     }
     let data = runner::load_data(&cfg)?;
     let t = &data.train;
@@ -162,12 +162,8 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
         classes: t.classes,
         mult,
         space: job.space.clone(),
-        shortcut: Precision::from_bits(cfg.model.shortcut_bits).map_err(anyhow::Error::msg)?,
-        points: cfg
-            .model
-            .points
-            .parse()
-            .map_err(|e| anyhow::anyhow!("points: {e}"))?,
+        shortcut: Precision::from_bits(cfg.model.shortcut_bits)?,
+        points: cfg.model.points.parse().context("points")?,
         seed,
     };
     let mut sn = build_supernet(&scfg, &|s, c| lut.lookup(s, c, job.lut_batch))
@@ -176,7 +172,7 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
         Ok(v) => Some(v),
         Err(e) => {
             eprintln!(
-                "note: the whole network was not timed ({e:#}); predictions cover the searchable layers only"
+                "note: the whole network was not timed ({e}); predictions cover the searchable layers only"
             );
             None
         }
@@ -234,8 +230,10 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
         .as_bytes(),
     )?;
 
-    let mut traj = jsonl(&out.join("trajectory.jsonl"))?;
-    let mut metrics = jsonl(&out.join("metrics.jsonl"))?;
+    let (traj_path, metrics_path) = (out.join("trajectory.jsonl"), out.join("metrics.jsonl"));
+    let writing = |p: &Path| format!("writing {}", p.display());
+    let mut traj = jsonl(&traj_path)?;
+    let mut metrics = jsonl(&metrics_path)?;
     let mut points: Vec<TracePoint> = Vec::new();
     let outcome = search(
         &mut sn.net,
@@ -244,13 +242,13 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
         &cfg,
         opts,
         &mut |p: &TracePoint| {
-            writeln!(traj, "{}", serde_json::to_string(p)?)?;
+            writeln!(traj, "{}", serde_json::to_string(p)?).with_context(|| writing(&traj_path))?;
             points.push(p.clone());
             Ok(())
         },
         &mut |e: &EpochLog| {
-            writeln!(metrics, "{}", serde_json::to_string(e)?)?;
-            metrics.flush()?;
+            writeln!(metrics, "{}", serde_json::to_string(e)?).with_context(|| writing(&metrics_path))?;
+            metrics.flush().with_context(|| writing(&metrics_path))?;
             if !opts.quiet {
                 eprintln!(
                     "epoch {}{}: train loss {:.4} acc {:.2}% | argmax net val acc {:.2}% | E[lat] {:.3} ms, argmax {:.3} ms | {:.0} s ({:.0} s logit steps)",
@@ -268,7 +266,7 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
             Ok(())
         },
     )?;
-    traj.flush()?;
+    traj.flush().with_context(|| writing(&traj_path))?;
 
     let arch = &sn.arch;
     let chosen: Vec<ConvChoice> = arch

@@ -3,7 +3,7 @@
 //! validation split that minimise CE + λ·E[latency].
 
 use crate::arch::{temperature, AlphaAdam, ArchLogits};
-use anyhow::{bail, Result};
+use crate::error::{NasError, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -154,20 +154,23 @@ pub fn search(
     epoch_done: &mut dyn FnMut(&EpochLog) -> Result<()>,
 ) -> Result<SearchOutcome> {
     if data.val.n == 0 {
-        bail!("the search needs a validation split for its logit steps: use a --val-fraction above 0");
+        return Err(NasError::invalid(
+            "the search needs a validation split for its logit steps: use a --val-fraction above 0",
+        ));
     }
     if opts.arch_every == 0 || opts.log_every == 0 {
-        bail!("--arch-every and --log-every must be at least 1");
+        return Err(NasError::invalid(
+            "--arch-every and --log-every must be at least 1",
+        ));
     }
     if !(opts.tau_start > 0.0 && opts.tau_end > 0.0) {
-        bail!("temperatures must be positive");
+        return Err(NasError::invalid("temperatures must be positive"));
     }
     if opts.warmup_epochs >= cfg.epochs {
-        bail!(
+        return Err(NasError::Invalid(format!(
             "--warmup-epochs ({}) must be below --epochs ({}): the logits move only after the warm-up",
-            opts.warmup_epochs,
-            cfg.epochs
-        );
+            opts.warmup_epochs, cfg.epochs
+        )));
     }
     let mut opt = runner::optimizer(cfg)?;
     let steps_per_epoch = data.train.n.div_ceil(cfg.batch.max(1));
@@ -218,11 +221,11 @@ pub fn search(
             let (loss, grad, c) = softmax_cross_entropy(&logits, &b.labels)?;
             if !loss.is_finite() {
                 pb.abandon();
-                bail!(
+                return Err(NasError::Invalid(format!(
                     "the search diverged: loss {loss} at epoch {}, step {}",
                     epoch + 1,
                     step + 1
-                );
+                )));
             }
             net.backward(&grad);
             opt.step(net, sched.lr(cfg.lr, step, total_steps));

@@ -3,8 +3,8 @@
 
 use crate::arch::{ArchLogits, SearchLayer};
 use crate::candidate::{candidates, CandidateSpace};
+use crate::error::{Result, ResultExt};
 use crate::mixed::MixedConv;
-use anyhow::{Context, Result};
 use winq_nn::conv::xavier_uniform;
 use winq_nn::models::{
     lenet_with, resnet18like_with, Algo, ConvChoice, ConvPlacement, ConvSite, ResNetConfig,

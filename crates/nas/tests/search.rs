@@ -56,7 +56,7 @@ fn train_config() -> TrainConfig {
 }
 
 /// F4 static is the cheap candidate; the others cost 10x more.
-fn latency(_: &ConvSite, c: &ConvChoice) -> anyhow::Result<f64> {
+fn latency(_: &ConvSite, c: &ConvChoice) -> winq_nas::Result<f64> {
     Ok(match c.algo {
         Algo::Winograd { m: 4, flex: false } => 0.1,
         _ => 1.0,

@@ -1,5 +1,6 @@
 //! Element-wise activations.
 
+use crate::export::ExportError;
 use crate::layer::{Layer, Mode};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -73,7 +74,7 @@ impl Layer for Relu {
         dx
     }
 
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
         Ok(winq_ir::Op::Relu)
     }
 

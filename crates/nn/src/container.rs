@@ -1,3 +1,4 @@
+use crate::export::ExportError;
 use crate::layer::{path, BufferVisitor, Layer, Mode, ParamVisitor};
 use crate::tensor::Tensor;
 
@@ -68,7 +69,7 @@ impl Layer for Sequential {
         format!("Sequential({})", self.layers.len())
     }
 
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
         let ops = self
             .layers
             .iter_mut()
@@ -136,7 +137,7 @@ impl Layer for Residual {
         "Residual".into()
     }
 
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
         let body = match self.body.export()? {
             winq_ir::Op::Seq { ops: v } => v,
             other => vec![other],

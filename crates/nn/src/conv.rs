@@ -1,6 +1,7 @@
 //! Convolution by im2row lowering (stride 1, "same" padding, r = 1 or 3) through GEMM,
 //! quantized at input, weights and output as the reference's plain Conv2d.
 
+use crate::export::ExportError;
 use crate::layer::{path, BufferVisitor, Layer, Mode, Param, ParamVisitor};
 use crate::quant::{Precision, TensorQuant};
 use crate::tensor::Tensor;
@@ -258,7 +259,7 @@ impl Layer for Conv2d {
         self.q_out.visit(prefix, "q_output", f);
     }
 
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
         let (c, k, r, what) = (self.in_channels, self.out_channels, self.kernel, self.describe());
         // An unquantized layer runs as an FP32 convolution (Winograd computes the same function).
         Ok(if crate::export::is_int8(self.q_in.bits, &what)? {

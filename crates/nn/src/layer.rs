@@ -1,3 +1,4 @@
+use crate::export::ExportError;
 use crate::tensor::Tensor;
 
 /// Training (batch statistics, observers update, activations cached) or evaluation.
@@ -53,8 +54,8 @@ pub trait Layer: Send {
     /// One line for the model summary: kind and configuration.
     fn describe(&self) -> String;
     /// The operation the deploy engine runs for this layer (eval behaviour).
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
-        Err(format!("{} cannot be exported", self.describe()))
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
+        Err(ExportError::Unsupported(self.describe()))
     }
     /// Sub-layers, for summaries (containers override).
     fn children(&self) -> Vec<(String, &dyn Layer)> {

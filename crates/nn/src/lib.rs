@@ -22,6 +22,7 @@ pub mod wa_conv;
 pub use act::Relu;
 pub use container::{Residual, Sequential};
 pub use conv::Conv2d;
+pub use export::ExportError;
 pub use layer::{param_count, path, zero_grads, Buffer, Layer, Mode, Param};
 pub use linear::Linear;
 pub use loss::{softmax_cross_entropy, LossError};

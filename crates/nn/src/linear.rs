@@ -1,5 +1,6 @@
 //! Fully connected layer.
 
+use crate::export::ExportError;
 use crate::layer::{path, Layer, Mode, Param, ParamVisitor};
 use crate::tensor::Tensor;
 use rand::Rng;
@@ -132,7 +133,7 @@ impl Layer for Linear {
         f(&path(prefix, "bias"), &mut self.bias);
     }
 
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
         Ok(winq_ir::Op::Linear {
             inputs: self.in_features,
             outputs: self.out_features,

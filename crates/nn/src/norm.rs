@@ -1,5 +1,6 @@
 //! Batch normalisation over the channels of NCHW tensors, matching `torch.nn.BatchNorm2d`.
 
+use crate::export::ExportError;
 use crate::layer::{path, Buffer, BufferVisitor, Layer, Mode, Param, ParamVisitor};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -234,7 +235,7 @@ impl Layer for BatchNorm2d {
         f(&path(prefix, "running_var"), Buffer::F32(&mut self.running_var));
     }
 
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
         // Exactly the eval path above: scale = γ·invstd with invstd computed in f64.
         let invstd = self
             .running_var

@@ -1,5 +1,6 @@
 //! Pooling: 2×2 max pooling and global average pooling.
 
+use crate::export::ExportError;
 use crate::layer::{Layer, Mode};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -127,7 +128,7 @@ impl Layer for MaxPool2 {
         dx
     }
 
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
         Ok(winq_ir::Op::MaxPool2)
     }
 
@@ -185,7 +186,7 @@ impl Layer for GlobalAvgPool {
         dx
     }
 
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
         Ok(winq_ir::Op::GlobalAvgPool)
     }
 

@@ -92,7 +92,7 @@ fn other_bit_widths_are_refused_at_export() {
     for bits in [4, 6, 12] {
         let mut l = winq_nn::Conv2d::new(2, 4, 3, Precision::Int(bits), wt.clone());
         l.forward(&winq_nn::gradcheck::random_tensor(&[1, 2, 5, 5], 2), Mode::Train);
-        let msg = Layer::export(&mut l).unwrap_err();
+        let msg = Layer::export(&mut l).unwrap_err().to_string();
         assert!(msg.contains(&format!("not INT{bits}")), "{msg}");
     }
 }

@@ -13,6 +13,7 @@ use rand_distr::{Distribution, StandardNormal, Uniform};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fmt;
+use std::path::PathBuf;
 use winq_kernels::reference::{direct_conv, im2row_conv, relative_l2, winograd_conv, Stage};
 use winq_kernels::Nchw;
 use winq_quant::{fake_quant_dynamic, fake_quant_dynamic_groups, Groups};
@@ -241,35 +242,25 @@ pub fn quantize_transform(tr: &FloatTransform<f32>, bits: u32) -> FloatTransform
     }
 }
 
-/// Why a study cannot run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a study cannot run, or its plot cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StudyError {
-    Transform(TransformError),
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    #[error(
+        "{0} bits is not supported: bit-widths must be {min}..={max}",
+        min = winq_quant::MIN_BITS,
+        max = winq_quant::MAX_BITS
+    )]
     Bits(u32),
+    #[error("{0} must be at least 1")]
     Empty(&'static str),
-}
-
-impl fmt::Display for StudyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StudyError::Transform(e) => write!(f, "{e}"),
-            StudyError::Bits(b) => write!(
-                f,
-                "{b} bits is not supported: bit-widths must be {}..={}",
-                winq_quant::MIN_BITS,
-                winq_quant::MAX_BITS
-            ),
-            StudyError::Empty(what) => write!(f, "{what} must be at least 1"),
-        }
-    }
-}
-
-impl std::error::Error for StudyError {}
-
-impl From<TransformError> for StudyError {
-    fn from(e: TransformError) -> Self {
-        StudyError::Transform(e)
-    }
+    /// Every error of the study is zero: a log-scale plot has nothing to show.
+    #[error("nothing to plot: every error is zero")]
+    NothingToPlot,
+    /// The plot file cannot be drawn or written (the plotting backend's message).
+    #[error("cannot write {}: {why}", path.display())]
+    Plot { path: PathBuf, why: String },
 }
 
 impl StudyConfig {

@@ -1,10 +1,10 @@
-use crate::{Algo, Precision, StudyResult};
+use crate::{Algo, Precision, StudyError, StudyResult};
 use plotters::prelude::*;
 use std::path::Path;
 
 /// Error vs tile size, one line per precision, log-scale y. SVG (the only backend that needs
 /// no system fonts).
-pub fn write_plot(res: &StudyResult, path: &Path) -> Result<(), String> {
+pub fn write_plot(res: &StudyResult, path: &Path) -> Result<(), StudyError> {
     let algos: Vec<Algo> = {
         let mut v = Vec::new();
         for r in &res.rows {
@@ -21,10 +21,13 @@ pub fn write_plot(res: &StudyResult, path: &Path) -> Result<(), String> {
         .filter(|v| *v > 0.0)
         .fold((f64::INFINITY, 0.0f64), |(l, h), v| (l.min(v), h.max(v)));
     if !(lo.is_finite() && hi > 0.0) {
-        return Err("nothing to plot: every error is zero".into());
+        return Err(StudyError::NothingToPlot);
     }
     let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| format!("cannot write {}: {e}", path.display());
+    let err = |e: DrawingAreaErrorKind<std::io::Error>| StudyError::Plot {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    };
     root.fill(&WHITE).map_err(err)?;
     let n = algos.len();
     let mut chart = ChartBuilder::on(&root)

@@ -4,7 +4,7 @@
 //! fsync, rename), so a crash never leaves a half-written checkpoint under the real name.
 
 use crate::config::TrainConfig;
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{Result, ResultExt, TrainError};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -149,30 +149,33 @@ impl Checkpoint {
         let shown = path.display().to_string();
         let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {shown}"))?;
         let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| {
-            anyhow!("checkpoint {shown} is not a readable safetensors file (truncated or corrupt?): {e}")
+            TrainError::Invalid(format!(
+                "checkpoint {shown} is not a readable safetensors file (truncated or corrupt?): {e}"
+            ))
         })?;
-        SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("checkpoint {shown} is corrupt: {e}"))?;
+        SafeTensors::deserialize(&bytes)
+            .map_err(|e| TrainError::Invalid(format!("checkpoint {shown} is corrupt: {e}")))?;
         let meta = meta
             .metadata()
             .clone()
-            .ok_or_else(|| anyhow!("checkpoint {shown} has no winq metadata"))?;
+            .ok_or_else(|| TrainError::Invalid(format!("checkpoint {shown} has no winq metadata")))?;
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            bail!(
+            return Err(TrainError::Invalid(format!(
                 "checkpoint {shown} is not a {FORMAT} file (format {:?})",
                 meta.get("format")
-            );
+            )));
         }
         let get = |k: &str| {
             meta.get(k)
-                .ok_or_else(|| anyhow!("checkpoint {shown} lacks '{k}' metadata"))
+                .ok_or_else(|| TrainError::Invalid(format!("checkpoint {shown} lacks '{k}' metadata")))
         };
         let config: TrainConfig = serde_json::from_str(get("config")?)
             .with_context(|| format!("checkpoint {shown}: bad config"))?;
         let state: RunState =
             serde_json::from_str(get("state")?).with_context(|| format!("checkpoint {shown}: bad state"))?;
         let optim_steps = get("optim_steps")?
-            .parse()
-            .with_context(|| format!("checkpoint {shown}: bad optim_steps"))?;
+            .parse::<u64>()
+            .map_err(|e| TrainError::Invalid(format!("checkpoint {shown}: bad optim_steps: {e}")))?;
         Ok(Checkpoint {
             bytes,
             config,
@@ -183,7 +186,8 @@ impl Checkpoint {
     }
 
     fn tensors(&self) -> Result<SafeTensors<'_>> {
-        SafeTensors::deserialize(&self.bytes).map_err(|e| anyhow!("checkpoint {} is corrupt: {e}", self.path))
+        SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| TrainError::Invalid(format!("checkpoint {} is corrupt: {e}", self.path)))
     }
 
     /// Copies parameters and buffers into `model`. With `strict`, every model parameter and
@@ -217,19 +221,19 @@ impl Checkpoint {
             }
         });
         if !errors.is_empty() {
-            bail!(
+            return Err(TrainError::Invalid(format!(
                 "checkpoint {} does not fit the model: {}",
                 self.path,
                 errors.join("; ")
-            );
+            )));
         }
         if strict && !missing.is_empty() {
-            bail!(
+            return Err(TrainError::Invalid(format!(
                 "checkpoint {} lacks {} tensors the model needs, e.g. {}",
                 self.path,
                 missing.len(),
                 missing[0]
-            );
+            )));
         }
         Ok(missing)
     }
@@ -240,7 +244,10 @@ impl Checkpoint {
         for (name, view) in st.tensors() {
             if let Some(n) = name.strip_prefix("optim/") {
                 if view.dtype() != Dtype::F32 {
-                    bail!("checkpoint {}: optimizer tensor {n} is not f32", self.path);
+                    return Err(TrainError::Invalid(format!(
+                        "checkpoint {}: optimizer tensor {n} is not f32",
+                        self.path
+                    )));
                 }
                 state.push((n.to_string(), le_f32(view.data())));
             }
@@ -248,7 +255,7 @@ impl Checkpoint {
         state.sort_by(|a, b| a.0.cmp(&b.0));
         optim
             .load_state(model, state, self.optim_steps)
-            .map_err(|e| anyhow!("checkpoint {}: {e}", self.path))
+            .context(format!("checkpoint {}", self.path))
     }
 }
 
@@ -297,14 +304,14 @@ pub type Contents = (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>);
 
 pub fn contents(path: &Path) -> Result<Contents> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{} is corrupt: {e}", path.display()))?;
+    let corrupt = |e| TrainError::Invalid(format!("{} is corrupt: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).map_err(corrupt)?;
     let tensors = st
         .tensors()
         .into_iter()
         .map(|(n, v)| (n, v.data().to_vec()))
         .collect();
-    let (_, meta) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| anyhow!("{} is corrupt: {e}", path.display()))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(corrupt)?;
     let meta = meta.metadata().clone().unwrap_or_default().into_iter().collect();
     Ok((tensors, meta))
 }

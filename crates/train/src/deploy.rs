@@ -3,8 +3,8 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::config::TrainConfig;
+use crate::error::{Result, ResultExt};
 use crate::runner;
-use anyhow::{Context, Result};
 use std::path::Path;
 use winq_ir::{ModelInfo, Op};
 use winq_nn::Layer;
@@ -17,11 +17,7 @@ pub fn export_checkpoint(path: &Path) -> Result<(Op, ModelInfo, TrainConfig)> {
     let size = if c == 1 { 28 } else { 32 };
     let mut built = runner::build_model(&cfg, c, size, size, classes)?;
     ck.load_model(&mut built.net, true)?;
-    let op = built
-        .net
-        .export()
-        .map_err(anyhow::Error::msg)
-        .context("exporting the network")?;
+    let op = built.net.export().context("exporting the network")?;
     let norm = cfg.dataset.normalization();
     let info = ModelInfo {
         channels: c,

@@ -8,8 +8,8 @@
 
 use crate::checkpoint::{self, RunState};
 use crate::config::{ModelConfig, ModelKind, TrainConfig};
+use crate::error::{Result, ResultExt, TrainError};
 use crate::runner::build_model;
-use anyhow::{anyhow, bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -44,7 +44,9 @@ pub fn reference_name(ours: &str) -> String {
 }
 
 fn as_f32(st: &SafeTensors, key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-    let v = st.tensor(key).map_err(|_| anyhow!("missing tensor {key}"))?;
+    let v = st
+        .tensor(key)
+        .map_err(|_| TrainError::Invalid(format!("missing tensor {key}")))?;
     let data = match v.dtype() {
         Dtype::F32 => v
             .data()
@@ -56,7 +58,11 @@ fn as_f32(st: &SafeTensors, key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect(),
-        d => bail!("tensor {key} has dtype {d:?}; convert the state_dict to float32"),
+        d => {
+            return Err(TrainError::Invalid(format!(
+                "tensor {key} has dtype {d:?}; convert the state_dict to float32"
+            )))
+        }
     };
     Ok((v.shape().to_vec(), data))
 }
@@ -67,7 +73,9 @@ pub fn infer_model(st: &SafeTensors, flex: bool, bits: u32) -> Result<(ModelConf
     let (stem, _) = as_f32(st, "conv1.weight")?;
     let (lin, _) = as_f32(st, "linear.weight")?;
     if stem.len() != 4 || lin.len() != 2 {
-        bail!("conv1.weight must be [32, C, 3, 3] and linear.weight [classes, features]");
+        return Err(TrainError::invalid(
+            "conv1.weight must be [32, C, 3, 3] and linear.weight [classes, features]",
+        ));
     }
     let mult = lin[1] as f32 / 512.0;
     let mut layers = Vec::new();
@@ -84,7 +92,7 @@ pub fn infer_model(st: &SafeTensors, flex: bool, bits: u32) -> Result<(ModelConf
                 };
                 let quantized = st.tensor(&format!("{key}.Quantize_input.min_val")).is_ok();
                 let precision = if quantized {
-                    Precision::from_bits(bits).map_err(anyhow::Error::msg)?
+                    Precision::from_bits(bits)?
                 } else {
                     Precision::Fp32
                 };
@@ -114,16 +122,20 @@ pub fn infer_model(st: &SafeTensors, flex: bool, bits: u32) -> Result<(ModelConf
 /// Returns the reference keys that were not used.
 pub fn import(src: &Path, dst: &Path, base: &TrainConfig, flex: bool, bits: u32) -> Result<Vec<String>> {
     let bytes = std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow!("{} is not a readable safetensors file: {e}", src.display()))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        TrainError::Invalid(format!(
+            "{} is not a readable safetensors file: {e}",
+            src.display()
+        ))
+    })?;
     let (model, in_c, classes) =
         infer_model(&st, flex, bits).with_context(|| format!("reading {}", src.display()))?;
     if classes != base.dataset.classes() {
-        bail!(
+        return Err(TrainError::Invalid(format!(
             "the checkpoint has {classes} classes but {} has {}",
             base.dataset,
             base.dataset.classes()
-        );
+        )));
     }
     let mut cfg = base.clone();
     cfg.model = model;
@@ -168,11 +180,11 @@ pub fn import(src: &Path, dst: &Path, base: &TrainConfig, flex: bool, bits: u32)
         used.insert(key);
     });
     if !errors.is_empty() {
-        bail!(
+        return Err(TrainError::Invalid(format!(
             "{} does not match ResNet18Like: {}",
             src.display(),
             errors.join("; ")
-        );
+        )));
     }
     let unused: Vec<String> = st
         .names()

@@ -5,6 +5,9 @@
 pub mod checkpoint;
 pub mod config;
 pub mod deploy;
+pub mod error;
 pub mod import;
 pub mod plot;
 pub mod runner;
+
+pub use error::{Result, ResultExt, TrainError};

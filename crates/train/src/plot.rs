@@ -1,6 +1,6 @@
 //! `winq plot RUN_DIR`: training curves from metrics.jsonl as SVG.
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{Result, ResultExt, TrainError};
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -16,7 +16,10 @@ pub fn plot_run(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1)))
         .collect::<Result<_>>()?;
     if rows.is_empty() {
-        bail!("{} has no epochs yet", path.display());
+        return Err(TrainError::Invalid(format!(
+            "{} has no epochs yet",
+            path.display()
+        )));
     }
     let series = |key: &str| -> Vec<(f64, f64)> {
         rows.iter()
@@ -40,7 +43,10 @@ pub fn plot_run(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
             (l.min(*v), h.max(*v))
         });
         let epochs = rows.len() as f64;
-        let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow!("cannot write {}: {e}", out.display());
+        let err = |e: DrawingAreaErrorKind<std::io::Error>| TrainError::Plot {
+            path: out.clone(),
+            why: e.to_string(),
+        };
         let root = SVGBackend::new(&out, (720, 440)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let pad = ((hi - lo) * 0.05).max(1e-3);

@@ -2,7 +2,7 @@
 
 use crate::checkpoint::{self, Checkpoint, RunState};
 use crate::config::{ModelKind, OptimKind, ScheduleKind, TrainConfig};
-use anyhow::{bail, Context, Result};
+use crate::error::{Result, ResultExt, TrainError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::io::Write;
@@ -27,8 +27,7 @@ pub struct Built {
 pub fn build_model(cfg: &TrainConfig, c: usize, h: usize, w: usize, classes: usize) -> Result<Built> {
     let m = &cfg.model;
     let convs = m.layers.clone();
-    let shortcut =
-        winq_nn::Precision::from_bits(m.shortcut_bits).map_err(|e| anyhow::anyhow!("shortcut: {e}"))?;
+    let shortcut = winq_nn::Precision::from_bits(m.shortcut_bits).context("shortcut")?;
     let net_cfg = ResNetConfig {
         in_channels: c,
         height: h,
@@ -37,20 +36,20 @@ pub fn build_model(cfg: &TrainConfig, c: usize, h: usize, w: usize, classes: usi
         mult: m.mult,
         convs,
         shortcut,
-        points: m.points.parse().map_err(|e| anyhow::anyhow!("points: {e}"))?,
+        points: m.points.parse().context("points")?,
         granularity: m.granularity,
         seed: m.seed,
     };
     let want = m.arch.conv_layers();
     if net_cfg.convs.len() != want {
-        bail!(
+        return Err(TrainError::Invalid(format!(
             "{:?} has {want} configurable 3x3 layers; the configuration gives {}",
             m.arch,
             net_cfg.convs.len()
-        );
+        )));
     }
     if m.mult <= 0.0 {
-        bail!("the width multiplier must be positive");
+        return Err(TrainError::invalid("the width multiplier must be positive"));
     }
     let (net, placements) = match m.arch {
         ModelKind::Resnet18like => resnet18like(&net_cfg)?,
@@ -126,7 +125,10 @@ pub fn load_data(cfg: &TrainConfig) -> Result<Data> {
     let full = load(cfg.dataset, &cfg.data_dir, Split::Train)?;
     let test = load(cfg.dataset, &cfg.data_dir, Split::Test)?;
     if !(0.0..1.0).contains(&cfg.val_fraction) {
-        bail!("--val-fraction must be in [0, 1), got {}", cfg.val_fraction);
+        return Err(TrainError::Invalid(format!(
+            "--val-fraction must be in [0, 1), got {}",
+            cfg.val_fraction
+        )));
     }
     let (train, val) = split_train_val(&full, cfg.val_fraction, cfg.seed);
     Ok(Data {
@@ -232,10 +234,10 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
         dir: out.to_path_buf(),
     };
     if !matches!(start, Start::Resume) && run.last().exists() {
-        bail!(
+        return Err(TrainError::Invalid(format!(
             "{} already holds a run (last.safetensors); use --resume to continue it or choose another --out",
             out.display()
-        );
+        )));
     }
     let mut state = RunState::default();
     let resume_ck = match start {
@@ -306,9 +308,12 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
         .take(state.epoch)
         .map(String::from)
         .collect();
-    let mut metrics = std::fs::File::create(run.metrics())?;
+    let metrics_path = run.metrics();
+    let write_err = || format!("writing {}", metrics_path.display());
+    let mut metrics = std::fs::File::create(&metrics_path)
+        .with_context(|| format!("creating {}", metrics_path.display()))?;
     for l in &kept {
-        writeln!(metrics, "{l}")?;
+        writeln!(metrics, "{l}").with_context(write_err)?;
     }
 
     let steps_per_epoch = data.train.n.div_ceil(cfg.batch.max(1));
@@ -331,7 +336,7 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
             let (loss, grad, c) = softmax_cross_entropy(&logits, &b.labels)?;
             if !loss.is_finite() || logits.first_non_finite().is_some() {
                 pb.abandon();
-                bail!(
+                return Err(TrainError::Invalid(format!(
                     "training diverged: the loss is {loss} at epoch {}, batch {} of {} (step {}); stopped without \
                      touching the checkpoints in {} (last good: epoch {})",
                     epoch + 1,
@@ -340,7 +345,7 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
                     state.step + 1,
                     out.display(),
                     state.epoch
-                );
+                )));
             }
             net.backward(&grad);
             opt.step(&mut net, lr);
@@ -373,8 +378,8 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
             "time_s": t0.elapsed().as_secs_f64(),
             "img_per_s": seen as f64 / train_time,
         });
-        writeln!(metrics, "{line}")?;
-        metrics.flush()?;
+        writeln!(metrics, "{line}").with_context(write_err)?;
+        metrics.flush().with_context(write_err)?;
         if !quiet {
             eprintln!(
                 "epoch {}/{}: train loss {:.4} acc {:.2}% | val loss {:.4} acc {:.2}% | {:.0} img/s, {:.0} s",

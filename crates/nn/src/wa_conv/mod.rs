@@ -16,6 +16,7 @@
 mod backward;
 mod forward;
 
+use crate::export::ExportError;
 use crate::layer::{path, Buffer, BufferVisitor, Layer, Mode, Param, ParamVisitor};
 use crate::quant::{Granularity, Precision, TensorQuant};
 use crate::tensor::Tensor;
@@ -256,7 +257,7 @@ impl Layer for WinogradConv2d {
         }
     }
 
-    fn export(&mut self) -> Result<winq_ir::Op, String> {
+    fn export(&mut self) -> Result<winq_ir::Op, ExportError> {
         let (c, k, m, what) = (self.in_channels, self.out_channels, self.m, self.describe());
         // An unquantized layer exports its transforms and pre-transformed weights: the engine
         // runs it with the same FP32 Winograd stages as training.
