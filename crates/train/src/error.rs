@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 /// Everything that can go wrong while training, checkpointing, importing, exporting or
-/// plotting.
+/// plotting (and, for `winq-nas`, which shares it, measuring latencies and searching).
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// A configuration, an input file or a run that fails a check (the message says which
@@ -43,6 +43,8 @@ pub enum TrainError {
     Optim(#[from] winq_nn::OptimError),
     #[error(transparent)]
     Transform(#[from] winq_transforms::TransformError),
+    #[error(transparent)]
+    ThreadPool(#[from] rayon::ThreadPoolBuildError),
 }
 
 /// The result of training's functions.
