@@ -11,10 +11,11 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PointSet {
     /// `lavin`: identical to `paper` for F(2,3) and F(4,3); for F(6,3) it takes ±1/2 instead
-    /// of the paper's ±3/2, which is 5-20x more accurate in f32 and at 8-16 bits
+    /// of the paper's ±3/2, which is 14x more accurate in FP32, 6x at INT16 and 22x at INT8
     /// (docs/ERROR_STUDY.md).
     Default,
-    /// The authors' points and scalings, with F6's Sx corrected (see SPEC.md).
+    /// The authors' points and scalings, with F6's Sx corrected (docs/REFERENCE.md; the bug
+    /// and its correction: docs/DESIGN.md, "The released F6 bug").
     Paper,
     /// The paper's F6 scaling exactly as released (Sx 4,-6,-6,24,24,1,-12,-12): not a
     /// convolution. Kept so tests and docs can show the build refuses it.
