@@ -151,6 +151,7 @@ fn synthetic_model(a: &ModelBenchArgs) -> Result<(winq_ir::Op, winq_ir::ModelInf
         mean: vec![0.0],
         std: vec![1.0],
         source: format!("synthetic resnet18like x{} {:?}", a.mult, a.layer),
+        pad_to: None,
     };
     Ok((op, info))
 }

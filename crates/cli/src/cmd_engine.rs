@@ -95,13 +95,25 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
 pub fn run(a: RunArgs) -> Result<()> {
     let (op, info) = deploy::load(&a.model)?;
     let net = Net::compile(&op).map_err(anyhow::Error::msg)?;
-    let (images, n, c, h, w) = if info.channels == 1 {
-        let (img, n, h, w) = winq_data::read_idx_images(&a.input)?;
-        (img, n, 1, h, w)
+    let mut ds = if info.channels == 1 {
+        let (images, n, h, w) = winq_data::read_idx_images(&a.input)?;
+        winq_data::Dataset {
+            labels: vec![0; n],
+            images,
+            n,
+            c: 1,
+            h,
+            w,
+            classes: info.classes,
+        }
     } else {
-        let ds = winq_data::read_cifar(std::slice::from_ref(&a.input), info.classes == 100)?;
-        (ds.images, ds.n, ds.c, ds.h, ds.w)
+        winq_data::read_cifar(std::slice::from_ref(&a.input), info.classes == 100)?
     };
+    // Images smaller than the input get the padding the model was trained with.
+    if let Some(size) = info.pad_to.filter(|&s| ds.h < s || ds.w < s) {
+        ds = ds.pad_to(size)?;
+    }
+    let (images, n, c, h, w) = (ds.images, ds.n, ds.c, ds.h, ds.w);
     if (c, h, w) != (info.channels, info.height, info.width) {
         bail!(
             "{} holds {c}x{h}x{w} images; the model takes {}x{}x{}",
@@ -142,7 +154,8 @@ pub fn eval_engine(path: &Path, data: Option<PathBuf>) -> Result<()> {
         cfg.data_dir = d;
     }
     let net = Net::compile(&op).map_err(anyhow::Error::msg)?;
-    let test = winq_data::load(cfg.dataset, &cfg.data_dir, winq_data::Split::Test)?;
+    let test = runner::load_split(&cfg, winq_data::Split::Test)?;
+    runner::check_input(&cfg, &test)?;
     let ck = Checkpoint::read(path)?;
     let mut built = runner::build_model(&cfg, test.c, test.h, test.w, test.classes)?;
     ck.load_model(&mut built.net, true)?;

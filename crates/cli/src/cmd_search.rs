@@ -124,6 +124,7 @@ fn train_config(a: &SearchArgs, arch: ModelKind, layers: Vec<ConvChoice>) -> Res
         points: a.points.clone(),
         granularity: Default::default(),
         seed: a.recipe.seed,
+        input: None,
     };
     // Weights train with Adam and the multistep schedule, as `winq train` by default.
     a.recipe

@@ -50,6 +50,10 @@ pub struct DataArgs {
     /// Directory of the dataset files (default: where the dataset normally lives).
     #[arg(long)]
     pub(crate) data: Option<PathBuf>,
+    /// Zero-pad the images to NxN before normalisation (e.g. 32: Fashion-MNIST in CIFAR's
+    /// shapes, as the authors train it, so that every stage runs the tile it is named after).
+    #[arg(long, value_name = "N")]
+    pub(crate) pad_to: Option<usize>,
 }
 
 /// The data, its split and augmentation, and the weight-training recipe: what `train` and
@@ -124,6 +128,7 @@ impl RecipeArgs {
             seed: self.seed,
             threads: rayon::current_num_threads(),
             max_steps: self.max_steps,
+            pad_to: self.data.pad_to,
         })
     }
 }
@@ -186,9 +191,13 @@ pub struct ImportArgs {
     out: PathBuf,
     #[command(flatten)]
     data: DataArgs,
-    /// The model was trained with --flex (learned transforms).
-    #[arg(long)]
+    /// The model was trained with learned transforms (flex); default: inferred from the
+    /// transforms' values (static ones are the paper's).
+    #[arg(long, conflicts_with = "static_transforms")]
     flex: bool,
+    /// The model was trained with static transforms (refused if the stored ones were learned).
+    #[arg(long = "static")]
+    static_transforms: bool,
     /// Bit-width it was trained with.
     #[arg(long, default_value_t = 8)]
     bits: u32,
@@ -242,6 +251,7 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
             per_tap: m.per_tap,
         },
         seed,
+        input: None,
     })
 }
 
@@ -354,11 +364,8 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if let Some(d) = a.data {
         cfg.data_dir = d;
     }
-    let test = std::sync::Arc::new(winq_data::load(
-        cfg.dataset,
-        &cfg.data_dir,
-        winq_data::Split::Test,
-    )?);
+    let test = std::sync::Arc::new(runner::load_split(&cfg, winq_data::Split::Test)?);
+    runner::check_input(&cfg, &test)?;
     let mut built = runner::build_model(&cfg, test.c, test.h, test.w, test.classes)?;
     ck.load_model(&mut built.net, true)?;
     let (loss, acc) = runner::evaluate(&mut built.net, &cfg, &test)?;
@@ -413,9 +420,31 @@ pub fn import(a: ImportArgs) -> Result<()> {
         seed: 0,
         threads: rayon::current_num_threads(),
         max_steps: None,
+        pad_to: a.data.pad_to,
     };
-    let unused = winq_train::import::import(&a.src, &a.out, &base, a.flex, a.bits)?;
-    println!("wrote {}", a.out.display());
+    let mode = match (a.flex, a.static_transforms) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let imported = winq_train::import::import(&a.src, &a.out, &base, mode, a.bits)?;
+    let (cfg, unused) = (&imported.config, &imported.unused);
+    let winograd = cfg
+        .model
+        .layers
+        .iter()
+        .find(|l| l.algo != winq_nn::models::Algo::Im2row);
+    println!(
+        "wrote {}: resnet18like x{} on {} inputs{}{}",
+        a.out.display(),
+        cfg.model.mult,
+        cfg.input_shape(),
+        cfg.pad_to.map_or(String::new(), |p| format!(
+            " ({} images zero-padded to {p}x{p})",
+            cfg.dataset
+        )),
+        winograd.map_or(String::new(), |l| format!(", Winograd layers {}", l.algo))
+    );
     if !unused.is_empty() {
         println!(
             "{} tensors of the source were not used, e.g. {}",

@@ -332,3 +332,35 @@ fn dropping_mid_epoch_returns_promptly() {
     // Dropping before reading anything is fine too.
     drop(Loader::new(Arc::new(synthetic(50, 3, 8, 8, 9)), opts(1)));
 }
+
+/// `--pad-to`: images zero-padded (pixel 0, before normalisation) to the size, centred with an
+/// odd pixel after; labels kept; a size below the images' is an error.
+#[test]
+fn pad_to_centres_images_in_zeros() {
+    let ds = winq_data::Dataset {
+        images: (1..=2 * 2 * 3 * 3).map(|v| v as u8).collect(),
+        labels: vec![3, 7],
+        n: 2,
+        c: 2,
+        h: 3,
+        w: 3,
+        classes: 10,
+    };
+    let p = ds.pad_to(6).unwrap();
+    assert_eq!((p.n, p.c, p.h, p.w, p.labels.clone()), (2, 2, 6, 6, vec![3, 7]));
+    // Image 1, channel 1 of the source: values 28..=36, at rows 1..4, columns 1..4.
+    let plane = &p.image(1)[36..72];
+    for y in 0..6 {
+        for x in 0..6 {
+            let want = if (1..4).contains(&y) && (1..4).contains(&x) {
+                28 + (y - 1) * 3 + (x - 1)
+            } else {
+                0
+            };
+            assert_eq!(plane[y * 6 + x] as usize, want, "({y}, {x})");
+        }
+    }
+    assert_eq!(ds.pad_to(3).unwrap().images, ds.images);
+    let e = ds.pad_to(2).unwrap_err().to_string();
+    assert!(e.contains("--pad-to 2") && e.contains("3x3"), "{e}");
+}

@@ -25,6 +25,10 @@ pub struct ModelInfo {
     pub std: Vec<f32>,
     /// Free-form description (source checkpoint, configuration).
     pub source: String,
+    /// Images smaller than height×width were zero-padded to it (centred, before normalisation)
+    /// in training: `winq run` does the same. None: images must have the input's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_to: Option<usize>,
 }
 
 /// Serializes a network; the file is written atomically (temporary file, then rename).

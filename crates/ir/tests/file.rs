@@ -15,6 +15,7 @@ fn info(c: usize, hw: usize) -> ModelInfo {
         mean: vec![0.5; c],
         std: vec![0.25; c],
         source: "test".into(),
+        pad_to: None,
     }
 }
 

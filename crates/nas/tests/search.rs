@@ -35,6 +35,7 @@ fn train_config() -> TrainConfig {
             points: "default".into(),
             granularity: Default::default(),
             seed: 3,
+            input: None,
         },
         dataset: DatasetKind::FashionMnist,
         data_dir: "unused".into(),
@@ -52,6 +53,7 @@ fn train_config() -> TrainConfig {
         seed: 3,
         threads: 1,
         max_steps: None,
+        pad_to: None,
     }
 }
 

@@ -41,6 +41,7 @@ fn round_trip_and_damaged_files() {
         mean: vec![0.286],
         std: vec![0.353],
         source: "test".into(),
+        pad_to: None,
     };
     let dir = std::env::temp_dir().join(format!("winq-deploy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

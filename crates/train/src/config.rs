@@ -52,6 +52,20 @@ impl std::fmt::Display for ModelKind {
     }
 }
 
+/// Channels, height and width of a model's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl std::fmt::Display for InputShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}", self.channels, self.height, self.width)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub arch: ModelKind,
@@ -64,6 +78,10 @@ pub struct ModelConfig {
     #[serde(default)]
     pub granularity: Granularity,
     pub seed: u64,
+    /// The input the model was built for (recorded by train, import and adapt; absent in runs
+    /// from before it was recorded, see `TrainConfig::input_shape`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<InputShape>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -103,4 +121,23 @@ pub struct TrainConfig {
     /// Stop after this many training steps in total (tests and quick checks); None = all.
     #[serde(default)]
     pub max_steps: Option<usize>,
+    /// Zero-pad the images to this square size before normalisation (`--pad-to`; the authors
+    /// feed 28x28 Fashion-MNIST to their 32x32 ResNet18Like this way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_to: Option<usize>,
+}
+
+impl TrainConfig {
+    /// The model's input: as recorded, or for runs from before it was recorded, the dataset's
+    /// images after `pad_to`.
+    pub fn input_shape(&self) -> InputShape {
+        self.model.input.unwrap_or_else(|| {
+            let size = self.pad_to.unwrap_or(0).max(self.dataset.image_size());
+            InputShape {
+                channels: self.dataset.channels(),
+                height: size,
+                width: size,
+            }
+        })
+    }
 }

@@ -13,19 +13,21 @@ use winq_nn::Layer;
 pub fn export_checkpoint(path: &Path) -> Result<(Op, ModelInfo, TrainConfig)> {
     let ck = Checkpoint::read(path)?;
     let cfg = ck.config.clone();
-    let (c, classes) = (cfg.dataset.channels(), cfg.dataset.classes());
-    let size = if c == 1 { 28 } else { 32 };
-    let mut built = runner::build_model(&cfg, c, size, size, classes)?;
+    let classes = cfg.dataset.classes();
+    let input = cfg.input_shape();
+    let (c, h, w) = (input.channels, input.height, input.width);
+    let mut built = runner::build_model(&cfg, c, h, w, classes)?;
     ck.load_model(&mut built.net, true)?;
     let op = built.net.export().context("exporting the network")?;
     let norm = cfg.dataset.normalization();
     let info = ModelInfo {
         channels: c,
-        height: size,
-        width: size,
+        height: h,
+        width: w,
         classes,
         mean: norm.mean,
         std: norm.std,
+        pad_to: cfg.pad_to,
         source: format!("{} ({})", path.display(), cfg.dataset),
     };
     Ok((op, info, cfg))

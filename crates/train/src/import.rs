@@ -67,9 +67,36 @@ fn as_f32(st: &SafeTensors, key: &str) -> Result<(Vec<usize>, Vec<f32>)> {
     Ok((v.shape().to_vec(), data))
 }
 
+/// The input size of the authors' ResNet18Like: its head average-pools the last stage with a
+/// fixed 4x4 window, so it runs on 32x32 inputs only (CIFAR, or padded Fashion-MNIST/MNIST).
+pub const THEIR_INPUT: usize = 32;
+
+/// Whether a Winograd layer's stored transforms are the static ones of its tile (the paper's
+/// points, as stored raw or quantized once at `bits` like a static layer at init): else they
+/// were learned (flex).
+fn static_transforms(st: &SafeTensors, key: &str, m: usize, bits: u32) -> Result<bool> {
+    let tr = winq_transforms::transform(m, 3, &winq_transforms::PointSet::Paper)?.to_f32();
+    for (name, want) in [("A_t", &tr.at.data), ("B_t", &tr.bt.data), ("G", &tr.g.data)] {
+        let (_, got) = as_f32(st, &format!("{key}.{name}"))?;
+        let (lo, hi) = winq_quant::min_max(want.as_slice());
+        let scale = winq_quant::scale_for(lo, hi, bits.min(16));
+        let same = |v: &[f32]| v.len() == got.len() && v.iter().zip(&got).all(|(a, b)| (a - b).abs() <= 1e-5);
+        let mut quantized = want.clone();
+        winq_quant::fake_quant(&mut quantized, scale, bits.min(16));
+        if !same(want) && !same(&quantized) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Infers the model configuration from the tensors: input channels from `conv1.weight`, width
-/// multiplier and classes from `linear.weight`, Winograd tile from each layer's `A_t`.
-pub fn infer_model(st: &SafeTensors, flex: bool, bits: u32) -> Result<(ModelConfig, usize, usize)> {
+/// multiplier and classes from `linear.weight`, each Winograd layer's tile from its `A_t` (as
+/// stored: the authors' layers already fit their maps at 32x32), and the transform mode from
+/// the transforms' values (static ones are the paper's) when `flex` is None; a mode given that
+/// the tensors contradict (static asked, learned transforms stored) is refused. The input is
+/// [`THEIR_INPUT`] square.
+pub fn infer_model(st: &SafeTensors, flex: Option<bool>, bits: u32) -> Result<(ModelConfig, usize, usize)> {
     let (stem, _) = as_f32(st, "conv1.weight")?;
     let (lin, _) = as_f32(st, "linear.weight")?;
     if stem.len() != 4 || lin.len() != 2 {
@@ -78,6 +105,27 @@ pub fn infer_model(st: &SafeTensors, flex: bool, bits: u32) -> Result<(ModelConf
         ));
     }
     let mult = lin[1] as f32 / 512.0;
+    // Learned transforms anywhere make the network flex (an untrained flex layer still holds
+    // the static values: then both modes are the same network).
+    let mut learned = false;
+    for stage in 1..=4 {
+        for block in 0..2 {
+            for conv in 1..=2 {
+                let key = format!("layer{stage}.{block}.conv{conv}");
+                if let Ok(a) = st.tensor(&format!("{key}.A_t")) {
+                    learned |= !static_transforms(st, &key, a.shape()[0], bits)?;
+                }
+            }
+        }
+    }
+    let flex = match flex {
+        Some(false) if learned => return Err(TrainError::invalid(
+            "the checkpoint's Winograd transforms were learned (they differ from the paper's static ones): \
+                 it is a flex model; import it with --flex (or without a mode: it is inferred)",
+        )),
+        Some(f) => f,
+        None => learned,
+    };
     let mut layers = Vec::new();
     for stage in 1..=4 {
         for block in 0..2 {
@@ -113,14 +161,30 @@ pub fn infer_model(st: &SafeTensors, flex: bool, bits: u32) -> Result<(ModelConf
         points: "paper".into(),
         granularity: Default::default(),
         seed: 0,
+        input: Some(crate::config::InputShape {
+            channels: stem[1],
+            height: THEIR_INPUT,
+            width: THEIR_INPUT,
+        }),
     };
     Ok((model, stem[1], lin[0]))
 }
 
+/// What an import found and wrote.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The reference keys that were not used.
+    pub unused: Vec<String>,
+    /// The configuration written with the checkpoint (model inferred, input recorded).
+    pub config: TrainConfig,
+}
+
 /// Converts the reference's safetensors state_dict at `src` into a winq checkpoint at `dst`.
-/// `base` supplies the data settings (dataset, directory); the model is inferred.
-/// Returns the reference keys that were not used.
-pub fn import(src: &Path, dst: &Path, base: &TrainConfig, flex: bool, bits: u32) -> Result<Vec<String>> {
+/// `base` supplies the data settings (dataset, directory); the model, its transform mode
+/// (unless `flex` says it) and its input are inferred. Images smaller than the model's
+/// 32x32 input (Fashion-MNIST, MNIST) are zero-padded to it, as the authors do, unless
+/// `base.pad_to` says otherwise.
+pub fn import(src: &Path, dst: &Path, base: &TrainConfig, flex: Option<bool>, bits: u32) -> Result<Imported> {
     let bytes = std::fs::read(src).with_context(|| format!("cannot read {}", src.display()))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
         TrainError::Invalid(format!(
@@ -139,11 +203,25 @@ pub fn import(src: &Path, dst: &Path, base: &TrainConfig, flex: bool, bits: u32)
     }
     let mut cfg = base.clone();
     cfg.model = model;
-    let size = match in_c {
-        1 => 28,
-        _ => 32,
-    };
+    if cfg.dataset.channels() != in_c {
+        return Err(TrainError::Invalid(format!(
+            "the checkpoint takes {in_c}-channel images but {} has {}",
+            cfg.dataset,
+            cfg.dataset.channels()
+        )));
+    }
+    if cfg.pad_to.is_none() && cfg.dataset.image_size() < THEIR_INPUT {
+        cfg.pad_to = Some(THEIR_INPUT);
+    }
+    let size = THEIR_INPUT;
     let mut built = build_model(&cfg, in_c, size, size, classes)?;
+    // Each layer keeps the tile the checkpoint stores: at 32x32 every one fits its map.
+    if let Some(p) = built.placements.iter().find(|p| p.used != p.requested) {
+        return Err(TrainError::Invalid(format!(
+            "layer {}: the checkpoint's {} does not fit its {}x{} map at a {size}x{size} input",
+            p.index, p.requested.algo, p.height, p.width
+        )));
+    }
     let mut used = BTreeSet::new();
     let mut errors = Vec::new();
     built.net.visit_params("", &mut |name, p| {
@@ -199,5 +277,5 @@ pub fn import(src: &Path, dst: &Path, base: &TrainConfig, flex: bool, bits: u32)
         best_epoch: 0,
     };
     checkpoint::save(dst, &mut built.net, None, &cfg, &state)?;
-    Ok(unused)
+    Ok(Imported { unused, config: cfg })
 }

@@ -1,7 +1,7 @@
 //! The training loop: epochs over a seeded loader, validation, metrics, checkpoints, resume.
 
 use crate::checkpoint::{self, Checkpoint, RunState};
-use crate::config::{ModelKind, OptimKind, ScheduleKind, TrainConfig};
+use crate::config::{InputShape, ModelKind, OptimKind, ScheduleKind, TrainConfig};
 use crate::error::{Result, ResultExt, TrainError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -121,9 +121,40 @@ pub struct Data {
     pub test: Arc<Dataset>,
 }
 
+/// One split of the configuration's dataset as the model sees it (padded to `pad_to`).
+pub fn load_split(cfg: &TrainConfig, split: Split) -> Result<Dataset> {
+    let ds = load(cfg.dataset, &cfg.data_dir, split)?;
+    Ok(match cfg.pad_to {
+        Some(size) => ds.pad_to(size)?,
+        None => ds,
+    })
+}
+
+/// The model of `cfg` takes the images of `ds` (their shape is its recorded input).
+pub fn check_input(cfg: &TrainConfig, ds: &Dataset) -> Result<()> {
+    let want = cfg.input_shape();
+    let got = InputShape {
+        channels: ds.c,
+        height: ds.h,
+        width: ds.w,
+    };
+    if got != want {
+        return Err(TrainError::Invalid(format!(
+            "the model takes {want} inputs but {} gives {got} images{}",
+            cfg.dataset,
+            if got.height < want.height {
+                format!(" (pad them: --pad-to {})", want.height)
+            } else {
+                String::new()
+            }
+        )));
+    }
+    Ok(())
+}
+
 pub fn load_data(cfg: &TrainConfig) -> Result<Data> {
-    let full = load(cfg.dataset, &cfg.data_dir, Split::Train)?;
-    let test = load(cfg.dataset, &cfg.data_dir, Split::Test)?;
+    let full = load_split(cfg, Split::Train)?;
+    let test = load_split(cfg, Split::Test)?;
     if !(0.0..1.0).contains(&cfg.val_fraction) {
         return Err(TrainError::Invalid(format!(
             "--val-fraction must be in [0, 1), got {}",
@@ -262,6 +293,14 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
     };
     let data = load_data(&cfg)?;
     let t = &data.train;
+    if cfg.model.input.is_some() {
+        check_input(&cfg, t)?;
+    }
+    cfg.model.input = Some(InputShape {
+        channels: t.c,
+        height: t.h,
+        width: t.w,
+    });
     let Built { mut net, placements } = build_model(&cfg, t.c, t.h, t.w, t.classes)?;
     let mut opt = optimizer(&cfg)?;
     match (&start, &resume_ck) {

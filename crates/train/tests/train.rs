@@ -40,6 +40,7 @@ fn config(data: &Path, algo: &str, flex: bool, bits: u32, epochs: usize) -> Trai
             points: "default".into(),
             granularity: Default::default(),
             seed: 3,
+            input: None,
         },
         dataset: DatasetKind::FashionMnist,
         data_dir: data.to_path_buf(),
@@ -60,6 +61,7 @@ fn config(data: &Path, algo: &str, flex: bool, bits: u32, epochs: usize) -> Trai
         seed: 5,
         threads: 2,
         max_steps: None,
+        pad_to: None,
     }
 }
 
@@ -219,96 +221,122 @@ fn damaged_checkpoints_are_clear_errors() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A synthetic state_dict with the authors' names and shapes imports into a winq checkpoint
-/// that holds the same values.
-#[test]
-fn imports_the_reference_state_dict() {
+/// Writes a network's tensors as the authors' state_dict would hold them: our names mapped
+/// back, Winograd-aware weights as [K, C, 1, 3, 3], transforms 2-D (A_t [m, t], B_t [t, t],
+/// G [t, 3]), quantizer ranges f32 [1], plus a BatchNorm counter they save. `value` gives each
+/// tensor's values from ours (name, values).
+fn write_theirs(
+    net: &mut winq_nn::Sequential,
+    path: &Path,
+    value: &mut dyn FnMut(&str, &[f32]) -> Vec<f32>,
+) -> Vec<(String, Vec<usize>, Vec<u8>)> {
     use safetensors::tensor::{Dtype, TensorView};
     use winq_nn::Layer;
-    let dir = temp("import");
-    let mut cfg = config(&dir, "F4", false, 8, 1);
-    cfg.model.arch = ModelKind::Resnet18like;
-    cfg.model.mult = 0.125;
-    cfg.model.layers = vec!["F4-static-int8".parse::<ConvChoice>().unwrap(); 16];
-    let mut built = runner::build_model(&cfg, 1, 28, 28, 10).unwrap();
-    // Their tensors: our names mapped back, WA weights as [K, C, 1, 3, 3], quantizer ranges f32 [1].
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut counter = 0.0f32;
-    let mut next = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                counter += 0.001;
-                counter
-            })
-            .collect()
+    let mut push = |name: &str, shape: Vec<usize>, v: Vec<f32>| {
+        tensors.push((
+            winq_train::import::reference_name(name),
+            shape,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ))
     };
-    built.net.visit_params("", &mut |name, p| {
+    let transform_shape = |name: &str, n: usize| -> Option<Vec<usize>> {
+        let m = ((1.0 + n as f64).sqrt() - 1.0).round() as usize;
+        let t = (n as f64).sqrt().round() as usize;
+        if name.ends_with("A_t") {
+            Some(vec![m, m + 2])
+        } else if name.ends_with("B_t") {
+            Some(vec![t, t])
+        } else if name.ends_with(".G") {
+            Some(vec![n / 3, 3])
+        } else {
+            None
+        }
+    };
+    net.visit_params("", &mut |name, p| {
         let mut shape = p.value.shape.clone();
         if name.starts_with("layer") && name.contains(".conv") && name.ends_with("weight") {
             shape.insert(2, 1);
         }
-        let v = next(p.value.len());
-        tensors.push((
-            winq_train::import::reference_name(name),
-            shape,
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ));
+        let shape = transform_shape(name, p.value.len()).unwrap_or(shape);
+        push(name, shape, value(name, &p.value.data));
     });
-    built.net.visit_buffers("", &mut |name, b| {
-        let n = match b {
-            winq_nn::Buffer::F32(v) => v.len(),
-            winq_nn::Buffer::F64(v) => v.len(),
+    net.visit_buffers("", &mut |name, b| {
+        let v: Vec<f32> = match b {
+            winq_nn::Buffer::F32(v) => v.to_vec(),
+            winq_nn::Buffer::F64(v) => v.iter().map(|&x| x as f32).collect(),
         };
-        let v = next(n);
-        // Static transforms are 2-D in the reference: A_t [m, t], B_t [t, t], G [t, 3].
-        let m = ((1.0 + n as f64).sqrt() - 1.0).round() as usize;
-        let t = (n as f64).sqrt().round() as usize;
-        let shape = if name.ends_with("A_t") {
-            vec![m, m + 2]
-        } else if name.ends_with("B_t") {
-            vec![t, t]
-        } else if name.ends_with(".G") {
-            vec![n / 3, 3]
-        } else {
-            vec![n]
-        };
-        tensors.push((
-            winq_train::import::reference_name(name),
-            shape,
-            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ));
+        let shape = transform_shape(name, v.len()).unwrap_or(vec![v.len()]);
+        push(name, shape, value(name, &v));
     });
     tensors.push((
         "bn1.num_batches_tracked".into(),
         vec![1],
         0f32.to_le_bytes().to_vec(),
     ));
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::tensor::serialize(views, &None).unwrap()).unwrap();
+    tensors
+}
+
+/// A synthetic state_dict with the authors' names and shapes imports into a winq checkpoint
+/// that holds the same values; the model's 32x32 input is recorded (Fashion-MNIST padded to
+/// it); transforms that are not the paper's make the import flex, and refuse `--static`.
+#[test]
+fn imports_the_reference_state_dict() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let dir = temp("import");
+    let mut cfg = config(&dir, "F4", false, 8, 1);
+    cfg.model.arch = ModelKind::Resnet18like;
+    cfg.model.mult = 0.125;
+    cfg.model.layers = vec!["F4-static-int8".parse::<ConvChoice>().unwrap(); 16];
+    let mut built = runner::build_model(&cfg, 1, 32, 32, 10).unwrap();
+    let mut counter = 0.0f32;
+    let src = dir.join("theirs.safetensors");
+    let tensors = write_theirs(&mut built.net, &src, &mut |_, v| {
+        v.iter()
+            .map(|_| {
+                counter += 0.001;
+                counter
+            })
+            .collect()
+    });
     assert!(tensors
         .iter()
         .any(|t| t.0 == "layer1.0.conv1.Quantize_input_Winograd.min_val"));
     assert!(tensors
         .iter()
         .any(|t| t.0 == "layer1.0.conv1.weight" && t.1 == [8, 32, 1, 3, 3]));
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
-        .collect();
-    let src = dir.join("theirs.safetensors");
-    std::fs::write(&src, safetensors::tensor::serialize(views, &None).unwrap()).unwrap();
+    assert!(
+        tensors
+            .iter()
+            .any(|t| t.0 == "layer4.1.conv2.A_t" && t.1 == [4, 6]),
+        "F4 at 4x4 maps"
+    );
 
     let dst = dir.join("ours.safetensors");
-    let unused = winq_train::import::import(&src, &dst, &cfg, false, 8).unwrap();
-    assert!(unused.is_empty(), "unused: {unused:?}");
+    let imported = winq_train::import::import(&src, &dst, &cfg, None, 8).unwrap();
+    assert!(imported.unused.is_empty(), "unused: {:?}", imported.unused);
     let ck = Checkpoint::read(&dst).unwrap();
     assert_eq!(ck.config.model.mult, 0.125);
-    assert_eq!(ck.config.model.layers[0].to_string(), "F4-static-int8");
-    let mut fresh = runner::build_model(&ck.config, 1, 28, 28, 10).unwrap();
+    // Counter values are not the paper's transforms: learned, so flex.
+    assert_eq!(ck.config.model.layers[0].to_string(), "F4-flex-int8");
+    assert_eq!(ck.config.input_shape().to_string(), "1x32x32");
+    assert_eq!(ck.config.pad_to, Some(32));
+    let mut fresh = runner::build_model(&ck.config, 1, 32, 32, 10).unwrap();
     ck.load_model(&mut fresh.net, true).unwrap();
     let mut first = Vec::new();
-    fresh
-        .net
-        .visit_params("", &mut |_, p| first.extend_from_slice(&p.value.data[..1]));
+    winq_nn::Layer::visit_params(&mut fresh.net, "", &mut |_, p| {
+        first.extend_from_slice(&p.value.data[..1])
+    });
     assert_eq!(first[0], 0.001);
+    let msg = winq_train::import::import(&src, &dst, &cfg, Some(false), 8)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("learned") && msg.contains("--flex"), "{msg}");
     // A state_dict missing a tensor is refused with its name.
     let partial: Vec<(String, TensorView)> = tensors
         .iter()
@@ -316,11 +344,114 @@ fn imports_the_reference_state_dict() {
         .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
         .collect();
     std::fs::write(&src, safetensors::tensor::serialize(partial, &None).unwrap()).unwrap();
-    let msg = format!(
-        "{:#}",
-        winq_train::import::import(&src, &dst, &cfg, false, 8).unwrap_err()
-    );
+    let msg = winq_train::import::import(&src, &dst, &cfg, None, 8)
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("layer3.1.bn2.running_var"), "{msg}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The authors' 1-channel 32x32 F4 flex ResNet18Like (synthetic, trained transforms) imports
+/// with its mode inferred, exports with its 32x32 input and padding recorded, and the engine
+/// run on the 32x32 (padded Fashion-MNIST) test images gives the training model's logits bit
+/// for bit; a static import of the same model's static twin is recognised as static.
+#[test]
+fn authors_32x32_flex_model_imports_exports_and_runs() {
+    use winq_nn::{Layer, Mode, Tensor};
+    let dir = temp("import-flex");
+    dataset(&dir.join("data"), 64, 40);
+    let mut cfg = config(&dir.join("data"), "F4", true, 8, 1);
+    cfg.model.arch = ModelKind::Resnet18like;
+    cfg.model.mult = 0.125;
+    cfg.model.layers = vec!["F4-flex-int8".parse::<ConvChoice>().unwrap(); 16];
+    cfg.model.points = "paper".into();
+    let mut theirs = runner::build_model(&cfg, 1, 32, 32, 10).unwrap();
+    // "Trained": quantizers hold real ranges, transforms moved away from the paper's.
+    let x = Tensor::from_vec(
+        &[4, 1, 32, 32],
+        (0..4 * 1024)
+            .map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0)
+            .collect(),
+    );
+    theirs.net.forward(&x, Mode::Train);
+    let src = dir.join("theirs.safetensors");
+    let mut k = 0;
+    write_theirs(&mut theirs.net, &src, &mut |name, v| {
+        let learned = name.ends_with("A_t") || name.ends_with("B_t") || name.ends_with(".G");
+        v.iter()
+            .map(|&x| {
+                k += 1;
+                if learned {
+                    x + 0.01 * ((k % 7) as f32 - 3.0)
+                } else {
+                    x
+                }
+            })
+            .collect()
+    });
+    let mut base = cfg.clone();
+    base.model.layers = vec![ConvChoice::IM2ROW_INT8; 16]; // replaced by what the file holds
+    let dst = dir.join("ours.safetensors");
+    let imported = winq_train::import::import(&src, &dst, &base, None, 8).unwrap();
+    assert!(imported.unused.is_empty(), "{:?}", imported.unused);
+    assert!(imported
+        .config
+        .model
+        .layers
+        .iter()
+        .all(|l| l.to_string() == "F4-flex-int8"));
+
+    let (op, info, cfg2) = winq_train::deploy::export_checkpoint(&dst).unwrap();
+    assert_eq!(
+        (info.channels, info.height, info.width, info.pad_to),
+        (1, 32, 32, Some(32))
+    );
+    let test = runner::load_split(&cfg2, Split::Test).unwrap();
+    runner::check_input(&cfg2, &test).unwrap();
+    assert_eq!((test.h, test.w), (32, 32));
+    let norm = cfg2.dataset.normalization();
+    let xs: Vec<f32> = test
+        .images
+        .iter()
+        .map(|&v| (v as f32 / 255.0 - norm.mean[0]) / norm.std[0])
+        .collect();
+    let engine = winq_engine::Net::compile(&op).unwrap();
+    let got = engine
+        .forward(winq_engine::Act {
+            n: test.n,
+            c: 1,
+            h: 32,
+            w: 32,
+            data: xs.clone(),
+        })
+        .data;
+    let ck = Checkpoint::read(&dst).unwrap();
+    let mut ours = runner::build_model(&cfg2, 1, 32, 32, 10).unwrap();
+    ck.load_model(&mut ours.net, true).unwrap();
+    let want = ours
+        .net
+        .forward(&Tensor::from_vec(&[test.n, 1, 32, 32], xs), Mode::Eval)
+        .data;
+    assert_eq!(got, want, "engine = training on the imported model");
+    assert!(want.iter().any(|&v| v != want[0]));
+    // The 28x28 images without padding are refused with the fix named.
+    let mut unpadded = cfg2.clone();
+    unpadded.pad_to = None;
+    let raw = runner::load_split(&unpadded, Split::Test).unwrap();
+    let msg = runner::check_input(&unpadded, &raw).unwrap_err().to_string();
+    assert!(msg.contains("1x32x32") && msg.contains("--pad-to 32"), "{msg}");
+
+    // The same network with the paper's transforms stored (a static model) imports as static.
+    let mut stat = runner::build_model(&cfg, 1, 32, 32, 10).unwrap();
+    stat.net.forward(&x, Mode::Train);
+    write_theirs(&mut stat.net, &src, &mut |_, v| v.to_vec());
+    let imported = winq_train::import::import(&src, &dst, &base, None, 8).unwrap();
+    assert!(imported
+        .config
+        .model
+        .layers
+        .iter()
+        .all(|l| l.to_string() == "F4-static-int8"));
     std::fs::remove_dir_all(&dir).ok();
 }
 
