@@ -157,6 +157,9 @@ fn synthetic_model(a: &ModelBenchArgs) -> Result<(winq_ir::Op, winq_ir::ModelInf
 }
 
 fn model_bench(a: ModelBenchArgs) -> Result<()> {
+    if a.batch == 0 || a.reps == 0 {
+        bail!("--batch and --reps must be at least 1");
+    }
     let (op, info) = if a.model.as_os_str() == "synthetic" {
         synthetic_model(&a)?
     } else {

@@ -159,3 +159,22 @@ fn error_study_json_and_plot() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("bit-widths must be 2..=16"));
 }
+
+/// Numbers no model can use are clear errors (exit 1), never panics (exit 101): width
+/// multipliers that leave a layer without channels, NaN, infinity, zero batches.
+#[test]
+fn unusable_numbers_are_errors_not_panics() {
+    for (args, want) in [
+        (vec!["bench", "model", "synthetic", "--mult", "0", "--reps", "1"], "positive and finite"),
+        (vec!["bench", "model", "synthetic", "--mult", "0.01", "--reps", "1"], "at least 0.015625"),
+        (vec!["bench", "model", "synthetic", "--batch", "0"], "--batch and --reps"),
+        (vec!["train", "--mult", "NaN", "--max-steps", "1", "-o", "/nonexistent/winq-test"], "positive and finite"),
+        (vec!["train", "--mult", "inf", "--max-steps", "1", "-o", "/nonexistent/winq-test"], "positive and finite"),
+        (vec!["train", "--pad-to", "20", "--max-steps", "1", "-o", "/nonexistent/winq-test"], "--pad-to 20 is smaller"),
+    ] {
+        let o = winq(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+}

@@ -25,6 +25,7 @@ pub use conv::Conv2d;
 pub use export::ExportError;
 pub use layer::{param_count, path, zero_grads, Buffer, Layer, Mode, Param};
 pub use linear::Linear;
+pub use models::ModelError;
 pub use loss::{softmax_cross_entropy, LossError};
 pub use norm::BatchNorm2d;
 pub use optim::{Adam, OptimError, Optimizer, Sgd};

@@ -49,8 +49,47 @@ pub struct ResNetConfig {
     pub seed: u64,
 }
 
+/// A model that cannot be built: an unusable configuration, or a transform that does not exist.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+}
+
 impl ResNetConfig {
     pub const CONVS: usize = 16;
+
+    /// The numbers a model of this configuration needs: a finite positive width multiplier
+    /// that leaves the narrowest layer (`narrowest`·mult channels) at least one channel, input
+    /// channels and classes, and maps of at least `min_size` (the model's poolings).
+    fn check(&self, model: &str, narrowest: f32, min_size: usize) -> Result<(), ModelError> {
+        let bad = |why: String| Err(ModelError::Config(format!("{model}: {why}")));
+        if !(self.mult.is_finite() && self.mult > 0.0) {
+            return bad(format!("the width multiplier must be positive and finite, not {}", self.mult));
+        }
+        if ((narrowest * self.mult) as usize) < 1 {
+            return bad(format!(
+                "width multiplier {} leaves its narrowest layer ({narrowest}·mult) without channels: use at least {}",
+                self.mult,
+                1.0 / narrowest
+            ));
+        }
+        if self.mult > 64.0 {
+            return bad(format!("width multiplier {} is beyond any usable size (at most 64)", self.mult));
+        }
+        if self.in_channels == 0 || self.classes == 0 {
+            return bad(format!("{} input channels and {} classes", self.in_channels, self.classes));
+        }
+        if self.height < min_size || self.width < min_size {
+            return bad(format!(
+                "inputs of {}x{} are too small for its poolings (at least {min_size}x{min_size})",
+                self.height, self.width
+            ));
+        }
+        Ok(())
+    }
 
     /// The same choice for every block convolution (the reference's only mode).
     pub fn uniform(in_channels: usize, size: usize, classes: usize, mult: f32, choice: ConvChoice) -> Self {
@@ -162,7 +201,7 @@ fn fixed_convs(
 }
 
 /// Builds ResNet18Like; returns the model and where its block convolutions went.
-pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
+pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), ModelError> {
     resnet18like_with(cfg, &mut fixed_convs(cfg))
 }
 
@@ -171,12 +210,13 @@ pub fn resnet18like(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement
 pub fn resnet18like_with(
     cfg: &ResNetConfig,
     factory: ConvFactory,
-) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
+) -> Result<(Sequential, Vec<ConvPlacement>), ModelError> {
     assert_eq!(
         cfg.convs.len(),
         ResNetConfig::CONVS,
         "ResNet18Like has 16 block convolutions"
     );
+    cfg.check("ResNet18Like", 64.0, 8)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let stem = 32;
     let mut net = Sequential::new()
@@ -255,7 +295,7 @@ pub fn resnet18like_with(
 /// A small CNN for quick runs: FP32 3x3 stem (16) + BN + ReLU + max-pool, two configurable
 /// 3x3 layers (16→32 at half size, then a max-pool, 32→64 at quarter size), each with BN and
 /// ReLU, global average pool, FP32 Linear. `cfg.convs` has 2 entries; `mult` scales widths.
-pub fn lenet(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
+pub fn lenet(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), ModelError> {
     lenet_with(cfg, &mut fixed_convs(cfg))
 }
 
@@ -263,8 +303,9 @@ pub fn lenet(cfg: &ResNetConfig) -> Result<(Sequential, Vec<ConvPlacement>), Tra
 pub fn lenet_with(
     cfg: &ResNetConfig,
     factory: ConvFactory,
-) -> Result<(Sequential, Vec<ConvPlacement>), TransformError> {
+) -> Result<(Sequential, Vec<ConvPlacement>), ModelError> {
     assert_eq!(cfg.convs.len(), 2, "lenet has 2 configurable convolutions");
+    cfg.check("lenet", 16.0, 4)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let width = |base: f32| ((base * cfg.mult * 4.0) as usize).max(1);
     let (c0, c1, c2) = (width(4.0), width(8.0), width(16.0));

@@ -133,3 +133,39 @@ fn parameter_names_follow_the_reference_state_dict() {
         assert!(names.iter().any(|n| n == want), "missing {want} in {names:?}");
     }
 }
+
+fn err<T>(r: Result<T, winq_nn::ModelError>) -> String {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Unusable numbers are errors that say what is wrong, never a panic (a width multiplier that
+/// leaves a layer without channels once divided by zero deep inside a layer).
+#[test]
+fn unusable_configurations_are_errors() {
+    use winq_nn::models::lenet;
+    let c = choice(Algo::Im2row, Precision::Int(8));
+    for (mult, size, want) in [
+        (0.01, 32, "at least 0.015625"),
+        (0.0, 32, "positive and finite"),
+        (f32::NAN, 32, "positive and finite"),
+        (f32::INFINITY, 32, "positive and finite"),
+        (-1.0, 32, "positive and finite"),
+        (1e9, 32, "at most 64"),
+        (0.5, 4, "too small for its poolings"),
+    ] {
+        let e = err(resnet18like(&ResNetConfig::uniform(1, size, 10, mult, c)));
+        assert!(e.contains(want) && e.starts_with("ResNet18Like"), "mult {mult} size {size}: {e}");
+    }
+    let lenet_cfg = |mult: f32, size| ResNetConfig {
+        convs: vec![c; 2],
+        ..ResNetConfig::uniform(1, size, 10, mult, c)
+    };
+    assert!(lenet(&lenet_cfg(1.0 / 16.0, 28)).is_ok());
+    let e = err(lenet(&lenet_cfg(0.01, 28)));
+    assert!(e.contains("lenet") && e.contains("at least 0.0625"), "{e}");
+    assert!(err(lenet(&lenet_cfg(1.0, 3))).contains("too small"));
+    assert!(resnet18like(&ResNetConfig::uniform(0, 32, 10, 0.5, c)).is_err());
+}

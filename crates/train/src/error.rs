@@ -44,6 +44,8 @@ pub enum TrainError {
     #[error(transparent)]
     Transform(#[from] winq_transforms::TransformError),
     #[error(transparent)]
+    Model(#[from] winq_nn::ModelError),
+    #[error(transparent)]
     ThreadPool(#[from] rayon::ThreadPoolBuildError),
 }
 

@@ -4,8 +4,8 @@ use crate::error::{Result, ResultExt, TrainError};
 use plotters::prelude::*;
 use std::path::Path;
 
-/// Reads metrics.jsonl and writes loss.svg and accuracy.svg into the run directory; returns
-/// the paths written.
+/// Reads metrics.jsonl and writes loss.svg and accuracy.svg into the run directory (a plot
+/// with no finite value in any line is skipped); returns the paths written.
 pub fn plot_run(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let path = dir.join("metrics.jsonl");
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -39,6 +39,11 @@ pub fn plot_run(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         let out = dir.join(file);
         let data: Vec<(&str, Vec<(f64, f64)>)> = keys.iter().map(|(k, n)| (*n, series(k))).collect();
         let all: Vec<f64> = data.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)).collect();
+        if all.is_empty() {
+            // No finite value to draw (e.g. lines without accuracies): an empty range would
+            // leave the axis without bounds.
+            continue;
+        }
         let (lo, hi) = all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
             (l.min(*v), h.max(*v))
         });
@@ -85,5 +90,33 @@ pub fn plot_run(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         drop(root);
         written.push(out);
     }
+    if written.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "{} holds no finite loss or accuracy to plot",
+            path.display()
+        )));
+    }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines without accuracies (or with only non-finite values) must not hang the plot (an
+    /// empty value range once looped forever): the loss plot is written, the accuracy one
+    /// skipped; nothing finite at all is a clear error.
+    #[test]
+    fn missing_or_non_finite_values_are_skipped_not_hung() {
+        let dir = std::env::temp_dir().join(format!("winq-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = dir.join("metrics.jsonl");
+        std::fs::write(&m, "{\"epoch\": 1, \"train_loss\": 2.0}\n{\"epoch\": 2, \"train_loss\": 1.5}\n").unwrap();
+        let written = plot_run(&dir).unwrap();
+        assert_eq!(written, vec![dir.join("loss.svg")]);
+        std::fs::write(&m, "{\"epoch\": 1, \"val_acc\": null}\n").unwrap();
+        let e = plot_run(&dir).unwrap_err().to_string();
+        assert!(e.contains("no finite loss or accuracy"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
