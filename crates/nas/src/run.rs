@@ -145,6 +145,7 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
     let cfg = job.train.clone();
     let (out, opts) = (&job.out, &job.options);
     let (model, mult, seed) = (cfg.model.arch, cfg.model.mult, cfg.model.seed);
+    let _lock = runner::lock_run_dir(out)?;
     if out.join("search.json").exists() {
         return Err(NasError::Invalid(format!(
             "{} already holds a search (search.json); choose another --out",

@@ -260,10 +260,34 @@ pub fn epoch_bar(steps: usize, quiet: bool) -> ProgressBar {
     pb
 }
 
+/// Takes the run directory for this process: an exclusive lock on `DIR/.lock`, held until the
+/// returned file is dropped. A second run on the same directory gets a clear error instead of
+/// interleaving its checkpoints and metrics with the first's.
+pub fn lock_run_dir(out: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let path = out.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Invalid(format!(
+            "{} is in use by another winq run (it holds {}); wait for it or choose another --out",
+            out.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(TrainError::from(e).context(format!("cannot lock {}", path.display()))),
+    }
+}
+
 pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Result<Outcome> {
     let run = RunDir {
         dir: out.to_path_buf(),
     };
+    let _lock = lock_run_dir(out)?;
     if !matches!(start, Start::Resume) && run.last().exists() {
         return Err(TrainError::Invalid(format!(
             "{} already holds a run (last.safetensors); use --resume to continue it or choose another --out",

@@ -489,3 +489,22 @@ fn adapt_copies_shared_tensors_and_starts_transforms_fresh() {
     assert!(b.contains_key("param/conv2.A_t") && !a.contains_key("param/conv2.A_t"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A run directory is locked while a run uses it: a second run on it is refused with a clear
+/// error (before, both exited 0 and their metrics and checkpoints interleaved), and the lock
+/// goes with the run.
+#[test]
+fn a_run_directory_is_locked_while_in_use() {
+    let dir = temp("lock");
+    dataset(&dir.join("data"), 64, 16);
+    let out = dir.join("run");
+    let held = runner::lock_run_dir(&out).unwrap();
+    let cfg = config(&dir.join("data"), "im2row", false, 8, 1);
+    let e = runner::train(cfg.clone(), &out, Start::Fresh, true).unwrap_err().to_string();
+    assert!(e.contains("in use by another winq run"), "{e}");
+    assert!(!out.join("last.safetensors").exists() && !out.join("metrics.jsonl").exists());
+    drop(held);
+    runner::train(cfg, &out, Start::Fresh, true).unwrap();
+    assert!(out.join("last.safetensors").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
