@@ -177,7 +177,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         job.out.display()
     );
     if a.retrain {
-        let t = retrain(&job, &r, a.retrain_epochs.unwrap_or(a.recipe.epochs))?;
+        let t = retrain(&job, &r, a.retrain_epochs.unwrap_or(a.recipe.epochs()))?;
         println!(
             "retrained: test accuracy {:.2}% | engine latency {:.3} ms at batch {} ({} threads){} | model {}",
             100.0 * t.test_acc,

@@ -71,9 +71,10 @@ pub struct RecipeArgs {
     /// Disable random horizontal flips.
     #[arg(long)]
     pub(crate) no_flip: bool,
-    /// Epochs (a search's warm-up epochs included).
-    #[arg(long, default_value_t = 3)]
-    pub(crate) epochs: usize,
+    /// Epochs (a search's warm-up epochs included) [default: 3; with --resume: the saved
+    /// run's, and a value given changes the saved run's length explicitly].
+    #[arg(long)]
+    pub(crate) epochs: Option<usize>,
     #[arg(long, default_value_t = 64)]
     pub(crate) batch: usize,
     /// Weight learning rate.
@@ -93,6 +94,11 @@ pub struct RecipeArgs {
 }
 
 impl RecipeArgs {
+    /// The epochs asked for, or the default 3.
+    pub(crate) fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(3)
+    }
+
     /// The run configuration's data and recipe fields around `model`, with the optimizer and
     /// schedule given.
     pub(crate) fn config(
@@ -103,7 +109,8 @@ impl RecipeArgs {
         schedule: ScheduleKind,
         warmup_epochs: f32,
     ) -> Result<TrainConfig> {
-        if self.batch == 0 || self.epochs == 0 {
+        let epochs = self.epochs();
+        if self.batch == 0 || epochs == 0 {
             bail!("--batch and --epochs must be at least 1");
         }
         let (dataset, data_dir) = dataset(&self.data)?;
@@ -116,7 +123,7 @@ impl RecipeArgs {
                 crop_pad: self.crop_pad,
                 hflip: !self.no_flip,
             },
-            epochs: self.epochs,
+            epochs,
             batch: self.batch,
             lr: self.lr,
             weight_decay: self.weight_decay,
@@ -319,7 +326,13 @@ pub fn train(a: TrainArgs) -> Result<()> {
         None if a.resume => default_out(&a),
         None => fresh_default(default_out(&a)),
     };
-    let start = if a.resume { Start::Resume } else { Start::Fresh };
+    let start = if a.resume {
+        Start::Resume {
+            epochs: a.recipe.epochs,
+        }
+    } else {
+        Start::Fresh
+    };
     let o = runner::train(cfg, &out, start, a.recipe.quiet)?;
     report(&out, &o);
     Ok(())
@@ -338,7 +351,9 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         PathBuf::from(p)
     });
     let start = if a.train.resume {
-        Start::Resume
+        Start::Resume {
+            epochs: a.train.recipe.epochs,
+        }
     } else {
         Start::InitFrom(from)
     };

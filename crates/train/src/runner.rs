@@ -227,8 +227,10 @@ impl RunDir {
 /// How a run starts.
 pub enum Start {
     Fresh,
-    /// Continue from `<out>/last.safetensors`.
-    Resume,
+    /// Continue the run saved in `<out>` (its configuration, from `last.safetensors`); `epochs`
+    /// changes its length explicitly (at least the epochs it has completed), else it keeps its
+    /// own.
+    Resume { epochs: Option<usize> },
     /// Initialise from another checkpoint's matching tensors (adapt), then train.
     InitFrom(PathBuf),
 }
@@ -288,7 +290,7 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
         dir: out.to_path_buf(),
     };
     let _lock = lock_run_dir(out)?;
-    if !matches!(start, Start::Resume) && run.last().exists() {
+    if !matches!(start, Start::Resume { .. }) && run.last().exists() {
         return Err(TrainError::Invalid(format!(
             "{} already holds a run (last.safetensors); use --resume to continue it or choose another --out",
             out.display()
@@ -296,7 +298,7 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
     }
     let mut state = RunState::default();
     let resume_ck = match start {
-        Start::Resume => {
+        Start::Resume { epochs } => {
             let ck = Checkpoint::read(&run.last())
                 .with_context(|| format!("--resume: no usable checkpoint in {}", out.display()))?;
             if ck.config.model != cfg.model || ck.config.dataset != cfg.dataset {
@@ -305,10 +307,20 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
                     out.display()
                 );
             }
-            // The saved run defines model, data and optimization; how long to go on is the caller's.
-            let (epochs, max_steps) = (cfg.epochs, cfg.max_steps);
+            // The saved run defines model, data, optimization and length; a length given
+            // explicitly replaces its own (the learning-rate schedule follows it).
+            let max_steps = cfg.max_steps;
             cfg = ck.config.clone();
-            cfg.epochs = epochs.max(ck.state.epoch);
+            if let Some(e) = epochs {
+                if e < ck.state.epoch {
+                    return Err(TrainError::Invalid(format!(
+                        "--epochs {e}: the run in {} has already completed {} epochs",
+                        out.display(),
+                        ck.state.epoch
+                    )));
+                }
+                cfg.epochs = e;
+            }
             cfg.max_steps = max_steps;
             state = ck.state.clone();
             Some(ck)
@@ -328,7 +340,7 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
     let Built { mut net, placements } = build_model(&cfg, t.c, t.h, t.w, t.classes)?;
     let mut opt = optimizer(&cfg)?;
     match (&start, &resume_ck) {
-        (Start::Resume, Some(ck)) => {
+        (Start::Resume { .. }, Some(ck)) => {
             ck.load_model(&mut net, true)?;
             ck.load_optimizer(&mut net, opt.as_mut())?;
         }

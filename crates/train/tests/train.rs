@@ -106,7 +106,7 @@ fn resume_is_bit_identical() {
         true,
     )
     .unwrap();
-    runner::train(cfg.clone(), &dir.join("b"), Start::Resume, true).unwrap();
+    runner::train(cfg.clone(), &dir.join("b"), Start::Resume { epochs: None }, true).unwrap();
     let read = |p: &str| std::fs::read_to_string(dir.join(p).join("metrics.jsonl")).unwrap();
     let strip = |s: String| {
         s.lines()
@@ -154,7 +154,7 @@ fn divergence_stops_with_a_message_and_keeps_checkpoints() {
     ck.load_model(&mut built.net, true).unwrap();
     winq_train::checkpoint::save(&last, &mut built.net, None, &cfg, &ck.state).unwrap();
     let before = std::fs::read(&last).unwrap();
-    let err = runner::train(cfg, &out, Start::Resume, true).unwrap_err();
+    let err = runner::train(cfg, &out, Start::Resume { epochs: None }, true).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("training diverged") && msg.contains("epoch 2") && msg.contains("last good: epoch 1"),
@@ -506,5 +506,37 @@ fn a_run_directory_is_locked_while_in_use() {
     drop(held);
     runner::train(cfg, &out, Start::Fresh, true).unwrap();
     assert!(out.join("last.safetensors").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// --resume continues the saved run: its own epoch count unless one is given explicitly (the
+/// command line's default used to replace it, so a 3-epoch run stopped after one epoch
+/// "finished" at whatever the resuming command said); an explicit count below the completed
+/// epochs is refused.
+#[test]
+fn resume_keeps_the_saved_length_unless_told() {
+    let dir = temp("resume-len");
+    dataset(&dir.join("data"), 96, 16);
+    let cfg = config(&dir.join("data"), "im2row", false, 8, 3);
+    let steps_per_epoch = 2; // 86 train images (10% validation), batch 64
+    let out = dir.join("run");
+    let first = TrainConfig {
+        max_steps: Some(steps_per_epoch),
+        ..cfg.clone()
+    };
+    runner::train(first, &out, Start::Fresh, true).unwrap();
+    let epochs_done = |p: &Path| std::fs::read_to_string(p.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(epochs_done(&out), 1);
+    // The resuming command says 1 epoch (as a default would): the saved run's 3 win.
+    let resumed = TrainConfig { epochs: 1, ..cfg.clone() };
+    runner::train(resumed.clone(), &out, Start::Resume { epochs: None }, true).unwrap();
+    assert_eq!(epochs_done(&out), 3);
+    let saved: TrainConfig = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved.epochs, 3);
+    // Explicitly longer: continues to 4; explicitly shorter than done: refused.
+    runner::train(resumed.clone(), &out, Start::Resume { epochs: Some(4) }, true).unwrap();
+    assert_eq!(epochs_done(&out), 4);
+    let e = runner::train(resumed, &out, Start::Resume { epochs: Some(2) }, true).unwrap_err().to_string();
+    assert!(e.contains("already completed 4 epochs"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
