@@ -32,10 +32,26 @@ pub struct ExportArgs {
     /// Output model file.
     #[arg(long, short = 'o')]
     out: PathBuf,
+    /// Overwrite --out even when it is not a deploy model (a training checkpoint, say).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn export(a: ExportArgs) -> Result<()> {
     let ck = checkpoint_path(&a.path, &a.which)?;
+    // Replacing an older export is fine; anything else (a training checkpoint: `-o RUN/best.safetensors`)
+    // is not silently destroyed.
+    if a.out.exists() && !a.force {
+        if a.out.is_dir() {
+            bail!("{} is a directory; -o takes the model file to write", a.out.display());
+        }
+        if let Err(e) = deploy::load(&a.out) {
+            bail!(
+                "{} exists and is not a winq deploy model ({e}); refusing to overwrite it: choose another -o, or --force",
+                a.out.display()
+            );
+        }
+    }
     let (op, info, _) = export_checkpoint(&ck)?;
     deploy::save(&a.out, &op, &info)?;
     let size = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);

@@ -134,6 +134,19 @@ fn sigkill_in_the_second_epoch_then_resume_matches_an_uninterrupted_run() {
     };
     let o = winq(&["export".as_ref(), a.as_os_str(), "-o".as_ref(), model.as_os_str()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Exporting again over the model is fine; over the training checkpoint it is refused.
+    let o = winq(&["export".as_ref(), a.as_os_str(), "-o".as_ref(), model.as_os_str()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let best = a.join("best.safetensors");
+    let before = std::fs::read(&best).unwrap();
+    let o = winq(&["export".as_ref(), a.as_os_str(), "-o".as_ref(), best.as_os_str()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("not a winq deploy model") && e.contains("--force"), "{e}");
+    assert_eq!(std::fs::read(&best).unwrap(), before, "the checkpoint is untouched");
+    // A training checkpoint given to `run` says what to do.
+    let o = winq(&["run".as_ref(), best.as_os_str(), "--input".as_ref(), data.join("t10k-images-idx3-ubyte").as_os_str()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("training checkpoint") && e.contains("winq export"), "{e}");
     let images = data.join("t10k-images-idx3-ubyte");
     let o = winq(&[
         "run".as_ref(),
