@@ -43,7 +43,10 @@ pub fn export(a: ExportArgs) -> Result<()> {
     // is not silently destroyed.
     if a.out.exists() && !a.force {
         if a.out.is_dir() {
-            bail!("{} is a directory; -o takes the model file to write", a.out.display());
+            bail!(
+                "{} is a directory; -o takes the model file to write",
+                a.out.display()
+            );
         }
         if let Err(e) = deploy::load(&a.out) {
             bail!(

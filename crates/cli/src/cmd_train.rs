@@ -12,12 +12,13 @@ use winq_train::runner::{self, Start};
 
 #[derive(clap::Args, Clone)]
 pub struct ModelArgs {
-    /// Network.
-    #[arg(long, value_enum, default_value_t = ModelKind::Resnet18like)]
-    model: ModelKind,
-    /// Width multiplier (ResNet18Like stages have 64·mult … 512·mult channels).
-    #[arg(long, default_value_t = 0.25)]
-    mult: f32,
+    /// Network [default: resnet18like; adapt: the source run's].
+    #[arg(long, value_enum)]
+    model: Option<ModelKind>,
+    /// Width multiplier (ResNet18Like stages have 64·mult … 512·mult channels) [default: 0.25;
+    /// adapt: the source run's].
+    #[arg(long)]
+    mult: Option<f32>,
     /// Algorithm of every 3x3 layer: im2row, F2, F4, F6 (F<m>).
     #[arg(long, default_value = "F4")]
     algo: String,
@@ -28,7 +29,7 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = 8)]
     bits: u32,
     /// Per-layer configuration file (JSON: {"layers": [{"algo": "F4", "flex": true, "bits": 8}, …]}),
-    /// e.g. a wiNAS result; overrides --algo/--flex/--bits.
+    /// e.g. a wiNAS result; overrides --algo/--mode/--bits.
     #[arg(long)]
     layers: Option<PathBuf>,
     /// Winograd interpolation points: default, paper, lavin or a list like 0,1,-1,2,-2,1/2,-1/2,inf.
@@ -216,7 +217,7 @@ pub(crate) fn dataset(d: &DataArgs) -> Result<(DatasetKind, PathBuf)> {
 }
 
 fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
-    let arch = m.model;
+    let arch = m.model.unwrap_or(ModelKind::Resnet18like);
     let n = arch.conv_layers();
     let (layers, shortcut_bits) = match &m.layers {
         Some(p) => {
@@ -228,7 +229,7 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
                     "{} lists {} layers; {} has {n}",
                     p.display(),
                     f.layers.len(),
-                    m.model
+                    arch
                 );
             }
             let sb = f.shortcut_bits.unwrap_or(f.layers[0].precision.bits());
@@ -249,7 +250,7 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
     };
     Ok(ModelConfig {
         arch,
-        mult: m.mult,
+        mult: m.mult.unwrap_or(0.25),
         layers,
         shortcut_bits,
         points: m.points.clone(),
@@ -286,17 +287,23 @@ fn default_out(a: &TrainArgs) -> PathBuf {
     };
     PathBuf::from("runs").join(format!(
         "{}-{}-{algo}-{bits}",
-        a.recipe.data.dataset, a.model.model
+        a.recipe.data.dataset,
+        a.model.model.unwrap_or(ModelKind::Resnet18like)
     ))
 }
 
-fn report(out: &Path, o: &runner::Outcome) {
+fn report(out: &Path, o: &runner::Outcome, val_split: bool) {
+    // Without a validation split (--val-fraction 0) every epoch counts as the best so far.
+    let val = if !val_split {
+        "no validation split, best = last".to_string()
+    } else {
+        format!("val best {:.2}%", 100.0 * o.best_val_acc)
+    };
     println!(
-        "test accuracy: best (epoch {}) {:.2}%, last {:.2}%  [val best {:.2}%; {:.0} s; run in {}]",
+        "test accuracy: best (epoch {}) {:.2}%, last {:.2}%  [{val}; {:.0} s; run in {}]",
         o.best_epoch,
         100.0 * o.test_acc_best,
         100.0 * o.test_acc_last,
-        100.0 * o.best_val_acc,
         o.seconds,
         out.display()
     );
@@ -333,8 +340,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
     } else {
         Start::Fresh
     };
+    let val_split = cfg.val_fraction > 0.0;
     let o = runner::train(cfg, &out, start, a.recipe.quiet)?;
-    report(&out, &o);
+    report(&out, &o, val_split);
     Ok(())
 }
 
@@ -343,6 +351,16 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
         a.from.join("best.safetensors")
     } else {
         a.from.clone()
+    };
+    // The network's kind, width and input come from the source run unless given.
+    let source = Checkpoint::read(&from)?.config;
+    let mut args = a.train;
+    args.model.model = args.model.model.or(Some(source.model.arch));
+    args.model.mult = args.model.mult.or(Some(source.model.mult));
+    args.recipe.data.pad_to = args.recipe.data.pad_to.or(source.pad_to);
+    let a = AdaptArgs {
+        from: a.from,
+        train: args,
     };
     let cfg = train_config(&a.train)?;
     let out = a.train.out.clone().unwrap_or_else(|| {
@@ -357,8 +375,9 @@ pub fn adapt(a: AdaptArgs) -> Result<()> {
     } else {
         Start::InitFrom(from)
     };
+    let val_split = cfg.val_fraction > 0.0;
     let o = runner::train(cfg, &out, start, a.train.recipe.quiet)?;
-    report(&out, &o);
+    report(&out, &o, val_split);
     Ok(())
 }
 
@@ -407,8 +426,8 @@ pub fn import(a: ImportArgs) -> Result<()> {
     let base = TrainConfig {
         model: model_config(
             &ModelArgs {
-                model: ModelKind::Resnet18like,
-                mult: 0.5,
+                model: Some(ModelKind::Resnet18like),
+                mult: Some(0.5),
                 algo: "im2row".into(),
                 mode: "static".into(),
                 bits: a.bits,

@@ -165,12 +165,54 @@ fn error_study_json_and_plot() {
 #[test]
 fn unusable_numbers_are_errors_not_panics() {
     for (args, want) in [
-        (vec!["bench", "model", "synthetic", "--mult", "0", "--reps", "1"], "positive and finite"),
-        (vec!["bench", "model", "synthetic", "--mult", "0.01", "--reps", "1"], "at least 0.015625"),
-        (vec!["bench", "model", "synthetic", "--batch", "0"], "--batch and --reps"),
-        (vec!["train", "--mult", "NaN", "--max-steps", "1", "-o", "/nonexistent/winq-test"], "positive and finite"),
-        (vec!["train", "--mult", "inf", "--max-steps", "1", "-o", "/nonexistent/winq-test"], "positive and finite"),
-        (vec!["train", "--pad-to", "20", "--max-steps", "1", "-o", "/nonexistent/winq-test"], "--pad-to 20 is smaller"),
+        (
+            vec!["bench", "model", "synthetic", "--mult", "0", "--reps", "1"],
+            "positive and finite",
+        ),
+        (
+            vec!["bench", "model", "synthetic", "--mult", "0.01", "--reps", "1"],
+            "at least 0.015625",
+        ),
+        (
+            vec!["bench", "model", "synthetic", "--batch", "0"],
+            "--batch and --reps",
+        ),
+        (
+            vec![
+                "train",
+                "--mult",
+                "NaN",
+                "--max-steps",
+                "1",
+                "-o",
+                "/nonexistent/winq-test",
+            ],
+            "positive and finite",
+        ),
+        (
+            vec![
+                "train",
+                "--mult",
+                "inf",
+                "--max-steps",
+                "1",
+                "-o",
+                "/nonexistent/winq-test",
+            ],
+            "positive and finite",
+        ),
+        (
+            vec![
+                "train",
+                "--pad-to",
+                "20",
+                "--max-steps",
+                "1",
+                "-o",
+                "/nonexistent/winq-test",
+            ],
+            "--pad-to 20 is smaller",
+        ),
     ] {
         let o = winq(&args);
         let e = stderr(&o);

@@ -141,12 +141,27 @@ fn sigkill_in_the_second_epoch_then_resume_matches_an_uninterrupted_run() {
     let before = std::fs::read(&best).unwrap();
     let o = winq(&["export".as_ref(), a.as_os_str(), "-o".as_ref(), best.as_os_str()]);
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && e.contains("not a winq deploy model") && e.contains("--force"), "{e}");
-    assert_eq!(std::fs::read(&best).unwrap(), before, "the checkpoint is untouched");
+    assert!(
+        !o.status.success() && e.contains("not a winq deploy model") && e.contains("--force"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&best).unwrap(),
+        before,
+        "the checkpoint is untouched"
+    );
     // A training checkpoint given to `run` says what to do.
-    let o = winq(&["run".as_ref(), best.as_os_str(), "--input".as_ref(), data.join("t10k-images-idx3-ubyte").as_os_str()]);
+    let o = winq(&[
+        "run".as_ref(),
+        best.as_os_str(),
+        "--input".as_ref(),
+        data.join("t10k-images-idx3-ubyte").as_os_str(),
+    ]);
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && e.contains("training checkpoint") && e.contains("winq export"), "{e}");
+    assert!(
+        !o.status.success() && e.contains("training checkpoint") && e.contains("winq export"),
+        "{e}"
+    );
     let images = data.join("t10k-images-idx3-ubyte");
     let o = winq(&[
         "run".as_ref(),
@@ -220,5 +235,69 @@ fn bad_training_input_fails_cleanly() {
         assert!(err.contains(want), "{args:?}: expected '{want}' in {err}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `adapt` takes the network's kind, width and input geometry from its source run (before, it
+/// silently built the default ResNet18Like x0.25 unless told again), and reports a run without
+/// a validation split as such.
+#[test]
+fn adapt_inherits_the_source_network_and_input() {
+    let dir = temp("adapt");
+    let data = dir.join("data");
+    let (img, lab) = synthetic_images(96, 3);
+    write_idx(&data, Split::Train, &img, &lab, 28, 28).unwrap();
+    let (img, lab) = synthetic_images(16, 4);
+    write_idx(&data, Split::Test, &img, &lab, 28, 28).unwrap();
+    let winq = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_winq"))
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .env("RAYON_NUM_THREADS", "2")
+            .output()
+            .unwrap()
+    };
+    let (src, out) = (dir.join("i2r"), dir.join("adapted"));
+    let o = winq(&[
+        "train",
+        "--model",
+        "lenet",
+        "--mult",
+        "0.5",
+        "--algo",
+        "im2row",
+        "--pad-to",
+        "32",
+        "--epochs",
+        "1",
+        "--val-fraction",
+        "0",
+        "--quiet",
+        "-o",
+        src.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no validation split"));
+    let o = winq(&[
+        "adapt",
+        "--from",
+        src.to_str().unwrap(),
+        "--algo",
+        "F4",
+        "--epochs",
+        "1",
+        "--quiet",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["model"]["arch"], "lenet");
+    assert_eq!(cfg["model"]["mult"], 0.5);
+    assert_eq!(cfg["pad_to"], 32);
+    assert_eq!(cfg["model"]["input"]["height"], 32);
+    assert_eq!(cfg["model"]["layers"][0]["algo"], "F4");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -67,7 +67,10 @@ impl ResNetConfig {
     fn check(&self, model: &str, narrowest: f32, min_size: usize) -> Result<(), ModelError> {
         let bad = |why: String| Err(ModelError::Config(format!("{model}: {why}")));
         if !(self.mult.is_finite() && self.mult > 0.0) {
-            return bad(format!("the width multiplier must be positive and finite, not {}", self.mult));
+            return bad(format!(
+                "the width multiplier must be positive and finite, not {}",
+                self.mult
+            ));
         }
         if ((narrowest * self.mult) as usize) < 1 {
             return bad(format!(
@@ -77,10 +80,16 @@ impl ResNetConfig {
             ));
         }
         if self.mult > 64.0 {
-            return bad(format!("width multiplier {} is beyond any usable size (at most 64)", self.mult));
+            return bad(format!(
+                "width multiplier {} is beyond any usable size (at most 64)",
+                self.mult
+            ));
         }
         if self.in_channels == 0 || self.classes == 0 {
-            return bad(format!("{} input channels and {} classes", self.in_channels, self.classes));
+            return bad(format!(
+                "{} input channels and {} classes",
+                self.in_channels, self.classes
+            ));
         }
         if self.height < min_size || self.width < min_size {
             return bad(format!(

@@ -157,7 +157,10 @@ fn unusable_configurations_are_errors() {
         (0.5, 4, "too small for its poolings"),
     ] {
         let e = err(resnet18like(&ResNetConfig::uniform(1, size, 10, mult, c)));
-        assert!(e.contains(want) && e.starts_with("ResNet18Like"), "mult {mult} size {size}: {e}");
+        assert!(
+            e.contains(want) && e.starts_with("ResNet18Like"),
+            "mult {mult} size {size}: {e}"
+        );
     }
     let lenet_cfg = |mult: f32, size| ResNetConfig {
         convs: vec![c; 2],

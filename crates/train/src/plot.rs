@@ -111,7 +111,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("winq-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let m = dir.join("metrics.jsonl");
-        std::fs::write(&m, "{\"epoch\": 1, \"train_loss\": 2.0}\n{\"epoch\": 2, \"train_loss\": 1.5}\n").unwrap();
+        std::fs::write(
+            &m,
+            "{\"epoch\": 1, \"train_loss\": 2.0}\n{\"epoch\": 2, \"train_loss\": 1.5}\n",
+        )
+        .unwrap();
         let written = plot_run(&dir).unwrap();
         assert_eq!(written, vec![dir.join("loss.svg")]);
         std::fs::write(&m, "{\"epoch\": 1, \"val_acc\": null}\n").unwrap();

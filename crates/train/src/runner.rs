@@ -230,7 +230,9 @@ pub enum Start {
     /// Continue the run saved in `<out>` (its configuration, from `last.safetensors`); `epochs`
     /// changes its length explicitly (at least the epochs it has completed), else it keeps its
     /// own.
-    Resume { epochs: Option<usize> },
+    Resume {
+        epochs: Option<usize>,
+    },
     /// Initialise from another checkpoint's matching tensors (adapt), then train.
     InitFrom(PathBuf),
 }
@@ -281,7 +283,9 @@ pub fn lock_run_dir(out: &Path) -> Result<std::fs::File> {
             out.display(),
             path.display()
         ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(TrainError::from(e).context(format!("cannot lock {}", path.display()))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(TrainError::from(e).context(format!("cannot lock {}", path.display())))
+        }
     }
 }
 

@@ -500,7 +500,9 @@ fn a_run_directory_is_locked_while_in_use() {
     let out = dir.join("run");
     let held = runner::lock_run_dir(&out).unwrap();
     let cfg = config(&dir.join("data"), "im2row", false, 8, 1);
-    let e = runner::train(cfg.clone(), &out, Start::Fresh, true).unwrap_err().to_string();
+    let e = runner::train(cfg.clone(), &out, Start::Fresh, true)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("in use by another winq run"), "{e}");
     assert!(!out.join("last.safetensors").exists() && !out.join("metrics.jsonl").exists());
     drop(held);
@@ -525,18 +527,29 @@ fn resume_keeps_the_saved_length_unless_told() {
         ..cfg.clone()
     };
     runner::train(first, &out, Start::Fresh, true).unwrap();
-    let epochs_done = |p: &Path| std::fs::read_to_string(p.join("metrics.jsonl")).unwrap().lines().count();
+    let epochs_done = |p: &Path| {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
     assert_eq!(epochs_done(&out), 1);
     // The resuming command says 1 epoch (as a default would): the saved run's 3 win.
-    let resumed = TrainConfig { epochs: 1, ..cfg.clone() };
+    let resumed = TrainConfig {
+        epochs: 1,
+        ..cfg.clone()
+    };
     runner::train(resumed.clone(), &out, Start::Resume { epochs: None }, true).unwrap();
     assert_eq!(epochs_done(&out), 3);
-    let saved: TrainConfig = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    let saved: TrainConfig =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(saved.epochs, 3);
     // Explicitly longer: continues to 4; explicitly shorter than done: refused.
     runner::train(resumed.clone(), &out, Start::Resume { epochs: Some(4) }, true).unwrap();
     assert_eq!(epochs_done(&out), 4);
-    let e = runner::train(resumed, &out, Start::Resume { epochs: Some(2) }, true).unwrap_err().to_string();
+    let e = runner::train(resumed, &out, Start::Resume { epochs: Some(2) }, true)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("already completed 4 epochs"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
