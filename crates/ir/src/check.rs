@@ -19,6 +19,14 @@ fn len(what: &str, got: usize, want: usize) -> Result<(), IrError> {
     Ok(())
 }
 
+/// Every value finite: a NaN weight would make the engine answer one class for everything.
+fn finite(what: &str, v: &[f32]) -> Result<(), IrError> {
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(bad(format!("{what} holds a non-finite value ({} at {i})", v[i]))),
+        None => Ok(()),
+    }
+}
+
 fn scale(what: &str, s: f64) -> Result<(), IrError> {
     if !(s > 0.0 && s.is_finite()) {
         return Err(bad(format!("{what}: scale {s} is not positive and finite")));
@@ -99,7 +107,8 @@ impl Op {
                 let what = format!("FP32 {r}x{r} convolution {c}->{k}");
                 channels(&what, *c, *k)?;
                 odd(&what, *r)?;
-                len(&format!("{what}: weight"), weight.len(), k * c * r * r)
+                len(&format!("{what}: weight"), weight.len(), k * c * r * r)?;
+                finite(&format!("{what}: weight"), weight)
             }
             Op::WinogradF32 { c, k, m, at, bt, u } => {
                 let what = format!("FP32 F{m} Winograd {c}->{k}");
@@ -108,13 +117,18 @@ impl Op {
                 let t = m + 2;
                 len(&format!("{what}: Aᵀ"), at.len(), m * t)?;
                 len(&format!("{what}: Bᵀ"), bt.len(), t * t)?;
-                len(&format!("{what}: U"), u.len(), t * t * k * c)
+                len(&format!("{what}: U"), u.len(), t * t * k * c)?;
+                for (name, v) in [("Aᵀ", at), ("Bᵀ", bt), ("U", u)] {
+                    finite(&format!("{what}: {name}"), v)?;
+                }
+                Ok(())
             }
             Op::ConvI8(q) => q.check(),
             Op::WinogradI8(q) => q.check(),
             Op::BatchNorm { c, mean, scale, bias } => {
                 for (name, v) in [("mean", mean), ("scale", scale), ("bias", bias)] {
                     len(&format!("BatchNorm({c}) {name}"), v.len(), *c)?;
+                    finite(&format!("BatchNorm({c}) {name}"), v)?;
                 }
                 Ok(())
             }
@@ -127,7 +141,9 @@ impl Op {
                 let what = format!("Linear({inputs} -> {outputs})");
                 channels(&what, *inputs, *outputs)?;
                 len(&format!("{what}: weight"), weight.len(), inputs * outputs)?;
-                len(&format!("{what}: bias"), bias.len(), *outputs)
+                len(&format!("{what}: bias"), bias.len(), *outputs)?;
+                finite(&format!("{what}: weight"), weight)?;
+                finite(&format!("{what}: bias"), bias)
             }
             Op::Relu | Op::MaxPool2 | Op::GlobalAvgPool => Ok(()),
             Op::Seq { .. } | Op::Residual { .. } => self.children().iter().try_for_each(|o| o.check_params()),

@@ -63,8 +63,10 @@ pub fn save(path: &Path, op: &Op, info: &ModelInfo) -> Result<(), IrError> {
         })
         .collect::<Result<Vec<(String, TensorView)>, IrError>>()?;
     let json = |v: serde_json::Result<String>| v.map_err(|e| invalid(e.to_string()));
+    let sum = crate::checksum(bytes.iter().map(|(n, b, _, _)| (n.as_str(), b.as_slice())));
     let meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
+        ("checksum".to_string(), sum),
         ("graph".to_string(), json(serde_json::to_string(op))?),
         ("input".to_string(), json(serde_json::to_string(info))?),
     ]);
@@ -130,11 +132,13 @@ pub fn load(path: &Path) -> Result<(Op, ModelInfo), IrError> {
     let info: ModelInfo =
         serde_json::from_str(field("input")?).map_err(|e| bad(format!("bad input description: {e}")))?;
     let mut expected = 0;
+    let mut parts: Vec<(String, &[u8])> = Vec::new();
     for (name, t) in op.tensors_mut() {
         expected += 1;
         let view = st
             .tensor(&name)
             .map_err(|_| bad(format!("tensor {name} is missing")))?;
+        parts.push((name.clone(), view.data()));
         let dtype = view.dtype();
         match t {
             TensorMut::F32(v) if dtype == Dtype::F32 => {
@@ -150,6 +154,13 @@ pub fn load(path: &Path) -> Result<(Op, ModelInfo), IrError> {
     }
     if st.len() != expected {
         return Err(bad(format!("{} tensors, the graph names {expected}", st.len())));
+    }
+    let sum = crate::checksum(parts.iter().map(|(n, b)| (n.as_str(), *b)));
+    if field("checksum")? != &sum {
+        return Err(bad(
+            "the tensors do not match the file's checksum: it was changed or damaged after it was written"
+                .into(),
+        ));
     }
     check(&op, &info).map_err(|e| bad(e.to_string()))?;
     Ok((op, info))

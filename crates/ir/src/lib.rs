@@ -77,6 +77,21 @@ impl QuantWinograd {
     }
 }
 
+/// A 64-bit FNV-1a digest of named byte strings, in the order given (each name, a zero byte,
+/// then its bytes), as 16 hex digits: what deploy files and checkpoints store to detect changed
+/// or damaged tensors. Not cryptographic: it catches accidents, not attacks.
+pub fn checksum<'a>(parts: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, bytes) in parts {
+        for &b in name.as_bytes().iter().chain([0u8].iter()).chain(bytes) {
+            h ^= b as u64;
+            h = h.wrapping_mul(PRIME);
+        }
+    }
+    format!("{h:016x}")
+}
+
 /// The largest Winograd output tile the engine and the file accept.
 pub const MAX_TILE: usize = 8;
 

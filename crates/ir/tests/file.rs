@@ -137,6 +137,36 @@ fn round_trip_is_exact() {
     std::fs::remove_dir_all(&d).ok();
 }
 
+/// A changed tensor byte (which safetensors cannot notice) is caught by the checksum; a model
+/// with a non-finite weight is refused at save (it would answer one class for everything).
+#[test]
+fn flipped_bytes_and_non_finite_weights_are_refused() {
+    let d = dir("flip");
+    let path = d.join("m.winq");
+    save(&path, &network(), &info(3, 12)).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let header = 8 + u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
+    let mut checked = 0;
+    for at in [header, header + 1000, good.len() / 2, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x10;
+        std::fs::write(&path, &bad).unwrap();
+        let msg = load(&path).unwrap_err().to_string();
+        assert!(msg.contains("checksum"), "byte {at}: {msg}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+    let mut nan = network();
+    if let Op::Seq { ops } = &mut nan {
+        if let Op::ConvF32 { weight, .. } = &mut ops[0] {
+            weight[5] = f32::NAN;
+        }
+    }
+    let msg = save(&path, &nan, &info(3, 12)).unwrap_err().to_string();
+    assert!(msg.contains("non-finite"), "{msg}");
+    std::fs::remove_dir_all(&d).ok();
+}
+
 #[test]
 fn damaged_files_are_refused_by_name() {
     let d = dir("dmg");
@@ -182,7 +212,9 @@ fn write_raw(path: &Path, op: &Op, info: &ModelInfo, format: &str) {
         .iter()
         .map(|(n, b, l, dt)| (n.clone(), TensorView::new(*dt, vec![*l], b).unwrap()))
         .collect();
+    let sum = winq_ir::checksum(bytes.iter().map(|(n, b, _, _)| (n.as_str(), b.as_slice())));
     let meta = HashMap::from([
+        ("checksum".to_string(), sum),
         ("format".to_string(), format.to_string()),
         ("graph".to_string(), serde_json::to_string(op).unwrap()),
         ("input".to_string(), serde_json::to_string(info).unwrap()),

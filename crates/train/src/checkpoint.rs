@@ -128,6 +128,10 @@ pub fn save(
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
+    // Over every tensor in name order: flipped bytes inside a tensor are invisible to the
+    // safetensors structure, so reading compares this.
+    let sum = winq_ir::checksum(raw.iter().map(|(n, b, _, _)| (n.as_str(), b.as_slice())));
+    meta.insert("checksum".to_string(), sum);
     meta.insert("config".to_string(), serde_json::to_string(config)?);
     meta.insert("state".to_string(), serde_json::to_string(state)?);
     meta.insert("optim_steps".to_string(), optim_steps.to_string());
@@ -153,7 +157,7 @@ impl Checkpoint {
                 "checkpoint {shown} is not a readable safetensors file (truncated or corrupt?): {e}"
             ))
         })?;
-        SafeTensors::deserialize(&bytes)
+        let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| TrainError::Invalid(format!("checkpoint {shown} is corrupt: {e}")))?;
         let meta = meta
             .metadata()
@@ -169,6 +173,20 @@ impl Checkpoint {
             meta.get(k)
                 .ok_or_else(|| TrainError::Invalid(format!("checkpoint {shown} lacks '{k}' metadata")))
         };
+        // Checkpoints written before checksums were recorded have none to compare.
+        if let Some(want) = meta.get("checksum") {
+            let mut names: Vec<&String> = st.names();
+            names.sort();
+            let views: Vec<(&str, &[u8])> = names
+                .iter()
+                .map(|n| Ok((n.as_str(), st.tensor(n)?.data())))
+                .collect::<Result<_, safetensors::SafeTensorError>>()?;
+            if &winq_ir::checksum(views) != want {
+                return Err(TrainError::Invalid(format!(
+                    "checkpoint {shown}: the tensors do not match its checksum: it was changed or damaged after it was written"
+                )));
+            }
+        }
         let config: TrainConfig = serde_json::from_str(get("config")?)
             .with_context(|| format!("checkpoint {shown}: bad config"))?;
         let state: RunState =

@@ -196,10 +196,16 @@ fn damaged_checkpoints_are_clear_errors() {
     .unwrap();
     let good = std::fs::read(out.join("last.safetensors")).unwrap();
     let bad = dir.join("bad.safetensors");
+    // One flipped bit inside a tensor leaves a well-formed safetensors file: the checksum
+    // catches it.
+    let mut flipped = good.clone();
+    let at = good.len() - 7;
+    flipped[at] ^= 0x04;
     for (what, bytes) in [
         ("truncated", good[..good.len() / 2].to_vec()),
         ("garbage", b"not a checkpoint at all".to_vec()),
         ("empty", Vec::new()),
+        ("flipped", flipped),
     ] {
         std::fs::write(&bad, &bytes).unwrap();
         let err = Checkpoint::read(&bad)
@@ -207,6 +213,9 @@ fn damaged_checkpoints_are_clear_errors() {
             .unwrap_or_else(|| panic!("{what} checkpoint was accepted"));
         let msg = format!("{err:#}");
         assert!(msg.contains("bad.safetensors"), "{what}: {msg}");
+        if what == "flipped" {
+            assert!(msg.contains("checksum"), "{msg}");
+        }
     }
     // A checkpoint of another model does not load into this one.
     let ck = Checkpoint::read(&out.join("last.safetensors")).unwrap();
