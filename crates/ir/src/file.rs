@@ -76,8 +76,12 @@ pub fn save(path: &Path, op: &Op, info: &ModelInfo) -> Result<(), IrError> {
         source: e,
     };
     let tmp = path.with_extension("winq.tmp");
-    std::fs::write(&tmp, data).map_err(write)?;
-    std::fs::rename(&tmp, path).map_err(write)
+    let written = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        // A half-written temporary (a full disk, say) must not stay behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(write)
 }
 
 /// The graph must run on the recorded input and give one score per class.

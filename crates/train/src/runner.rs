@@ -277,7 +277,10 @@ pub fn lock_run_dir(out: &Path) -> Result<std::fs::File> {
         .open(&path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => {
+            checkpoint::remove_stale_temporaries(out);
+            Ok(file)
+        }
         Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Invalid(format!(
             "{} is in use by another winq run (it holds {}); wait for it or choose another --out",
             out.display(),

@@ -508,6 +508,9 @@ fn a_run_directory_is_locked_while_in_use() {
     dataset(&dir.join("data"), 64, 16);
     let out = dir.join("run");
     let held = runner::lock_run_dir(&out).unwrap();
+    // Temporaries of an interrupted write go when a run takes the directory; others stay.
+    std::fs::write(out.join(".last.safetensors.tmp.12345"), b"half").unwrap();
+    std::fs::write(out.join(".keep.tmp.notapid"), b"x").unwrap();
     let cfg = config(&dir.join("data"), "im2row", false, 8, 1);
     let e = runner::train(cfg.clone(), &out, Start::Fresh, true)
         .unwrap_err()
@@ -517,6 +520,8 @@ fn a_run_directory_is_locked_while_in_use() {
     drop(held);
     runner::train(cfg, &out, Start::Fresh, true).unwrap();
     assert!(out.join("last.safetensors").exists());
+    assert!(!out.join(".last.safetensors.tmp.12345").exists());
+    assert!(out.join(".keep.tmp.notapid").exists());
     std::fs::remove_dir_all(&dir).ok();
 }
 
