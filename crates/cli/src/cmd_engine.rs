@@ -182,6 +182,12 @@ pub fn eval_engine(path: &Path, data: Option<PathBuf>) -> Result<()> {
     let tol = logit_step(&op);
     let (mut correct, mut agree, mut identical, mut within) = (0usize, 0usize, 0usize, 0usize);
     let t0 = std::time::Instant::now();
+    eprintln!(
+        "evaluating {} on {} {} test images through the engine and the training model ...",
+        path.display(),
+        test.n,
+        cfg.dataset
+    );
     for start in (0..test.n).step_by(64) {
         let b = 64.min(test.n - start);
         let x = normalise(

@@ -402,6 +402,12 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     runner::check_input(&cfg, &test)?;
     let mut built = runner::build_model(&cfg, test.c, test.h, test.w, test.classes)?;
     ck.load_model(&mut built.net, true)?;
+    eprintln!(
+        "evaluating {} on {} {} test images ...",
+        path.display(),
+        test.n,
+        cfg.dataset
+    );
     let (loss, acc) = runner::evaluate(&mut built.net, &cfg, &test)?;
     println!(
         "{}: test accuracy {:.2}% (loss {:.4}) on {} {} images",

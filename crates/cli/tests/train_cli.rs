@@ -301,3 +301,33 @@ fn adapt_inherits_the_source_network_and_input() {
     assert_eq!(cfg["model"]["layers"][0]["algo"], "F4");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Training into a log (stderr not a terminal) names its run directory at the start and prints
+/// a progress line every WINQ_LOG_EVERY_S seconds (30 by default) instead of a hidden bar.
+#[test]
+fn logs_get_progress_lines() {
+    let dir = temp("log");
+    let data = dir.join("data");
+    let (img, lab) = synthetic_images(160, 5);
+    write_idx(&data, Split::Train, &img, &lab, 28, 28).unwrap();
+    let (img, lab) = synthetic_images(16, 6);
+    write_idx(&data, Split::Test, &img, &lab, 28, 28).unwrap();
+    let out = dir.join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_winq"))
+        .args([
+            "train", "--model", "lenet", "--algo", "im2row", "--epochs", "1", "--batch", "16", "--data",
+        ])
+        .arg(&data)
+        .arg("-o")
+        .arg(&out)
+        .env("WINQ_LOG_EVERY_S", "0")
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains(&format!("run in {}", out.display())), "{e}");
+    let lines = e.lines().filter(|l| l.starts_with("epoch 1/1: step ")).count();
+    assert_eq!(lines, 9, "one line per step at WINQ_LOG_EVERY_S=0: {e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

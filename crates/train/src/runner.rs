@@ -5,7 +5,7 @@ use crate::config::{InputShape, ModelKind, OptimKind, ScheduleKind, TrainConfig}
 use crate::error::{Result, ResultExt, TrainError};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -249,7 +249,15 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-/// Runs (or resumes) training and evaluates best and last on the test set.
+/// How often training prints a progress line when its output is a log, not a terminal: 30 s,
+/// or `WINQ_LOG_EVERY_S` seconds.
+pub fn log_every() -> std::time::Duration {
+    let s = std::env::var("WINQ_LOG_EVERY_S")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok());
+    std::time::Duration::from_secs_f64(s.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(30.0))
+}
+
 /// The per-epoch progress bar of training loops (hidden when quiet).
 pub fn epoch_bar(steps: usize, quiet: bool) -> ProgressBar {
     let pb = if quiet {
@@ -368,7 +376,7 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
     checkpoint::write_atomic(&run.config(), serde_json::to_string_pretty(&cfg)?.as_bytes())?;
     if !quiet {
         eprintln!(
-            "{} on {} ({} train / {} val / {} test, {}x{}x{}), {} epochs, batch {}, {} threads",
+            "{} on {} ({} train / {} val / {} test, {}x{}x{}), {} epochs, batch {}, {} threads; run in {}",
             format_args!("{} x{}", cfg.model.arch, cfg.model.mult),
             cfg.dataset,
             data.train.n,
@@ -379,7 +387,8 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
             t.w,
             cfg.epochs,
             cfg.batch,
-            rayon::current_num_threads()
+            rayon::current_num_threads(),
+            out.display()
         );
         eprint!("{}", summary(&mut net, &placements));
     }
@@ -402,9 +411,17 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
     let total_steps = steps_per_epoch * cfg.epochs;
     let sched = schedule(&cfg, steps_per_epoch);
     let t_run = Instant::now();
+    // Without a terminal the bar is hidden: logs get a progress line every LOG_EVERY instead.
+    let log_lines = !quiet && !std::io::stderr().is_terminal();
+    let every = log_every();
+    let mut last_line = Instant::now();
     for epoch in state.epoch..cfg.epochs {
         let t0 = Instant::now();
-        let pb = epoch_bar(steps_per_epoch, quiet);
+        // The bar ends where this epoch will stop (--max-steps may cut it short).
+        let steps_here = cfg.max_steps.map_or(steps_per_epoch, |m| {
+            m.saturating_sub(state.step).min(steps_per_epoch)
+        });
+        let pb = epoch_bar(steps_here, quiet);
         pb.set_prefix(format!("{}/{}", epoch + 1, cfg.epochs));
         let (mut seen, mut loss_sum, mut correct) = (0usize, 0.0f64, 0usize);
         let mut lr = cfg.lr;
@@ -437,12 +454,22 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
             loss_sum += loss as f64 * b.n as f64;
             correct += c;
             let dt = t0.elapsed().as_secs_f64();
-            pb.set_message(format!(
+            let msg = format!(
                 "loss {:.4} acc {:.2}% {:.0} img/s",
                 loss_sum / seen as f64,
                 100.0 * correct as f64 / seen as f64,
                 seen as f64 / dt
-            ));
+            );
+            if log_lines && last_line.elapsed() >= every {
+                eprintln!(
+                    "epoch {}/{}: step {}/{steps_here}, {msg}",
+                    epoch + 1,
+                    cfg.epochs,
+                    b.index + 1
+                );
+                last_line = Instant::now();
+            }
+            pb.set_message(msg);
             pb.inc(1);
         }
         pb.finish_and_clear();
