@@ -152,6 +152,7 @@ fn synthetic_model(a: &ModelBenchArgs) -> Result<(winq_ir::Op, winq_ir::ModelInf
         std: vec![1.0],
         source: format!("synthetic resnet18like x{} {:?}", a.mult, a.layer),
         pad_to: None,
+        labels: Vec::new(),
     };
     Ok((op, info))
 }

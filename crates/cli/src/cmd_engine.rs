@@ -1,6 +1,6 @@
 //! `winq export`, `winq run`, and the engine side of `winq eval --engine`.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use winq_engine::{Act, Net};
 use winq_ir::{self as deploy, ModelInfo};
@@ -48,9 +48,9 @@ pub fn export(a: ExportArgs) -> Result<()> {
                 a.out.display()
             );
         }
-        if let Err(e) = deploy::load(&a.out) {
+        if !deploy::is_deploy_file(&a.out) {
             bail!(
-                "{} exists and is not a winq deploy model ({e}); refusing to overwrite it: choose another -o, or --force",
+                "{} exists and is not a winq deploy model; refusing to overwrite it: choose another -o, or --force",
                 a.out.display()
             );
         }
@@ -71,16 +71,91 @@ pub fn export(a: ExportArgs) -> Result<()> {
 pub struct RunArgs {
     /// A model written by `winq export`.
     model: PathBuf,
-    /// Images to classify: an IDX image file (MNIST/Fashion-MNIST, .gz or raw) or a CIFAR
-    /// binary batch.
+    /// Images to classify: an IDX image file (MNIST/Fashion-MNIST, .gz or raw), a CIFAR
+    /// binary batch, or image files (PNG, JPEG, PGM/PPM; several allowed).
+    #[arg(long, num_args = 1.., required = true)]
+    input: Vec<PathBuf>,
+    /// Scale image files to the model's input size (otherwise they must have it, or be
+    /// smaller by the padding the model was trained with).
     #[arg(long)]
-    input: PathBuf,
-    /// Print at most this many predictions.
+    resize: bool,
+    /// Classes printed per image, most probable first, with their probabilities.
+    #[arg(long, default_value_t = 1)]
+    top: usize,
+    /// Standard output: `text` (a line per image) or `jsonl` (a JSON object per image, as
+    /// --output writes).
+    #[arg(long, value_enum, default_value_t = OutFormat::Text)]
+    format: OutFormat,
+    /// Print at most this many images' predictions (all are written to --output).
     #[arg(long, default_value_t = 20)]
     show: usize,
+    /// Write every image's logits and probabilities: FILE.jsonl (a JSON object per image) or
+    /// FILE.npy (probabilities [N, classes] as float32, logits beside it in FILE.logits.npy).
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
     /// Images per engine call.
     #[arg(long, default_value_t = 64)]
     batch: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutFormat {
+    Text,
+    Jsonl,
+}
+
+/// The images of `paths` as the model takes them: IDX or CIFAR files, or image files; images
+/// smaller than the input get the padding the model was trained with.
+fn read_inputs(paths: &[PathBuf], info: &ModelInfo, resize: bool) -> Result<winq_data::Dataset> {
+    let is_image = |p: &PathBuf| {
+        let e = p
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        matches!(e.as_str(), "png" | "jpg" | "jpeg" | "pgm" | "ppm" | "pnm")
+    };
+    let mut ds = if paths.iter().all(is_image) {
+        let size = resize.then_some((info.width, info.height));
+        winq_data::read_image_files(paths, info.channels, size)?
+    } else if paths.len() > 1 {
+        bail!("several --input files must all be images (PNG, JPEG, PGM/PPM); IDX and CIFAR files go one at a time")
+    } else if resize {
+        bail!("--resize applies to image files; IDX and CIFAR files hold images of one size")
+    } else if info.channels == 1 {
+        let (images, n, h, w) = winq_data::read_idx_images(&paths[0])?;
+        winq_data::Dataset {
+            labels: vec![0; n],
+            images,
+            n,
+            c: 1,
+            h,
+            w,
+            classes: info.classes,
+        }
+    } else {
+        winq_data::read_cifar(std::slice::from_ref(&paths[0]), info.classes == 100)?
+    };
+    if let Some(size) = info.pad_to.filter(|&s| ds.h < s || ds.w < s) {
+        ds = ds.pad_to(size)?;
+    }
+    if (ds.c, ds.h, ds.w) != (info.channels, info.height, info.width) {
+        bail!(
+            "{} holds {}x{}x{} images; the model takes {}x{}x{}{}",
+            paths[0].display(),
+            ds.c,
+            ds.h,
+            ds.w,
+            info.channels,
+            info.height,
+            info.width,
+            if paths.iter().all(is_image) {
+                " (--resize scales image files)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ds)
 }
 
 /// Normalises u8 images as training did: (v/255 − mean)/std per channel.
@@ -112,55 +187,74 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
-    let (op, info) = deploy::load(&a.model)?;
-    let net = Net::compile(&op).map_err(anyhow::Error::msg)?;
-    let mut ds = if info.channels == 1 {
-        let (images, n, h, w) = winq_data::read_idx_images(&a.input)?;
-        winq_data::Dataset {
-            labels: vec![0; n],
-            images,
-            n,
-            c: 1,
-            h,
-            w,
-            classes: info.classes,
+    use winq_engine::predict::{class_name, json_line, npy_bytes, softmax, top_k, write_file};
+    let ext = a
+        .output
+        .as_ref()
+        .map(|o| o.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()));
+    if let Some(e) = &ext {
+        if !matches!(e.as_deref(), Some("jsonl" | "json" | "npy")) {
+            bail!("--output: give a .jsonl or .npy file name");
         }
-    } else {
-        winq_data::read_cifar(std::slice::from_ref(&a.input), info.classes == 100)?
-    };
-    // Images smaller than the input get the padding the model was trained with.
-    if let Some(size) = info.pad_to.filter(|&s| ds.h < s || ds.w < s) {
-        ds = ds.pad_to(size)?;
     }
-    let (images, n, c, h, w) = (ds.images, ds.n, ds.c, ds.h, ds.w);
-    if (c, h, w) != (info.channels, info.height, info.width) {
-        bail!(
-            "{} holds {c}x{h}x{w} images; the model takes {}x{}x{}",
-            a.input.display(),
-            info.channels,
-            info.height,
-            info.width
+    let (op, info) = deploy::load(&a.model)?;
+    let net = Net::compile(&op)?;
+    let ds = read_inputs(&a.input, &info, a.resize)?;
+    let (n, c, h, w) = (ds.n, ds.c, ds.h, ds.w);
+    let per = c * h * w;
+    let batch = a.batch.max(1);
+    let t0 = std::time::Instant::now();
+    let mut logits = Vec::with_capacity(n * info.classes);
+    for start in (0..n).step_by(batch) {
+        let b = batch.min(n - start);
+        let x = normalise(&ds.images[start * per..(start + b) * per], c, h * w, &info);
+        logits.extend(
+            net.forward(Act {
+                n: b,
+                c,
+                h,
+                w,
+                data: x,
+            })
+            .data,
         );
     }
-    let per = c * h * w;
-    let mut shown = 0;
-    let t0 = std::time::Instant::now();
-    for start in (0..n).step_by(a.batch.max(1)) {
-        let b = a.batch.max(1).min(n - start);
-        let x = normalise(&images[start * per..(start + b) * per], c, h * w, &info);
-        let out = net.forward(Act {
-            n: b,
-            c,
-            h,
-            w,
-            data: x,
-        });
-        for (i, cls) in argmax_rows(&out.data, info.classes).into_iter().enumerate() {
-            if shown < a.show {
-                println!("image {}: class {cls}", start + i);
-                shown += 1;
+    let k = a.top.clamp(1, info.classes.max(1));
+    for (i, row) in logits.chunks(info.classes).enumerate().take(a.show) {
+        match a.format {
+            OutFormat::Jsonl => println!("{}", json_line(i, row, &info.labels, k)),
+            OutFormat::Text => {
+                let top: Vec<String> = top_k(&softmax(row), k)
+                    .into_iter()
+                    .map(|(cls, p)| format!("{} ({cls}) {:.3}", class_name(&info.labels, cls), p))
+                    .collect();
+                println!("image {i}: {}", top.join(" | "));
             }
         }
+    }
+    if let Some(out) = &a.output {
+        match ext.flatten().as_deref() {
+            Some("jsonl") | Some("json") => {
+                let mut text = String::new();
+                for (i, row) in logits.chunks(info.classes).enumerate() {
+                    text += &json_line(i, row, &info.labels, k);
+                    text.push('\n');
+                }
+                write_file(out, text.as_bytes())
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+            }
+            Some("npy") => {
+                let probs: Vec<f32> = logits.chunks(info.classes).flat_map(softmax).collect();
+                let shape = [n, info.classes];
+                write_file(out, &npy_bytes(&shape, &probs))
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                let lp = out.with_extension("logits.npy");
+                write_file(&lp, &npy_bytes(&shape, &logits))
+                    .with_context(|| format!("cannot write {}", lp.display()))?;
+            }
+            _ => bail!("--output {}: give a .jsonl or .npy file name", out.display()),
+        }
+        eprintln!("wrote {} ({n} images)", out.display());
     }
     eprintln!("{n} images in {:.2} s", t0.elapsed().as_secs_f64());
     Ok(())

@@ -299,6 +299,78 @@ fn adapt_inherits_the_source_network_and_input() {
     assert_eq!(cfg["pad_to"], 32);
     assert_eq!(cfg["model"]["input"]["height"], 32);
     assert_eq!(cfg["model"]["layers"][0]["algo"], "F4");
+
+    // Outputs users consume: the exported model on image files (PGM), padded like training;
+    // top-k with class names, JSON lines with logits and probabilities.
+    let model = dir.join("m.winq");
+    let o = Command::new(env!("CARGO_BIN_EXE_winq"))
+        .args(["export", out.to_str().unwrap(), "-o", model.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pgm = |name: &str, size: usize, seed: u8| {
+        let p = dir.join(name);
+        let mut b = format!("P5\n{size} {size}\n255\n").into_bytes();
+        b.extend((0..size * size).map(|i| (i as u8).wrapping_mul(seed)));
+        std::fs::write(&p, b).unwrap();
+        p
+    };
+    let (a, b, small) = (pgm("a.pgm", 28, 3), pgm("b.pgm", 28, 7), pgm("large.pgm", 40, 5));
+    let jsonl = dir.join("pred.jsonl");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_winq"))
+            .args(["run", model.to_str().unwrap(), "--top", "2"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "--input",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "-o",
+        jsonl.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("image ")).count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        text.lines().all(|l| l.matches(" | ").count() == 1),
+        "top 2 per line: {text}"
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let p: f64 = lines[1]["probabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((p - 1.0).abs() < 1e-4, "{p}");
+    assert_eq!(lines[0]["logits"].as_array().unwrap().len(), 10);
+    assert!(lines[0]["top"][0]["label"].is_string());
+    // An image larger than the input needs --resize; with it, it runs.
+    let o = run(&["--input", small.to_str().unwrap()]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--resize"));
+    let o = run(&[
+        "--input",
+        small.to_str().unwrap(),
+        "--resize",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(v["image"], 0);
     std::fs::remove_dir_all(&dir).ok();
 }
 

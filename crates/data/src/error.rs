@@ -4,6 +4,9 @@ use std::path::PathBuf;
 /// message alone tells the user which file to fix and how.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    #[error("{}: {why}", path.display())]
+    Image { path: PathBuf, why: String },
+
     #[error("--pad-to {size} is smaller than the {h}x{w} images")]
     PadTooSmall { size: usize, h: usize, w: usize },
 

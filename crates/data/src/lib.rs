@@ -5,6 +5,7 @@
 //! Nothing here downloads: files must already be on disk (see [`DatasetKind::default_dir`]).
 
 mod error;
+pub mod images;
 mod loader;
 mod read;
 mod write;
@@ -19,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use error::DataError;
+pub use images::read_image_files;
 pub use loader::{Augment, Batch, Loader, LoaderOptions};
 pub use read::{read_cifar, read_idx_images, read_idx_labels};
 pub use write::{synthetic_images, write_idx};
@@ -96,6 +98,39 @@ impl DatasetKind {
             DatasetKind::Cifar10 => "cifar10",
             DatasetKind::Cifar100 => "cifar100",
         }
+    }
+
+    /// The names of the classes, by label (CIFAR-100's fine labels are numbered only).
+    pub fn class_names(self) -> Vec<String> {
+        let names: &[&str] = match self {
+            DatasetKind::FashionMnist => &[
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+            DatasetKind::Mnist => &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            DatasetKind::Cifar10 => &[
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ],
+            DatasetKind::Cifar100 => &[],
+        };
+        names.iter().map(|s| s.to_string()).collect()
     }
 
     /// What to do when a file is missing, told in the error message.

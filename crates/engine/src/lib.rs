@@ -10,6 +10,7 @@
 //! ReLU and residual adds in FP32 on dequantized values, so this is what it computes.)
 
 pub mod fmap;
+pub mod predict;
 pub mod timing;
 
 use fmap::{Bn, Fmap, Post};

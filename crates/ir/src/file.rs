@@ -29,6 +29,9 @@ pub struct ModelInfo {
     /// in training: `winq run` does the same. None: images must have the input's size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad_to: Option<usize>,
+    /// The classes' names, by index (empty: numbered only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// Serializes a network; the file is written atomically (temporary file, then rename).
@@ -94,6 +97,19 @@ fn check(op: &Op, info: &ModelInfo) -> Result<(), IrError> {
         )));
     }
     Ok(())
+}
+
+/// Whether `path` holds a winq deploy model of any version (its header says so): what may be
+/// replaced by a new export without asking.
+pub fn is_deploy_file(path: &Path) -> bool {
+    std::fs::read(path).ok().is_some_and(|bytes| {
+        SafeTensors::read_metadata(&bytes).ok().is_some_and(|(_, meta)| {
+            meta.metadata()
+                .as_ref()
+                .and_then(|m| m.get("format"))
+                .is_some_and(|f| f.starts_with("winq-deploy"))
+        })
+    })
 }
 
 /// Reads a `.winq` file and checks it.

@@ -12,7 +12,7 @@ pub mod file;
 
 pub use check::Shape;
 pub use choice::{Algo, ChoiceError, ConvChoice, Precision};
-pub use file::{load, save, ModelInfo, FORMAT};
+pub use file::{is_deploy_file, load, save, ModelInfo, FORMAT};
 
 use serde::{Deserialize, Serialize};
 

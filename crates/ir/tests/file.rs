@@ -16,6 +16,7 @@ fn info(c: usize, hw: usize) -> ModelInfo {
         std: vec![0.25; c],
         source: "test".into(),
         pad_to: None,
+        labels: Vec::new(),
     }
 }
 

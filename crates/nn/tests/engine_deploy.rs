@@ -42,6 +42,7 @@ fn round_trip_and_damaged_files() {
         std: vec![0.353],
         source: "test".into(),
         pad_to: None,
+        labels: Vec::new(),
     };
     let dir = std::env::temp_dir().join(format!("winq-deploy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

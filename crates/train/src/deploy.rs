@@ -28,6 +28,7 @@ pub fn export_checkpoint(path: &Path) -> Result<(Op, ModelInfo, TrainConfig)> {
         mean: norm.mean,
         std: norm.std,
         pad_to: cfg.pad_to,
+        labels: cfg.dataset.class_names(),
         source: format!("{} ({})", path.display(), cfg.dataset),
     };
     Ok((op, info, cfg))
