@@ -66,12 +66,23 @@ pub fn save(path: &Path, op: &Op, info: &ModelInfo) -> Result<(), IrError> {
         })
         .collect::<Result<Vec<(String, TensorView)>, IrError>>()?;
     let json = |v: serde_json::Result<String>| v.map_err(|e| invalid(e.to_string()));
-    let sum = crate::checksum(bytes.iter().map(|(n, b, _, _)| (n.as_str(), b.as_slice())));
+    let (graph_json, input_json) = (
+        json(serde_json::to_string(op))?,
+        json(serde_json::to_string(info))?,
+    );
+    // Over the graph, the input description and every tensor: a changed scale in the JSON is
+    // as much a different model as a changed weight.
+    let described = [("graph", graph_json.as_bytes()), ("input", input_json.as_bytes())];
+    let sum = crate::checksum(
+        described
+            .into_iter()
+            .chain(bytes.iter().map(|(n, b, _, _)| (n.as_str(), b.as_slice()))),
+    );
     let meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("checksum".to_string(), sum),
-        ("graph".to_string(), json(serde_json::to_string(op))?),
-        ("input".to_string(), json(serde_json::to_string(info))?),
+        ("graph".to_string(), graph_json),
+        ("input".to_string(), input_json),
     ]);
     let data = safetensors::tensor::serialize(views, &Some(meta)).map_err(|e| invalid(e.to_string()))?;
     let write = |e| IrError::Write {
@@ -175,10 +186,18 @@ pub fn load(path: &Path) -> Result<(Op, ModelInfo), IrError> {
     if st.len() != expected {
         return Err(bad(format!("{} tensors, the graph names {expected}", st.len())));
     }
-    let sum = crate::checksum(parts.iter().map(|(n, b)| (n.as_str(), *b)));
+    let described = [
+        ("graph", field("graph")?.as_bytes()),
+        ("input", field("input")?.as_bytes()),
+    ];
+    let sum = crate::checksum(
+        described
+            .into_iter()
+            .chain(parts.iter().map(|(n, b)| (n.as_str(), *b))),
+    );
     if field("checksum")? != &sum {
         return Err(bad(
-            "the tensors do not match the file's checksum: it was changed or damaged after it was written"
+            "the model does not match the file's checksum: it was changed or damaged after it was written"
                 .into(),
         ));
     }

@@ -213,12 +213,21 @@ fn write_raw(path: &Path, op: &Op, info: &ModelInfo, format: &str) {
         .iter()
         .map(|(n, b, l, dt)| (n.clone(), TensorView::new(*dt, vec![*l], b).unwrap()))
         .collect();
-    let sum = winq_ir::checksum(bytes.iter().map(|(n, b, _, _)| (n.as_str(), b.as_slice())));
+    let (graph, input) = (
+        serde_json::to_string(op).unwrap(),
+        serde_json::to_string(info).unwrap(),
+    );
+    let described = [("graph", graph.as_bytes()), ("input", input.as_bytes())];
+    let sum = winq_ir::checksum(
+        described
+            .into_iter()
+            .chain(bytes.iter().map(|(n, b, _, _)| (n.as_str(), b.as_slice()))),
+    );
     let meta = HashMap::from([
         ("checksum".to_string(), sum),
         ("format".to_string(), format.to_string()),
-        ("graph".to_string(), serde_json::to_string(op).unwrap()),
-        ("input".to_string(), serde_json::to_string(info).unwrap()),
+        ("graph".to_string(), graph.clone()),
+        ("input".to_string(), input.clone()),
     ]);
     std::fs::write(path, safetensors::tensor::serialize(views, &Some(meta)).unwrap()).unwrap();
 }

@@ -159,15 +159,28 @@ pub fn save(
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), FORMAT.to_string());
-    // Over every tensor in name order: flipped bytes inside a tensor are invisible to the
-    // safetensors structure, so reading compares this.
-    let sum = winq_ir::checksum(raw.iter().map(|(n, b, _, _)| (n.as_str(), b.as_slice())));
-    meta.insert("checksum".to_string(), sum);
     meta.insert("config".to_string(), serde_json::to_string(config)?);
     meta.insert("state".to_string(), serde_json::to_string(state)?);
     meta.insert("optim_steps".to_string(), optim_steps.to_string());
+    // Over the run description and every tensor in name order: flipped bytes inside a tensor
+    // or a number of the JSON are invisible to the safetensors structure, so reading compares
+    // this.
+    let sum = checkpoint_checksum(&meta, raw.iter().map(|(n, b, _, _)| (n.as_str(), b.as_slice())));
+    meta.insert("checksum".to_string(), sum);
     let data = safetensors::tensor::serialize(views, &Some(meta))?;
     write_atomic(path, &data)
+}
+
+/// The checksum of a checkpoint: its run description (config, state, optimizer steps) and its
+/// tensors in name order.
+fn checkpoint_checksum<'a>(
+    meta: &'a HashMap<String, String>,
+    tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> String {
+    let described = ["config", "state", "optim_steps"]
+        .into_iter()
+        .map(|k| (k, meta.get(k).map_or(&[][..], |v| v.as_bytes())));
+    winq_ir::checksum(described.chain(tensors))
 }
 
 /// A checkpoint read from disk and checked for consistency.
@@ -212,9 +225,9 @@ impl Checkpoint {
                 .iter()
                 .map(|n| Ok((n.as_str(), st.tensor(n)?.data())))
                 .collect::<Result<_, safetensors::SafeTensorError>>()?;
-            if &winq_ir::checksum(views) != want {
+            if &checkpoint_checksum(&meta, views) != want {
                 return Err(TrainError::Invalid(format!(
-                    "checkpoint {shown}: the tensors do not match its checksum: it was changed or damaged after it was written"
+                    "checkpoint {shown}: its contents do not match its checksum: it was changed or damaged after it was written"
                 )));
             }
         }
