@@ -40,7 +40,10 @@ fn mutate(good: &[u8], truncate: Option<f64>, flips: &[(f64, u8)], header: Optio
     b
 }
 
-fn strategy() -> impl Strategy<Value = (Option<f64>, Vec<(f64, u8)>, Option<(usize, u8)>)> {
+/// (truncate at this fraction, byte flips at fractions, one header byte set).
+type Edit = (Option<f64>, Vec<(f64, u8)>, Option<(usize, u8)>);
+
+fn strategy() -> impl Strategy<Value = Edit> {
     (
         proptest::option::of(0.0f64..1.0),
         proptest::collection::vec((0.0f64..1.0, 1u8..=255), 1..5),
