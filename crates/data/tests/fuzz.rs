@@ -93,7 +93,7 @@ fn mutated_idx_and_cifar_files_are_errors_or_consistent() {
                 let _ = read_idx_labels(&target);
             }
             _ => {
-                if let Ok(ds) = read_cifar(&[target.clone()], false) {
+                if let Ok(ds) = read_cifar(std::slice::from_ref(&target), false) {
                     assert_eq!(ds.images.len(), ds.n * 3 * 32 * 32);
                 }
             }
