@@ -160,10 +160,13 @@ fn error_study_json_and_plot() {
     assert!(stderr(&o).contains("bit-widths must be 2..=16"));
 }
 
-/// Numbers no model can use are clear errors (exit 1), never panics (exit 101): width
-/// multipliers that leave a layer without channels, NaN, infinity, zero batches.
+/// Numbers no model can use are clear errors (exit 1), never panics (exit 101) or aborts:
+/// width multipliers that leave a layer without channels, NaN, infinity, zero batches, a
+/// batch no machine could hold (the error gives the estimate).
 #[test]
 fn unusable_numbers_are_errors_not_panics() {
+    let out = std::env::temp_dir().join(format!("winq-cli-numbers-{}", std::process::id()));
+    let o = out.to_str().unwrap();
     for (args, want) in [
         (
             vec!["bench", "model", "synthetic", "--mult", "0", "--reps", "1"],
@@ -178,45 +181,31 @@ fn unusable_numbers_are_errors_not_panics() {
             "--batch and --reps",
         ),
         (
-            vec![
-                "train",
-                "--mult",
-                "NaN",
-                "--max-steps",
-                "1",
-                "-o",
-                "/nonexistent/winq-test",
-            ],
+            vec!["train", "--mult", "NaN", "--max-steps", "1", "-o", o],
             "positive and finite",
         ),
         (
-            vec![
-                "train",
-                "--mult",
-                "inf",
-                "--max-steps",
-                "1",
-                "-o",
-                "/nonexistent/winq-test",
-            ],
+            vec!["train", "--mult", "inf", "--max-steps", "1", "-o", o],
             "positive and finite",
         ),
         (
-            vec![
-                "train",
-                "--pad-to",
-                "20",
-                "--max-steps",
-                "1",
-                "-o",
-                "/nonexistent/winq-test",
-            ],
+            vec!["train", "--lr", "NaN", "--max-steps", "1", "-o", o],
+            "--lr NaN",
+        ),
+        (
+            vec!["train", "--pad-to", "20", "--max-steps", "1", "-o", o],
             "--pad-to 20 is smaller",
         ),
+        (
+            vec!["train", "--batch", "100000000", "--max-steps", "1", "-o", o],
+            "would need about",
+        ),
     ] {
-        let o = winq(&args);
-        let e = stderr(&o);
-        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        let r = winq(&args);
+        let e = stderr(&r);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {e}");
         assert!(e.contains(want), "{args:?}: {e}");
+        assert!(!out.join("last.safetensors").exists());
     }
+    std::fs::remove_dir_all(&out).ok();
 }

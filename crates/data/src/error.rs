@@ -7,6 +7,9 @@ pub enum DataError {
     #[error("{}: {why}", path.display())]
     Image { path: PathBuf, why: String },
 
+    #[error("{} is a directory, not the data file that should be there", path.display())]
+    NotAFile { path: PathBuf },
+
     #[error("--pad-to {size} is smaller than the {h}x{w} images")]
     PadTooSmall { size: usize, h: usize, w: usize },
 

@@ -302,6 +302,9 @@ fn find_idx(dir: &Path, name: &str, hint: &str) -> Result<PathBuf, DataError> {
     if raw.is_file() {
         return Ok(raw);
     }
+    if let Some(d) = [&gz, &raw].into_iter().find(|p| p.is_dir()) {
+        return Err(DataError::NotAFile { path: d.clone() });
+    }
     Err(DataError::Missing {
         path: gz,
         hint: format!("{hint} (also looked for {})", raw.display()),

@@ -376,3 +376,23 @@ fn dataset_kind_names_and_constants() {
         vec![0.2470, 0.2435, 0.2616]
     );
 }
+
+/// A directory where a data file should be is named as such (it used to read as "file not
+/// found; install with apt-get", which sends the user the wrong way).
+#[test]
+fn a_directory_in_place_of_a_file_is_named() {
+    let dir = std::env::temp_dir().join(format!("winq-data-dirfile-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("train-images-idx3-ubyte.gz")).unwrap();
+    let e = winq_data::load(
+        winq_data::DatasetKind::FashionMnist,
+        &dir,
+        winq_data::Split::Train,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("is a directory") && e.contains("train-images-idx3-ubyte.gz"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

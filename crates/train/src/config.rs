@@ -128,6 +128,52 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Every number of the run is usable: finite, in range (the options' names say which).
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |what: &str, v: String, want: &str| Err(format!("--{what} {v}: {want}"));
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(
+                "lr",
+                self.lr.to_string(),
+                "the learning rate must be positive and finite",
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight-decay",
+                self.weight_decay.to_string(),
+                "must be finite and at least 0",
+            );
+        }
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            return bad("momentum", self.momentum.to_string(), "must be in [0, 1)");
+        }
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
+            return bad(
+                "warmup",
+                self.warmup_epochs.to_string(),
+                "must be finite and at least 0",
+            );
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad("val-fraction", self.val_fraction.to_string(), "must be in [0, 1)");
+        }
+        if self.batch == 0 || self.epochs == 0 {
+            return bad(
+                "batch/--epochs",
+                format!("{}/{}", self.batch, self.epochs),
+                "must be at least 1",
+            );
+        }
+        if self.augment.crop_pad > 64 {
+            return bad("crop-pad", self.augment.crop_pad.to_string(), "at most 64 pixels");
+        }
+        if self.pad_to.is_some_and(|p| p > 4096) {
+            return bad("pad-to", format!("{:?}", self.pad_to), "at most 4096");
+        }
+        Ok(())
+    }
+
     /// The model's input: as recorded, or for runs from before it was recorded, the dataset's
     /// images after `pad_to`.
     pub fn input_shape(&self) -> InputShape {

@@ -567,3 +567,78 @@ fn resume_keeps_the_saved_length_unless_told() {
     assert!(e.contains("already completed 4 epochs"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Every numeric option of a run is checked before anything runs: a clear error naming the
+/// option, no panic and no run directory touched.
+#[test]
+fn unusable_numbers_are_refused_by_name() {
+    let dir = temp("numbers");
+    let base = config(&dir.join("data"), "im2row", false, 8, 1);
+    let cases: Vec<(TrainConfig, &str)> = vec![
+        (
+            TrainConfig {
+                lr: f32::NAN,
+                ..base.clone()
+            },
+            "--lr",
+        ),
+        (
+            TrainConfig {
+                lr: 0.0,
+                ..base.clone()
+            },
+            "--lr",
+        ),
+        (
+            TrainConfig {
+                weight_decay: -1.0,
+                ..base.clone()
+            },
+            "--weight-decay",
+        ),
+        (
+            TrainConfig {
+                momentum: 1.0,
+                ..base.clone()
+            },
+            "--momentum",
+        ),
+        (
+            TrainConfig {
+                warmup_epochs: f32::INFINITY,
+                ..base.clone()
+            },
+            "--warmup",
+        ),
+        (
+            TrainConfig {
+                val_fraction: 1.0,
+                ..base.clone()
+            },
+            "--val-fraction",
+        ),
+        (
+            TrainConfig {
+                batch: 0,
+                ..base.clone()
+            },
+            "--batch",
+        ),
+        (
+            TrainConfig {
+                pad_to: Some(100_000),
+                ..base.clone()
+            },
+            "--pad-to",
+        ),
+    ];
+    for (cfg, want) in cases {
+        let out = dir.join("run");
+        let e = runner::train(cfg, &out, Start::Fresh, true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{want}: {e}");
+        assert!(!out.exists(), "{want}: nothing created");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
