@@ -125,6 +125,7 @@ fn train_config(a: &SearchArgs, arch: ModelKind, layers: Vec<ConvChoice>) -> Res
         granularity: Default::default(),
         seed: a.recipe.seed,
         input: None,
+        layers_used: None,
     };
     // Weights train with Adam and the multistep schedule, as `winq train` by default.
     a.recipe

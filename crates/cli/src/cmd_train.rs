@@ -137,6 +137,7 @@ impl RecipeArgs {
             threads: rayon::current_num_threads(),
             max_steps: self.max_steps,
             pad_to: self.data.pad_to,
+            normalization: None,
         })
     }
 }
@@ -260,6 +261,7 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
         },
         seed,
         input: None,
+        layers_used: None,
     })
 }
 
@@ -461,6 +463,7 @@ pub fn import(a: ImportArgs) -> Result<()> {
         threads: rayon::current_num_threads(),
         max_steps: None,
         pad_to: a.data.pad_to,
+        normalization: None,
     };
     let mode = match (a.flex, a.static_transforms) {
         (true, _) => Some(true),

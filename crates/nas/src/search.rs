@@ -111,7 +111,7 @@ impl ValStream {
                 seed: cfg.seed ^ 0x7a1,
                 epoch: pass,
                 augment: Augment::default(),
-                norm: cfg.dataset.normalization(),
+                norm: cfg.normalization(),
                 drop_last: false,
             },
         )

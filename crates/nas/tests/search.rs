@@ -36,6 +36,7 @@ fn train_config() -> TrainConfig {
             granularity: Default::default(),
             seed: 3,
             input: None,
+            layers_used: None,
         },
         dataset: DatasetKind::FashionMnist,
         data_dir: "unused".into(),
@@ -54,6 +55,7 @@ fn train_config() -> TrainConfig {
         threads: 1,
         max_steps: None,
         pad_to: None,
+        normalization: None,
     }
 }
 

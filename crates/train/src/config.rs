@@ -82,6 +82,11 @@ pub struct ModelConfig {
     /// from before it was recorded, see `TrainConfig::input_shape`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<InputShape>,
+    /// What each configurable layer really runs on that input (a Winograd tile larger than a
+    /// map falls back to one that fits): recorded with the input, checked when the model is
+    /// rebuilt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers_used: Option<Vec<ConvChoice>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -125,6 +130,10 @@ pub struct TrainConfig {
     /// feed 28x28 Fashion-MNIST to their 32x32 ResNet18Like this way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pad_to: Option<usize>,
+    /// The per-channel normalisation applied to the images (recorded by training; absent in
+    /// runs from before it was recorded: the dataset's customary one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<winq_data::Normalization>,
 }
 
 impl TrainConfig {
@@ -172,6 +181,13 @@ impl TrainConfig {
             return bad("pad-to", format!("{:?}", self.pad_to), "at most 4096");
         }
         Ok(())
+    }
+
+    /// The normalisation the model's images get: as recorded, else the dataset's customary one.
+    pub fn normalization(&self) -> winq_data::Normalization {
+        self.normalization
+            .clone()
+            .unwrap_or_else(|| self.dataset.normalization())
     }
 
     /// The model's input: as recorded, or for runs from before it was recorded, the dataset's

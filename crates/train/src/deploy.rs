@@ -19,7 +19,7 @@ pub fn export_checkpoint(path: &Path) -> Result<(Op, ModelInfo, TrainConfig)> {
     let mut built = runner::build_model(&cfg, c, h, w, classes)?;
     ck.load_model(&mut built.net, true)?;
     let op = built.net.export().context("exporting the network")?;
-    let norm = cfg.dataset.normalization();
+    let norm = cfg.normalization();
     let info = ModelInfo {
         channels: c,
         height: h,

@@ -166,6 +166,7 @@ pub fn infer_model(st: &SafeTensors, flex: Option<bool>, bits: u32) -> Result<(M
             height: THEIR_INPUT,
             width: THEIR_INPUT,
         }),
+        layers_used: None,
     };
     Ok((model, stem[1], lin[0]))
 }

@@ -55,6 +55,16 @@ pub fn build_model(cfg: &TrainConfig, c: usize, h: usize, w: usize, classes: usi
         ModelKind::Resnet18like => resnet18like(&net_cfg)?,
         ModelKind::Lenet => lenet(&net_cfg)?,
     };
+    // A model rebuilt from a configuration must run what was recorded (the same input gives
+    // the same tiles; another input would silently change them).
+    if let Some(used) = &m.layers_used {
+        if let Some((p, want)) = placements.iter().zip(used).find(|(p, want)| p.used != **want) {
+            return Err(TrainError::Invalid(format!(
+                "layer {} would run {} on its {}x{} map, but the model was trained running {want}",
+                p.index, p.used, p.height, p.width
+            )));
+        }
+    }
     Ok(Built { net, placements })
 }
 
@@ -234,7 +244,7 @@ pub fn loader(cfg: &TrainConfig, ds: &Arc<Dataset>, epoch: u64, train: bool) -> 
             seed: cfg.seed,
             epoch,
             augment: if train { cfg.augment } else { Augment::default() },
-            norm: cfg.dataset.normalization(),
+            norm: cfg.normalization(),
             drop_last: false,
         },
     )
@@ -408,7 +418,9 @@ pub fn train(mut cfg: TrainConfig, out: &Path, start: Start, quiet: bool) -> Res
         height: t.h,
         width: t.w,
     });
+    cfg.normalization = Some(cfg.normalization());
     let Built { mut net, placements } = build_model(&cfg, t.c, t.h, t.w, t.classes)?;
+    cfg.model.layers_used = Some(placements.iter().map(|p| p.used).collect());
     check_batch_memory(&cfg, &placements, t.n)?;
     let mut opt = optimizer(&cfg)?;
     match (&start, &resume_ck) {

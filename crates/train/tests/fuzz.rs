@@ -62,6 +62,7 @@ fn config() -> TrainConfig {
             granularity: Default::default(),
             seed: 1,
             input: None,
+            layers_used: None,
         },
         dataset: winq_data::DatasetKind::FashionMnist,
         data_dir: "/nonexistent".into(),
@@ -80,6 +81,7 @@ fn config() -> TrainConfig {
         threads: 1,
         max_steps: None,
         pad_to: None,
+        normalization: None,
     }
 }
 

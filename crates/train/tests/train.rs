@@ -41,6 +41,7 @@ fn config(data: &Path, algo: &str, flex: bool, bits: u32, epochs: usize) -> Trai
             granularity: Default::default(),
             seed: 3,
             input: None,
+            layers_used: None,
         },
         dataset: DatasetKind::FashionMnist,
         data_dir: data.to_path_buf(),
@@ -62,6 +63,7 @@ fn config(data: &Path, algo: &str, flex: bool, bits: u32, epochs: usize) -> Trai
         threads: 2,
         max_steps: None,
         pad_to: None,
+        normalization: None,
     }
 }
 
@@ -418,7 +420,7 @@ fn authors_32x32_flex_model_imports_exports_and_runs() {
     let test = runner::load_split(&cfg2, Split::Test).unwrap();
     runner::check_input(&cfg2, &test).unwrap();
     assert_eq!((test.h, test.w), (32, 32));
-    let norm = cfg2.dataset.normalization();
+    let norm = cfg2.normalization();
     let xs: Vec<f32> = test
         .images
         .iter()
@@ -627,6 +629,7 @@ fn unusable_numbers_are_refused_by_name() {
         (
             TrainConfig {
                 pad_to: Some(100_000),
+                normalization: None,
                 ..base.clone()
             },
             "--pad-to",
@@ -640,5 +643,45 @@ fn unusable_numbers_are_refused_by_name() {
         assert!(e.contains(want), "{want}: {e}");
         assert!(!out.exists(), "{want}: nothing created");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A run records what each layer really runs on its input and the normalisation of its
+/// images; a model rebuilt for another input size, where a tile would change, is refused.
+#[test]
+fn runs_record_each_layers_tile_and_the_normalisation() {
+    let dir = temp("tiles");
+    dataset(&dir.join("data"), 64, 16);
+    let out = dir.join("run");
+    let cfg = TrainConfig {
+        max_steps: Some(1),
+        ..config(&dir.join("data"), "F6", false, 8, 1)
+    };
+    runner::train(cfg, &out, Start::Fresh, true).unwrap();
+    let ck = Checkpoint::read(&out.join("last.safetensors")).unwrap();
+    let used: Vec<String> = ck
+        .config
+        .model
+        .layers_used
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(used, ["F6-static-int8", "F6-static-int8"], "maps 14 and 7 fit F6");
+    assert_eq!(
+        ck.config.normalization,
+        Some(DatasetKind::FashionMnist.normalization())
+    );
+    assert!(runner::build_model(&ck.config, 1, 28, 28, 10).is_ok());
+    // At 16x16 the second map is 4x4: F6 would become F4 — a different network.
+    let e = runner::build_model(&ck.config, 1, 16, 16, 10)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("would run F4-static-int8") && e.contains("trained running F6-static-int8"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
