@@ -160,18 +160,11 @@ fn read_inputs(paths: &[PathBuf], info: &ModelInfo, resize: bool) -> Result<winq
 
 /// Normalises u8 images as training did: (v/255 − mean)/std per channel.
 pub fn normalise(images: &[u8], c: usize, hw: usize, info: &ModelInfo) -> Vec<f32> {
-    images
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let ch = (i / hw) % c;
-            let (m, s) = (
-                info.mean.get(ch).or(info.mean.first()),
-                info.std.get(ch).or(info.std.first()),
-            );
-            (v as f32 / 255.0 - m.copied().unwrap_or(0.0)) / s.copied().unwrap_or(1.0)
-        })
-        .collect()
+    winq_data::Normalization {
+        mean: info.mean.clone(),
+        std: info.std.clone(),
+    }
+    .apply(images, c, hw)
 }
 
 /// Top-1 class of each row of logits.
@@ -187,7 +180,8 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
-    use winq_engine::predict::{class_name, json_line, npy_bytes, softmax, top_k, write_file};
+    use winq_engine::predict::{class_name, json_line, npy_bytes, softmax, top_k};
+    let write_file = |p: &Path, b: &[u8]| winq_ir::write_atomic(p, b).map_err(|(_, e)| e);
     let ext = a
         .output
         .as_ref()

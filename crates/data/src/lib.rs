@@ -282,6 +282,31 @@ pub struct Normalization {
 }
 
 impl Normalization {
+    /// The normalised value of every byte, per channel of `c` (one mean/std for all channels,
+    /// or one per channel; none: plain v/255): what every image goes through, one load per
+    /// pixel.
+    pub fn table(&self, c: usize) -> Vec<[f32; 256]> {
+        let pick = |v: &[f32], ch: usize, none: f32| {
+            v.get(if v.len() == 1 { 0 } else { ch }).copied().unwrap_or(none)
+        };
+        (0..c)
+            .map(|ch| {
+                let (mean, std) = (pick(&self.mean, ch, 0.0), pick(&self.std, ch, 1.0));
+                std::array::from_fn(|v| (v as f32 / 255.0 - mean) / std)
+            })
+            .collect()
+    }
+
+    /// Normalised N×C×(hw) images.
+    pub fn apply(&self, images: &[u8], c: usize, hw: usize) -> Vec<f32> {
+        let table = self.table(c);
+        images
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| table[(i / hw.max(1)) % c.max(1)][v as usize])
+            .collect()
+    }
+
     /// No normalisation beyond scaling to [0, 1], for `c` channels.
     pub fn unit(c: usize) -> Normalization {
         Normalization {

@@ -115,13 +115,7 @@ fn produce(ds: &Dataset, opts: &LoaderOptions, batches: usize, tx: SyncSender<Ba
         order.shuffle(&mut rng);
     }
     // Lookup table: normalised value of every byte in every channel, so the hot loop is one load.
-    let lut: Vec<[f32; 256]> = (0..ds.c)
-        .map(|ch| {
-            let mean = opts.norm.mean[if opts.norm.mean.len() == 1 { 0 } else { ch }];
-            let std = opts.norm.std[if opts.norm.std.len() == 1 { 0 } else { ch }];
-            std::array::from_fn(|v| (v as f32 / 255.0 - mean) / std)
-        })
-        .collect();
+    let lut = opts.norm.table(ds.c);
     let plane = ds.h * ds.w;
     for (index, idx) in order.chunks(opts.batch).take(batches).enumerate() {
         let mut x = vec![0f32; idx.len() * ds.c * plane];

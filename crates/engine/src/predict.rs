@@ -1,9 +1,6 @@
 //! What users consume from a network's outputs: softmax probabilities, the top classes with
 //! their names, and files other tools read (JSON lines, NumPy `.npy`).
 
-use std::io::Write;
-use std::path::Path;
-
 /// Softmax of one row of logits (in f64, so large logits do not overflow).
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let hi = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
@@ -60,18 +57,6 @@ pub fn npy_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
     out.extend_from_slice(header.as_bytes());
     data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
     out
-}
-
-/// Writes `bytes` to `path` atomically (temporary file, then rename).
-pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("part");
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 #[cfg(test)]

@@ -85,17 +85,10 @@ pub fn save(path: &Path, op: &Op, info: &ModelInfo) -> Result<(), IrError> {
         ("input".to_string(), input_json),
     ]);
     let data = safetensors::tensor::serialize(views, &Some(meta)).map_err(|e| invalid(e.to_string()))?;
-    let write = |e| IrError::Write {
-        path: shown.clone(),
-        source: e,
-    };
-    let tmp = path.with_extension("winq.tmp");
-    let written = std::fs::write(&tmp, data).and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        // A half-written temporary (a full disk, say) must not stay behind.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(write)
+    crate::write_atomic(path, &data).map_err(|(path, source)| IrError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// The graph must run on the recorded input and give one score per class.
@@ -113,14 +106,26 @@ fn check(op: &Op, info: &ModelInfo) -> Result<(), IrError> {
 /// Whether `path` holds a winq deploy model of any version (its header says so): what may be
 /// replaced by a new export without asking.
 pub fn is_deploy_file(path: &Path) -> bool {
-    std::fs::read(path).ok().is_some_and(|bytes| {
-        SafeTensors::read_metadata(&bytes).ok().is_some_and(|(_, meta)| {
-            meta.metadata()
-                .as_ref()
-                .and_then(|m| m.get("format"))
-                .is_some_and(|f| f.starts_with("winq-deploy"))
+    use std::io::Read;
+    // Only the header: its 8-byte length, then the JSON (a model's tensors can be large).
+    let header = || -> Option<serde_json::Value> {
+        let mut f = std::fs::File::open(path).ok()?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).ok()?;
+        let n = usize::try_from(u64::from_le_bytes(len))
+            .ok()
+            .filter(|&n| n <= 100_000_000)?;
+        let mut json = vec![0u8; n];
+        f.read_exact(&mut json).ok()?;
+        serde_json::from_slice(&json).ok()
+    };
+    header()
+        .and_then(|h| {
+            h["__metadata__"]["format"]
+                .as_str()
+                .map(|f| f.starts_with("winq-deploy"))
         })
-    })
+        .unwrap_or(false)
 }
 
 /// Reads a `.winq` file and checks it.

@@ -6,10 +6,12 @@
 //! the file format. Quantized tensors are held as their integer codes with their scales, so the
 //! engine needs no value-to-code conversion and a file round trip is exact.
 
+pub mod atomic;
 mod check;
 pub mod choice;
 pub mod file;
 
+pub use atomic::{remove_stale_temporaries, write_atomic};
 pub use check::Shape;
 pub use choice::{Algo, ChoiceError, ConvChoice, Precision};
 pub use file::{is_deploy_file, load, save, ModelInfo, FORMAT};

@@ -8,7 +8,6 @@ use crate::error::{Result, ResultExt, TrainError};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::Path;
 use winq_nn::{Buffer, Layer, Optimizer};
 
@@ -42,61 +41,12 @@ fn bytes(d: &Data) -> Vec<u8> {
     }
 }
 
-/// What marks `write_atomic`'s temporary files (".NAME.tmp.PID").
-const TMP_MARK: &str = ".tmp.";
+pub use winq_ir::remove_stale_temporaries;
 
-/// Removes temporary files that interrupted writes left in `dir` (".NAME.tmp.PID"): a killed
-/// run leaves them; the run that takes the directory (under its lock) clears them. Returns
-/// the names removed.
-pub fn remove_stale_temporaries(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut removed = Vec::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let ours = name.starts_with('.')
-            && name
-                .rsplit_once(TMP_MARK)
-                .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-        if ours && e.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(e.path()).is_ok() {
-            removed.push(name);
-        }
-    }
-    removed
-}
-
-/// Writes `data` to `path` atomically.
+/// Writes `data` to `path` atomically (`winq_ir::write_atomic`).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}{TMP_MARK}{}", std::process::id()));
-    let written = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(data)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("cannot write {} (sync)", tmp.display()))?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
-    })();
-    if written.is_err() {
-        // A half-written temporary (a full disk, say) must not stay behind and keep it full.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    winq_ir::write_atomic(path, data)
+        .map_err(|(p, e)| TrainError::from(e).context(format!("cannot write {}", p.display())))
 }
 
 /// Serializes model (and optionally optimizer) state with metadata.

@@ -420,12 +420,7 @@ fn authors_32x32_flex_model_imports_exports_and_runs() {
     let test = runner::load_split(&cfg2, Split::Test).unwrap();
     runner::check_input(&cfg2, &test).unwrap();
     assert_eq!((test.h, test.w), (32, 32));
-    let norm = cfg2.normalization();
-    let xs: Vec<f32> = test
-        .images
-        .iter()
-        .map(|&v| (v as f32 / 255.0 - norm.mean[0]) / norm.std[0])
-        .collect();
+    let xs = cfg2.normalization().apply(&test.images, 1, 32 * 32);
     let engine = winq_engine::Net::compile(&op).unwrap();
     let got = engine
         .forward(winq_engine::Act {

@@ -11,7 +11,6 @@ use super::{OutCodes, WinogradI8};
 use crate::int8::{gemm_requant_isa, grow, pad_nhwc, parallel_parts, row_sums128_isa, ARows, PackedA};
 use crate::TileGrid;
 use rayon::prelude::*;
-use winq_quant::codes::{group_scale, multiplier};
 #[cfg(target_arch = "x86_64")]
 use winq_quant::simd::{self, Isa};
 
@@ -238,10 +237,7 @@ impl WinogradI8 {
                             data,
                             bias128,
                         };
-                        let mul = multiplier(
-                            group_scale(&s.s_u, e) * group_scale(&s.s_v, e),
-                            group_scale(&s.s_m, e),
-                        );
+                        let mul = self.hadamard_mul[e];
                         let qm_e = &mut qm[e * qs..e * qs + pc * k];
                         gemm_requant_isa(self.isa, &w, &self.ut[e], mul, qm_e, k, acc);
                     }

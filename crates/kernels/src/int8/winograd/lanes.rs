@@ -5,7 +5,6 @@ use super::WinogradI8;
 use crate::int8::{gemm_isa, grow, pad_nhwc, requant_isa, to_code, PackedA};
 use crate::tile::{sandwich_lanes_i32_isa, sandwich_lanes_isa};
 use crate::TileGrid;
-use winq_quant::codes::{group_scale, multiplier, value};
 
 impl WinogradI8 {
     /// `forward` on the lane-wise transforms.
@@ -33,9 +32,7 @@ impl WinogradI8 {
             } = &mut *scratch;
 
             // V = Bᵀ d B exactly in i32, requantized per tap: vq [T][P][C].
-            let v_mul: Vec<f32> = (0..tt)
-                .map(|e| multiplier(s.s_bt * s.s_bt * s.s_in, group_scale(&s.s_v, e)))
-                .collect();
+            let v_mul = &self.v_mul;
             let vq = grow(vq, tt * cp);
             pad_nhwc(
                 x,
@@ -63,10 +60,7 @@ impl WinogradI8 {
             let qm = grow(qm, tt * kp);
             let acc = grow(acc, kp);
             for e in 0..tt {
-                let mul = multiplier(
-                    group_scale(&s.s_u, e) * group_scale(&s.s_v, e),
-                    group_scale(&s.s_m, e),
-                );
+                let mul = self.hadamard_mul[e];
                 vw.fill(&vq[e * cp..(e + 1) * cp], p, c);
                 gemm_isa(self.isa, vw, &self.ut[e], acc, k);
                 requant_isa(self.isa, acc, mul, &mut qm[e * kp..(e + 1) * kp]);
@@ -76,8 +70,7 @@ impl WinogradI8 {
             // else on the dequantized values (code × f32 scale) with the same f32 kernel and
             // division as the training model's eval forward. Either way both round exactly
             // the same numbers.
-            let a_vals: Vec<f32> = s.at.iter().map(|&v| value(v as i32, s.s_at)).collect();
-            let s_m: Vec<f32> = (0..tt).map(|e| group_scale(&s.s_m, e) as f32).collect();
+            let (a_vals, s_m) = (&self.a_vals, &self.s_m_f32);
             let s_out = s.s_out as f32;
             let (hm, wm) = (g.tiles_y * m, g.tiles_x * m);
             let ypad = grow(ypad, n * hm * wm * k);
@@ -109,7 +102,7 @@ impl WinogradI8 {
                                 .zip(src(e))
                                 .for_each(|(o, &q)| *o = q as f32 * s_m[e]);
                         }
-                        sandwich_lanes_isa(self.isa, &a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
+                        sandwich_lanes_isa(self.isa, a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
                         scatter_hwc(g, yt, |v| to_code(v / s_out), l0, lanes, ypad, k);
                     }
                 }

@@ -49,6 +49,10 @@ pub struct WinogradI8 {
     /// scales as f32.
     v_mul: Vec<f32>,
     s_m_f32: Vec<f32>,
+    /// Per tap: the multiplier of the Hadamard sums (s_u·s_v / s_m), and Aᵀ's values (code ×
+    /// f32 scale) for the output transform on values.
+    hadamard_mul: Vec<f32>,
+    a_vals: Vec<f32>,
     /// Bᵀ for the VNNI input transform (x86_64; None where it does not apply).
     #[cfg(target_arch = "x86_64")]
     quad_b: Option<x86::QuadB>,
@@ -123,12 +127,18 @@ impl WinogradI8 {
         let s_m_f32: Vec<f32> = (0..tt).map(|e| group_scale(&spec.s_m, e) as f32).collect();
         // Every path must round the same numbers: a zero or infinite multiplier would turn
         // zero sums into NaN, which the vector paths and `to_code` saturate differently.
-        let hadamard_mul = (0..tt)
-            .map(|e| group_scale(&spec.s_u, e) * group_scale(&spec.s_v, e) / group_scale(&spec.s_m, e));
+        let hadamard_mul: Vec<f32> = (0..tt)
+            .map(|e| {
+                multiplier(
+                    group_scale(&spec.s_u, e) * group_scale(&spec.s_v, e),
+                    group_scale(&spec.s_m, e),
+                )
+            })
+            .collect();
         let muls = v_mul
             .iter()
+            .chain(&hadamard_mul)
             .map(|&v| v as f64)
-            .chain(hadamard_mul)
             .chain([spec.s_at * spec.s_at / spec.s_out]);
         assert!(
             muls.chain(s_m_f32.iter().map(|&v| v as f64))
@@ -144,8 +154,10 @@ impl WinogradI8 {
             nz_b,
             nz_b_f32,
             nz_a,
+            a_vals,
             out_codes,
             v_mul,
+            hadamard_mul,
             s_m_f32,
             #[cfg(target_arch = "x86_64")]
             quad_b,
