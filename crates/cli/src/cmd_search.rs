@@ -132,6 +132,17 @@ fn train_config(a: &SearchArgs, arch: ModelKind, layers: Vec<ConvChoice>) -> Res
         .config(model, OptimKind::Adam, (0.9, false), ScheduleKind::Multistep, 0.0)
 }
 
+/// What `search` checks before it runs, without running: the candidate space, the training
+/// configuration, the dataset directory and the latency table.
+pub(crate) fn check(a: &SearchArgs) -> Result<()> {
+    space(a)?;
+    let cfg = train_config(a, a.model, vec![ConvChoice::IM2ROW_INT8; a.model.conv_layers()])?;
+    cfg.check().map_err(anyhow::Error::msg)?;
+    crate::cmd_train::check_data_dir(&cfg)?;
+    winq_nas::LatencyTable::read(&a.lut)?;
+    Ok(())
+}
+
 pub fn run(a: SearchArgs) -> Result<()> {
     let n_layers = a.model.conv_layers();
     let out = a.out.clone().unwrap_or_else(|| {

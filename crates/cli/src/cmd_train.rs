@@ -328,6 +328,36 @@ fn fresh_default(base: PathBuf) -> PathBuf {
         .unwrap_or(base)
 }
 
+/// What `train` checks before it runs, without running: the configuration builds and passes
+/// its checks, and the dataset directory exists (a sweep checks every point this way first).
+pub(crate) fn check(a: &TrainArgs) -> Result<()> {
+    let cfg = train_config(a)?;
+    cfg.check().map_err(anyhow::Error::msg)?;
+    check_data_dir(&cfg)
+}
+
+/// `check` for `adapt`: the source checkpoint is readable too.
+pub(crate) fn check_adapt(a: &AdaptArgs) -> Result<()> {
+    let from = if a.from.is_dir() {
+        a.from.join("best.safetensors")
+    } else {
+        a.from.clone()
+    };
+    Checkpoint::read(&from)?;
+    check(&a.train)
+}
+
+pub(crate) fn check_data_dir(cfg: &TrainConfig) -> Result<()> {
+    if !cfg.data_dir.is_dir() {
+        bail!(
+            "the {} data directory {} does not exist (give --data)",
+            cfg.dataset,
+            cfg.data_dir.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn train(a: TrainArgs) -> Result<()> {
     let cfg = train_config(&a)?;
     let out = match &a.out {

@@ -4,6 +4,7 @@ mod cmd_bench;
 mod cmd_engine;
 mod cmd_error;
 mod cmd_search;
+mod cmd_sweep;
 mod cmd_train;
 mod cmd_transforms;
 
@@ -68,6 +69,11 @@ enum Command {
     /// Time searched (`winq search --retrain`) and baseline networks with the engine, tabulate
     /// predicted and measured latency beside test accuracy, and plot the front (SVG).
     SearchReport(cmd_search::ReportArgs),
+    /// Run a grid of train / search / adapt runs (a sweep file) here, N at a time, or as a
+    /// Slurm job array; `winq sweep status SPEC` shows where each point stands.
+    Sweep(Box<cmd_sweep::SweepArgs>),
+    /// Gather finished run directories into a table (mean ± std over seeds) and plots.
+    Report(cmd_sweep::ReportArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,5 +96,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(a) => cmd_engine::run(a),
         Command::Search(a) => cmd_search::run(*a),
         Command::SearchReport(a) => cmd_search::report(a),
+        Command::Sweep(a) => cmd_sweep::sweep(*a),
+        Command::Report(a) => cmd_sweep::report(a),
     }
 }
