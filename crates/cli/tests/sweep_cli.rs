@@ -395,6 +395,17 @@ fn slurm_array_with_a_cancelled_task_resubmits_and_continues() {
     data(&dir, 1600, 200);
     let spec = spec(&dir, "grid", "\"im2row\", \"F2\", \"F4\", \"F6\"", "0, 1", 3);
     let root = dir.join("grid");
+    // sbatch refusing the array is an error that shows why.
+    let o = run(winq()
+        .arg("sweep")
+        .arg(&spec)
+        .args(["--slurm", "--partition", "no-such-partition"]));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("sbatch failed") && text(&o).contains("partition"),
+        "{}",
+        text(&o)
+    );
     let o = run(winq().arg("sweep").arg(&spec).args(["--slurm", "--cpus", "1"]));
     assert!(o.status.success(), "{}", text(&o));
     let said = text(&o);
@@ -405,7 +416,7 @@ fn slurm_array_with_a_cancelled_task_resubmits_and_continues() {
         .unwrap()
         .trim_end_matches(':')
         .to_string();
-    let script = std::fs::read_to_string(root.join("slurm/array-1.sbatch")).unwrap();
+    let script = std::fs::read_to_string(root.join("slurm/array-2.sbatch")).unwrap();
     let name = script
         .lines()
         .find_map(|l| l.strip_prefix("#SBATCH --job-name="))

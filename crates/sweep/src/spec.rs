@@ -217,6 +217,21 @@ fn render(pattern: &str, vars: &BTreeMap<String, String>) -> std::result::Result
     Ok(out)
 }
 
+/// `a/b/../c` → `a/c` (without touching the filesystem: the directories need not exist yet).
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir if out.parent().is_some() => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn expand(file: SpecFile, spec: PathBuf, base: PathBuf) -> Result<Sweep> {
     let bad = |m: String| SweepError::spec(&spec, m);
     if !COMMANDS.contains(&file.command.as_str()) {
@@ -290,7 +305,7 @@ fn expand(file: SpecFile, spec: PathBuf, base: PathBuf) -> Result<Sweep> {
             }
         }
     }
-    let root = base.join(&file.out);
+    let root = lexical(&base.join(&file.out));
     let mut points = Vec::with_capacity(varied.len());
     let mut dirs: BTreeMap<PathBuf, usize> = BTreeMap::new();
     for (index, v) in varied.into_iter().enumerate() {
@@ -391,6 +406,7 @@ mod tests {
         );
         let p = &s.points[4];
         assert_eq!(p.dir, s.base.join("runs/g/algo-F6_lr-0.01"));
+        assert_eq!(lexical(Path::new("/a/./b/../c/..")), Path::new("/a"));
         assert_eq!(
             p.argv,
             [
