@@ -198,7 +198,10 @@ fn exec(spec: &Path, index: usize) -> Result<()> {
     let sweep = load(spec)?;
     let p = sweep.point(index)?;
     // A point is checked again where it runs (a node may lack the data the submitting machine had).
-    check_point(&p.argv).map_err(|e| anyhow::anyhow!("point {index} ({}): {e}", p.name))?;
+    if let Err(e) = check_point(&p.argv) {
+        point::record_failure(&sweep, index, &e)?;
+        bail!("point {index} ({}): {e}", p.name);
+    }
     match point::exec(&sweep, index, rayon::current_num_threads(), &exe()?)? {
         PointState::Done => Ok(()),
         PointState::Failed => bail!(

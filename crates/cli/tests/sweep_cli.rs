@@ -348,6 +348,24 @@ fn bad_sweeps_fail_before_anything_runs() {
     assert!(!o.status.success());
     assert!(text(&o).contains("sbatch not found"), "{}", text(&o));
 
+    // A point whose check fails where it runs (a node without the data) is recorded as failed.
+    let moved = dir.join("data-moved");
+    std::fs::rename(dir.join("data"), &moved).unwrap();
+    let o = run(winq().args(["sweep", "exec"]).arg(&p).args(["--index", "0"]));
+    std::fs::rename(&moved, dir.join("data")).unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).contains("does not exist"), "{}", text(&o));
+    assert_eq!(json(&foreign.join("status.json"))["state"], "failed");
+    assert!(std::fs::read_to_string(foreign.join("log.txt"))
+        .unwrap()
+        .contains("could not start"));
+    let o = run(winq().args(["sweep", "status"]).arg(&p));
+    assert!(
+        text(&o).contains("0/1 done, 0 running, 0 pending, 0 interrupted, 1 failed"),
+        "{}",
+        text(&o)
+    );
+
     // An unknown point, and a report over nothing.
     let o = run(winq().args(["sweep", "exec"]).arg(&p).args(["--index", "3"]));
     assert!(text(&o).contains("there is no point 3"), "{}", text(&o));

@@ -5,6 +5,7 @@
 use crate::report::{label, Table};
 use crate::{Result, SweepError};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
 /// Grouped bars of `t.metric`: groups by every grouping field but `bits`, bars by `bits`
@@ -58,22 +59,22 @@ pub fn plot_bars(out: &Path, t: &Table) -> Result<()> {
         .y_label_area_size(56)
         .build_cartesian_2d(0f64..groups.len() as f64, y0..y1)
         .map_err(err)?;
-    let names = groups.clone();
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(groups.len() + 1)
-        .x_label_formatter(&|x| {
-            let i = (*x - 0.5).round();
-            if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                names.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .y_desc(t.metric.clone())
+        .x_label_formatter(&|_| String::new())
+        .y_desc(format!("{}{}", t.metric, crate::report::unit(&t.metric)))
         .draw()
         .map_err(err)?;
+    // Group names under the axis, centred on their bars (pixel positions from the chart).
+    for (i, g) in groups.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(i as f64 + 0.5, y0));
+        let style = ("sans-serif", 13)
+            .into_text_style(&root)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(g.clone(), (px, py + 8), style))
+            .map_err(err)?;
+    }
     for (si, s) in series.iter().enumerate() {
         let color = Palette99::pick(si).to_rgba();
         let rects: Vec<_> = bars
@@ -101,12 +102,15 @@ pub fn plot_bars(out: &Path, t: &Table) -> Result<()> {
             }))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
+    if by_bits {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+    }
     root.present().map_err(err)?;
     Ok(())
 }

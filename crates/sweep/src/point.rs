@@ -277,6 +277,37 @@ pub fn stop_flag() -> Arc<AtomicBool> {
     .clone()
 }
 
+/// Records that point `index` could not start here (its check failed where it runs, e.g. a node
+/// without the data): `status.json` says failed and `log.txt` says why.
+pub fn record_failure(sweep: &Sweep, index: usize, why: &str) -> Result<()> {
+    let p = sweep.point(index)?;
+    std::fs::create_dir_all(&p.dir).map_err(|e| SweepError::io(&p.dir, e))?;
+    let _lock = take_lock(&p.dir)?;
+    check_owner(sweep, p)?;
+    let prev = read_status(&p.dir)?;
+    let log_path = p.dir.join(LOG_FILE);
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| SweepError::io(&log_path, e))?;
+    use std::io::Write;
+    writeln!(log, "== could not start on {}: {why}", host()).map_err(|e| SweepError::io(&log_path, e))?;
+    let status = Status {
+        state: PointState::Failed,
+        attempts: prev.as_ref().map_or(0, |s| s.attempts) + 1,
+        started: now(),
+        finished: Some(now()),
+        seconds: prev.as_ref().map_or(0.0, |s| s.seconds),
+        exit_code: None,
+        host: host(),
+        pid: std::process::id(),
+        slurm_job: slurm_task(),
+        resumed_from_epoch: None,
+    };
+    write_json(&p.dir.join(STATUS_FILE), &status)
+}
+
 /// Runs point `index` of a sweep to its end as a child `winq` (`exe`) with `threads` threads:
 /// skips it when done, continues an interrupted training (`--resume`), records every attempt in
 /// `status.json` and the command's output in `log.txt`. Returns the state it ended in.

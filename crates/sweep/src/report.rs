@@ -371,7 +371,8 @@ pub fn table(runs: &[Run], group_by: Option<&[String]>, metric: &str) -> Result<
     })
 }
 
-fn unit(metric: &str) -> &'static str {
+/// The unit of a metric, as a column or axis suffix.
+pub(crate) fn unit(metric: &str) -> &'static str {
     match metric {
         "latency_ms" => " (ms)",
         "seconds" => " (s)",

@@ -435,6 +435,18 @@ mod tests {
     }
 
     #[test]
+    fn the_repository_sweep_files_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sweeps");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let s = Sweep::load(&e.path()).unwrap_or_else(|err| panic!("{err}"));
+            assert!(!s.points.is_empty());
+            n += 1;
+        }
+        assert!(n >= 2);
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let cases = [
             ("command = \"train\"\nout = \"o\"\n", "no points"),
