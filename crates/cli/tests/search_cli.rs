@@ -238,5 +238,29 @@ fn table_search_retrain_export_and_timing() {
     let svg = std::fs::read_to_string(&front).unwrap();
     assert!(svg.contains("wiNAS λ=1"), "{svg}");
     assert_eq!(svg.matches("<circle").count(), 1, "one searched network");
+
+    // `winq report` over both: a row for the search (its retraining's accuracy) and one for the
+    // baseline, each with the engine latency of its model.winq, and the front beside the bars.
+    let o = Command::new(env!("CARGO_BIN_EXE_winq"))
+        .args(["report", "--reps", "2", "--format", "json", "-o"])
+        .args([&dir.join("r.svg"), &out, &train])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = t["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{t}");
+    let search_row = rows.iter().find(|r| r["key"]["command"] == "search").unwrap();
+    assert_eq!(search_row["key"]["lambda"], "1", "{t}");
+    let acc = search_row["stats"]["test_acc"]["mean"].as_f64().unwrap();
+    assert!((acc - 100.0 * r["test_acc"].as_f64().unwrap()).abs() < 1e-9);
+    assert!(
+        rows.iter()
+            .all(|r| r["stats"]["latency_ms"]["mean"].as_f64().unwrap() > 0.0),
+        "{t}"
+    );
+    assert!(std::fs::read_to_string(dir.join("r-front.svg"))
+        .unwrap()
+        .contains("<circle"));
     std::fs::remove_dir_all(&dir).ok();
 }
