@@ -70,6 +70,9 @@ enum SweepAction {
         spec: PathBuf,
         #[arg(long)]
         index: usize,
+        /// The sweep's fingerprint when it was started or submitted (a changed file is refused).
+        #[arg(long)]
+        expect: Option<String>,
     },
 }
 
@@ -109,7 +112,7 @@ fn exe() -> Result<PathBuf> {
 pub fn sweep(a: SweepArgs) -> Result<()> {
     match a.action {
         Some(SweepAction::Status { spec, json }) => return status(&spec, json),
-        Some(SweepAction::Exec { spec, index }) => return exec(&spec, index),
+        Some(SweepAction::Exec { spec, index, expect }) => return exec(&spec, index, expect.as_deref()),
         None => {}
     }
     let Some(spec) = a.spec.as_deref() else {
@@ -145,7 +148,7 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
             );
         } else {
             println!(
-                "wrote {} ({} points); submit it with `sbatch {}`",
+                "wrote {} ({} unfinished points; the queue was not asked: check `winq sweep status` before `sbatch {}`)",
                 s.script.display(),
                 s.indices.len(),
                 s.script.display()
@@ -159,13 +162,18 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     }
     let threads = (rayon::current_num_threads() / jobs).max(1);
     if a.dry_run {
+        point::check_directories(&sweep)?;
         for p in &sweep.points {
             let (state, _) = point::state(p)?;
+            let continues = state != PointState::Done
+                && sweep.command != "search"
+                && p.dir.join("last.safetensors").exists();
             println!(
-                "[{}] {} ({state}): winq --threads {threads} {}",
+                "[{}] {} ({state}): winq --threads {threads} {}{}",
                 p.index,
                 p.name,
-                p.argv.join(" ")
+                p.argv.join(" "),
+                if continues { " --resume" } else { "" }
             );
         }
         return Ok(());
@@ -194,15 +202,15 @@ pub fn sweep(a: SweepArgs) -> Result<()> {
     Ok(())
 }
 
-fn exec(spec: &Path, index: usize) -> Result<()> {
+fn exec(spec: &Path, index: usize, expect: Option<&str>) -> Result<()> {
     let sweep = load(spec)?;
-    let p = sweep.point(index)?;
-    // A point is checked again where it runs (a node may lack the data the submitting machine had).
-    if let Err(e) = check_point(&p.argv) {
-        point::record_failure(&sweep, index, &e)?;
-        bail!("point {index} ({}): {e}", p.name);
+    if let Some(f) = expect {
+        sweep.expect(f)?;
     }
-    match point::exec(&sweep, index, rayon::current_num_threads(), &exe()?)? {
+    let p = sweep.point(index)?;
+    // The point is checked again where it runs (a node may lack the data the submitting
+    // machine had); a failure is recorded in its status.
+    match point::exec(&sweep, index, rayon::current_num_threads(), &exe()?, &check_point)? {
         PointState::Done => Ok(()),
         PointState::Failed => bail!(
             "point {index} ({}) failed; see {}",
@@ -298,33 +306,41 @@ pub struct ReportArgs {
 }
 
 pub fn report(a: ReportArgs) -> Result<()> {
-    let (mut runs, unfinished) = report::gather(&a.dirs)?;
+    let report::Gathered {
+        mut runs,
+        unfinished,
+        unreadable,
+    } = report::gather(&a.dirs)?;
+    for u in &unreadable {
+        eprintln!("left out (unreadable) {u}");
+    }
+    if !unfinished.is_empty() {
+        eprintln!(
+            "left out {} unfinished runs (no results yet; a search needs --retrain), e.g. {}",
+            unfinished.len(),
+            unfinished[0].display()
+        );
+    }
     if runs.is_empty() {
         bail!(
-            "no finished runs under {}{}",
+            "no finished runs under {}",
             a.dirs
                 .iter()
                 .map(|d| d.display().to_string())
                 .collect::<Vec<_>>()
-                .join(", "),
-            if unfinished > 0 {
-                format!(" ({unfinished} unfinished)")
-            } else {
-                String::new()
-            }
+                .join(", ")
         );
     }
     if !a.no_latency {
-        report::measure_latency(&mut runs, a.reps.max(1), a.timing_threads.max(1))?;
+        for f in report::measure_latency(&mut runs, a.reps.max(1), a.timing_threads.max(1)) {
+            eprintln!("no latency for {f}");
+        }
     }
     let t = report::table(&runs, a.group_by.as_deref(), &a.metric)?;
     match a.format {
         Format::Md => print!("{}", report::markdown(&t)),
         Format::Csv => print!("{}", report::csv(&t)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&t)?),
-    }
-    if unfinished > 0 {
-        eprintln!("({unfinished} unfinished runs left out)");
     }
     if let Some(out) = &a.plot {
         winq_sweep::plot::plot_bars(out, &t)?;

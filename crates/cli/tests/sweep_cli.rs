@@ -366,6 +366,19 @@ fn bad_sweeps_fail_before_anything_runs() {
         text(&o)
     );
 
+    // A sweep file edited after the runner started or the array was submitted is refused.
+    let o =
+        run(winq()
+            .args(["sweep", "exec"])
+            .arg(&p)
+            .args(["--index", "0", "--expect", "0000000000000000"]));
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("changed after this sweep was started"),
+        "{}",
+        text(&o)
+    );
+
     // An unknown point, and a report over nothing.
     let o = run(winq().args(["sweep", "exec"]).arg(&p).args(["--index", "3"]));
     assert!(text(&o).contains("there is no point 3"), "{}", text(&o));
@@ -440,6 +453,17 @@ fn slurm_array_with_a_cancelled_task_resubmits_and_continues() {
         .find_map(|l| l.strip_prefix("#SBATCH --job-name="))
         .unwrap()
         .to_string();
+
+    // While the array is queued or running, a resubmission submits nothing, and status shows
+    // the scheduler's view.
+    let o = run(winq().arg("sweep").arg(&spec).args(["--slurm", "--cpus", "1"]));
+    assert!(text(&o).contains("nothing to submit"), "{}", text(&o));
+    let o = run(winq().args(["sweep", "status"]).arg(&spec));
+    assert!(
+        text(&o).contains("PENDING") || text(&o).contains("RUNNING"),
+        "{}",
+        text(&o)
+    );
 
     // Cancel point 0's task in its second epoch.
     let first = root.join("im2row-s0");

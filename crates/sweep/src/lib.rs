@@ -77,6 +77,13 @@ pub(crate) fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
+/// FNV-1a of some bytes (names and fingerprints; not a security hash).
+pub(crate) fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Seconds since the Unix epoch (status files' clock).
 pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()

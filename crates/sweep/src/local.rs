@@ -99,6 +99,7 @@ pub fn run(sweep: &Sweep, jobs: usize, threads: usize, exe: &Path) -> Result<Sum
         sweep.root.display()
     );
     todo.reverse();
+    let fingerprint = sweep.fingerprint();
     let mut running: Vec<Running> = Vec::new();
     let mut last_progress = Instant::now();
     loop {
@@ -111,7 +112,7 @@ pub fn run(sweep: &Sweep, jobs: usize, threads: usize, exe: &Path) -> Result<Sum
                 .arg(threads.to_string())
                 .args(["sweep", "exec"])
                 .arg(&sweep.spec)
-                .args(["--index", &i.to_string()])
+                .args(["--index", &i.to_string(), "--expect", &fingerprint])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
@@ -142,7 +143,7 @@ pub fn run(sweep: &Sweep, jobs: usize, threads: usize, exe: &Path) -> Result<Sum
             }
             match r.child.try_wait().map_err(|e| SweepError::io(exe, e))? {
                 None => k += 1,
-                Some(_) => {
+                Some(exit) => {
                     let (state, st) = point::state(p)?;
                     let secs = st.as_ref().map_or(0.0, |s| s.seconds);
                     match state {
@@ -150,16 +151,21 @@ pub fn run(sweep: &Sweep, jobs: usize, threads: usize, exe: &Path) -> Result<Sum
                             summary.done += 1;
                             println!("[{i}] {} done in {secs:.0} s{}", p.name, result_note(&p.dir));
                         }
-                        PointState::Interrupted | PointState::Running | PointState::Pending => {
+                        PointState::Interrupted if flag.load(Ordering::SeqCst) => {
                             summary.left += 1;
                             println!("[{i}] {} interrupted after {secs:.0} s", p.name);
                         }
-                        PointState::Failed => {
+                        // Failed, or stopped without the sweep stopping (killed from outside, or
+                        // `exec` could not even start: its error is on stderr above).
+                        _ => {
                             summary.failed.push(i);
                             println!(
-                                "[{i}] {} FAILED (exit code {}); see {}",
+                                "[{i}] {} FAILED ({}; exit code {}); see {} and the error above",
                                 p.name,
-                                st.and_then(|s| s.exit_code).map_or("-".into(), |c| c.to_string()),
+                                state,
+                                st.and_then(|s| s.exit_code)
+                                    .or(exit.code())
+                                    .map_or("-".into(), |c| c.to_string()),
                                 p.dir.join(point::LOG_FILE).display()
                             );
                         }

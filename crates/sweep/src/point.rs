@@ -92,10 +92,16 @@ pub fn read_status(dir: &Path) -> Result<Option<Status>> {
 
 /// Whether some process runs a point in `dir` now (holds its lock).
 fn lock_held(dir: &Path) -> bool {
-    let Ok(f) = std::fs::File::open(dir.join(LOCK_FILE)) else {
+    // Opened for writing: NFS emulates flock with fcntl locks, which need it. A shared probe
+    // never blocks a reader; `take_lock` retries briefly for a probe that holds it this instant.
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+    else {
         return false;
     };
-    matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+    matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
 }
 
 /// Where a point stands by its files: a "running" status whose lock nobody holds was killed
@@ -130,15 +136,20 @@ fn take_lock(dir: &Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .map_err(|e| SweepError::io(&path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(SweepError::Invalid(format!(
-            "{} is being run by another process (it holds {})",
-            dir.display(),
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(SweepError::io(&path, e)),
+    // A status probe holds the lock for an instant: a point that is really running holds it
+    // for longer than the retries.
+    for _ in 0..40 {
+        match f.try_lock() {
+            Ok(()) => return Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(50)),
+            Err(std::fs::TryLockError::Error(e)) => return Err(SweepError::io(&path, e)),
+        }
     }
+    Err(SweepError::Invalid(format!(
+        "{} is being run by another process (it holds {})",
+        dir.display(),
+        path.display()
+    )))
 }
 
 /// The sweep's own files in a run directory (and `attempt-N` folders of restarted searches).
@@ -214,7 +225,7 @@ pub fn check_directories(sweep: &Sweep) -> Result<()> {
 
 /// Moves what an interrupted search left behind into `attempt-N/` (a search starts over; its
 /// partial outputs are kept, not overwritten).
-fn set_aside(dir: &Path, attempt: u32) -> Result<()> {
+fn set_aside(dir: &Path) -> Result<()> {
     let leftovers: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| SweepError::io(dir, e))?
         .flatten()
@@ -224,7 +235,10 @@ fn set_aside(dir: &Path, attempt: u32) -> Result<()> {
     if leftovers.is_empty() {
         return Ok(());
     }
-    let to = dir.join(format!("attempt-{attempt}"));
+    let to = (1..)
+        .map(|k| dir.join(format!("attempt-{k}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| dir.join("attempt-last"));
     std::fs::create_dir_all(&to).map_err(|e| SweepError::io(&to, e))?;
     for p in leftovers {
         if let Some(n) = p.file_name() {
@@ -277,14 +291,10 @@ pub fn stop_flag() -> Arc<AtomicBool> {
     .clone()
 }
 
-/// Records that point `index` could not start here (its check failed where it runs, e.g. a node
-/// without the data): `status.json` says failed and `log.txt` says why.
-pub fn record_failure(sweep: &Sweep, index: usize, why: &str) -> Result<()> {
-    let p = sweep.point(index)?;
-    std::fs::create_dir_all(&p.dir).map_err(|e| SweepError::io(&p.dir, e))?;
-    let _lock = take_lock(&p.dir)?;
-    check_owner(sweep, p)?;
-    let prev = read_status(&p.dir)?;
+/// Records that a point could not start here (its check failed where it runs, e.g. a node
+/// without the data): `status.json` says failed and `log.txt` says why. The caller holds the
+/// point's lock.
+fn record_failure(p: &Point, prev: Option<&Status>, why: &str) -> Result<()> {
     let log_path = p.dir.join(LOG_FILE);
     let mut log = std::fs::OpenOptions::new()
         .create(true)
@@ -295,10 +305,10 @@ pub fn record_failure(sweep: &Sweep, index: usize, why: &str) -> Result<()> {
     writeln!(log, "== could not start on {}: {why}", host()).map_err(|e| SweepError::io(&log_path, e))?;
     let status = Status {
         state: PointState::Failed,
-        attempts: prev.as_ref().map_or(0, |s| s.attempts) + 1,
+        attempts: prev.map_or(0, |s| s.attempts) + 1,
         started: now(),
         finished: Some(now()),
-        seconds: prev.as_ref().map_or(0.0, |s| s.seconds),
+        seconds: prev.map_or(0.0, |s| s.seconds),
         exit_code: None,
         host: host(),
         pid: std::process::id(),
@@ -309,9 +319,17 @@ pub fn record_failure(sweep: &Sweep, index: usize, why: &str) -> Result<()> {
 }
 
 /// Runs point `index` of a sweep to its end as a child `winq` (`exe`) with `threads` threads:
-/// skips it when done, continues an interrupted training (`--resume`), records every attempt in
-/// `status.json` and the command's output in `log.txt`. Returns the state it ended in.
-pub fn exec(sweep: &Sweep, index: usize, threads: usize, exe: &Path) -> Result<PointState> {
+/// skips it when done, checks its command with `check` where it runs (a failure is recorded,
+/// and the error returned), continues an interrupted training (`--resume`), records every
+/// attempt in `status.json` and the command's output in `log.txt`. Returns the state it ended
+/// in. A finished point is never touched again.
+pub fn exec(
+    sweep: &Sweep,
+    index: usize,
+    threads: usize,
+    exe: &Path,
+    check: &dyn Fn(&[String]) -> Result<(), String>,
+) -> Result<PointState> {
     let p = sweep.point(index)?;
     std::fs::create_dir_all(&p.dir).map_err(|e| SweepError::io(&p.dir, e))?;
     let _lock = take_lock(&p.dir)?;
@@ -320,13 +338,15 @@ pub fn exec(sweep: &Sweep, index: usize, threads: usize, exe: &Path) -> Result<P
         return Ok(PointState::Done);
     }
     check_owner(sweep, p)?;
+    if let Err(why) = check(&p.argv) {
+        record_failure(p, prev.as_ref(), &why)?;
+        return Err(SweepError::Invalid(format!("point {index} ({}): {why}", p.name)));
+    }
     let attempts = prev.as_ref().map_or(0, |s| s.attempts) + 1;
     let mut argv = p.argv.clone();
     let mut resumed_from_epoch = None;
     if sweep.command == "search" {
-        if attempts > 1 {
-            set_aside(&p.dir, attempts - 1)?;
-        }
+        set_aside(&p.dir)?;
     } else if p.dir.join("last.safetensors").exists() {
         argv.push("--resume".into());
         resumed_from_epoch = Some(epochs(&p.dir).0);
@@ -406,4 +426,60 @@ pub fn exec(sweep: &Sweep, index: usize, threads: usize, exe: &Path) -> Result<P
     status.seconds += t0.elapsed().as_secs_f64();
     write_json(&status_path, &status)?;
     Ok(status.state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_search_is_set_aside_into_a_fresh_attempt_folder() {
+        let dir = std::env::temp_dir().join(format!("winq-sweep-aside-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("attempt-1")).unwrap();
+        std::fs::write(dir.join("attempt-1/search.json"), "old").unwrap();
+        std::fs::write(dir.join("search.json"), "new").unwrap();
+        std::fs::create_dir_all(dir.join("retrain")).unwrap();
+        std::fs::write(dir.join(STATUS_FILE), "{}").unwrap();
+        set_aside(&dir).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("attempt-1/search.json")).unwrap(),
+            "old"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("attempt-2/search.json")).unwrap(),
+            "new"
+        );
+        assert!(dir.join("attempt-2/retrain").is_dir() && !dir.join("retrain").exists());
+        assert!(dir.join(STATUS_FILE).exists(), "the sweep's own files stay");
+        // Nothing left to move: no new folder.
+        set_aside(&dir).unwrap();
+        assert!(!dir.join("attempt-3").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_status_probe_does_not_make_a_starting_point_fail() {
+        let dir = std::env::temp_dir().join(format!("winq-sweep-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let held = take_lock(&dir).unwrap();
+        assert!(lock_held(&dir));
+        assert!(take_lock(&dir).is_err(), "a second runner must be refused");
+        drop(held);
+        assert!(!lock_held(&dir));
+        // A probe holding the lock for an instant: the runner retries and gets it.
+        let probe = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .unwrap();
+        probe.try_lock_shared().unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(probe);
+        });
+        assert!(take_lock(&dir).is_ok());
+        t.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

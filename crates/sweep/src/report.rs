@@ -133,9 +133,13 @@ pub fn read_run(dir: &Path) -> Result<Option<Run>> {
         if retrain_cfg.is_file() {
             config_fields(&read_config(&retrain_cfg)?, &mut fields);
         }
+        // The layers a search picks are its outcome, not its configuration: seeds of one
+        // search setting share a row.
+        fields.remove("layers");
         fields.insert("command".into(), "search".into());
         fields.insert("algo".into(), "wiNAS".into());
         fields.insert("mode".into(), "searched".into());
+        fields.insert("bits".into(), "searched".into());
         if let Some(l) = s["options"]["lambda"].as_f64() {
             fields.insert("lambda".into(), l.to_string());
         }
@@ -189,19 +193,35 @@ pub fn read_run(dir: &Path) -> Result<Option<Run>> {
     }))
 }
 
+/// What `gather` found.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    pub runs: Vec<Run>,
+    /// Runs without results yet (or searches without `--retrain`).
+    pub unfinished: Vec<PathBuf>,
+    /// Directories that look like runs but cannot be read, with why (left out, not fatal: one
+    /// broken run must not hide the others).
+    pub unreadable: Vec<String>,
+}
+
 /// Every finished run under the given directories (a run directory itself, or any folder
-/// above runs: a sweep's output root, `runs/`), in path order; and how many unfinished runs
-/// were passed over.
-pub fn gather(dirs: &[PathBuf]) -> Result<(Vec<Run>, usize)> {
-    let mut runs = Vec::new();
-    let mut unfinished = 0;
-    fn walk(d: &Path, depth: usize, runs: &mut Vec<Run>, unfinished: &mut usize) -> Result<()> {
-        if let Some(r) = read_run(d)? {
-            runs.push(r);
-            return Ok(());
+/// above runs: a sweep's output root, `runs/`), in path order.
+pub fn gather(dirs: &[PathBuf]) -> Result<Gathered> {
+    let mut g = Gathered::default();
+    fn walk(d: &Path, depth: usize, g: &mut Gathered) -> Result<()> {
+        match read_run(d) {
+            Ok(Some(r)) => {
+                g.runs.push(r);
+                return Ok(());
+            }
+            Ok(None) => {}
+            Err(e) => {
+                g.unreadable.push(format!("{}: {e}", d.display()));
+                return Ok(());
+            }
         }
         if d.join("config.json").is_file() || d.join("search.json").is_file() {
-            *unfinished += 1;
+            g.unfinished.push(d.to_path_buf());
             return Ok(());
         }
         if depth == 0 {
@@ -219,7 +239,7 @@ pub fn gather(dirs: &[PathBuf]) -> Result<(Vec<Run>, usize)> {
             .collect();
         subs.sort();
         for s in subs {
-            walk(&s, depth - 1, runs, unfinished)?;
+            walk(&s, depth - 1, g)?;
         }
         Ok(())
     }
@@ -227,22 +247,32 @@ pub fn gather(dirs: &[PathBuf]) -> Result<(Vec<Run>, usize)> {
         if !d.is_dir() {
             return Err(SweepError::Invalid(format!("{} is not a directory", d.display())));
         }
-        walk(d, 6, &mut runs, &mut unfinished)?;
+        walk(d, 6, &mut g)?;
     }
-    Ok((runs, unfinished))
+    Ok(g)
 }
 
 /// Measures the engine latency of every run's exported model (batch 1, `threads` threads,
-/// median of `reps`), all in this one process so that they compare.
-pub fn measure_latency(runs: &mut [Run], reps: usize, threads: usize) -> Result<()> {
+/// median of `reps`), all in this one process so that they compare. Returns the models that
+/// could not be loaded or run, with why (their runs keep no latency).
+pub fn measure_latency(runs: &mut [Run], reps: usize, threads: usize) -> Vec<String> {
+    let mut failed = Vec::new();
     for r in runs.iter_mut() {
         let Some(m) = &r.model else { continue };
-        let (op, info) = winq_ir::load(m)?;
-        let ms = winq_nas::run::engine_ms(&op, 1, (info.channels, info.height, info.width), reps, threads)
-            .map_err(|e| SweepError::Invalid(format!("timing {}: {e}", m.display())))?;
-        r.metrics.insert("latency_ms".into(), ms);
+        let timed = winq_ir::load(m)
+            .map_err(|e| e.to_string())
+            .and_then(|(op, info)| {
+                winq_nas::run::engine_ms(&op, 1, (info.channels, info.height, info.width), reps, threads)
+                    .map_err(|e| e.to_string())
+            });
+        match timed {
+            Ok(ms) => {
+                r.metrics.insert("latency_ms".into(), ms);
+            }
+            Err(e) => failed.push(format!("{}: {e}", m.display())),
+        }
     }
-    Ok(())
+    failed
 }
 
 /// mean, sample standard deviation (None for one value) and count.

@@ -68,10 +68,7 @@ fn quote(s: &str) -> String {
 /// The job name of a sweep's arrays: the same for every submission of one output root, so
 /// that `squeue --name` finds them all.
 pub fn job_name(sweep: &Sweep) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in sweep.root.as_os_str().as_encoded_bytes() {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = crate::fnv(sweep.root.as_os_str().as_encoded_bytes().iter().copied());
     let tail: String = sweep
         .root
         .file_name()
@@ -124,10 +121,11 @@ pub fn script(sweep: &Sweep, o: &SlurmOptions, indices: &[usize]) -> String {
         opt(e.clone());
     }
     s += &format!(
-        "exec {} --threads \"${{SLURM_CPUS_PER_TASK:-{}}}\" sweep exec {} --index \"$SLURM_ARRAY_TASK_ID\"\n",
+        "exec {} --threads \"${{SLURM_CPUS_PER_TASK:-{}}}\" sweep exec {} --index \"$SLURM_ARRAY_TASK_ID\" --expect {}\n",
         quote(&o.winq.display().to_string()),
         o.cpus,
-        quote(&sweep.spec.display().to_string())
+        quote(&sweep.spec.display().to_string()),
+        sweep.fingerprint()
     );
     s
 }
@@ -153,22 +151,20 @@ fn slurm_cmd(cmd: &mut Command) -> Result<String> {
 }
 
 /// Scheduler states of the sweep's array tasks, by point index (PENDING, RUNNING, …), from
-/// `squeue`; None when Slurm cannot be asked.
-pub fn queue(sweep: &Sweep) -> Option<BTreeMap<usize, String>> {
+/// `squeue` (pending array tasks listed one by one).
+pub fn queue(sweep: &Sweep) -> Result<BTreeMap<usize, String>> {
     let out = slurm_cmd(
         Command::new("squeue")
             .args(["-h", "-r", "-o", "%K|%T", "--name"])
             .arg(job_name(sweep)),
-    )
-    .ok()?;
-    Some(
-        out.lines()
-            .filter_map(|l| {
-                let (k, st) = l.split_once('|')?;
-                Some((k.trim().parse().ok()?, st.trim().to_string()))
-            })
-            .collect(),
-    )
+    )?;
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (k, st) = l.split_once('|')?;
+            Some((k.trim().parse().ok()?, st.trim().to_string()))
+        })
+        .collect())
 }
 
 /// Final states of the recorded jobs' tasks from `sacct` (TIMEOUT, CANCELLED, …); empty where
@@ -222,11 +218,20 @@ pub fn submit(sweep: &Sweep, o: &SlurmOptions, dry_run: bool) -> Result<Submissi
         return Err(SweepError::Invalid("--cpus must be at least 1".into()));
     }
     point::check_directories(sweep)?;
-    let queued = if dry_run { None } else { queue(sweep) };
+    // What is queued must be known before anything is resubmitted (a point queued twice would
+    // run twice); before the first submission there is nothing to ask about.
+    let queued = if dry_run || read_jobs(sweep).is_empty() {
+        queue(sweep).unwrap_or_default()
+    } else {
+        queue(sweep).map_err(|e| {
+            SweepError::Slurm(format!(
+                "cannot tell which points are queued, so nothing was submitted: {e}"
+            ))
+        })?
+    };
     let mut indices = Vec::new();
     for p in &sweep.points {
-        let in_queue = queued.as_ref().and_then(|q| q.get(&p.index));
-        if point::state(p)?.0 != PointState::Done && in_queue.is_none() {
+        if point::state(p)?.0 != PointState::Done && !queued.contains_key(&p.index) {
             indices.push(p.index);
         }
     }

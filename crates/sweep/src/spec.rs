@@ -99,6 +99,30 @@ impl Sweep {
         expand(file, spec, base)
     }
 
+    /// A fingerprint of every point's command line: `exec --expect` refuses to run an index of
+    /// a sweep file that changed after the runner started or the array was submitted (the
+    /// index would now name another point).
+    pub fn fingerprint(&self) -> String {
+        let bytes = self
+            .points
+            .iter()
+            .flat_map(|p| p.argv.iter())
+            .flat_map(|a| a.bytes().chain([0]));
+        format!("{:016x}", crate::fnv(bytes))
+    }
+
+    /// Checks a fingerprint taken when the runner started or the array was submitted.
+    pub fn expect(&self, fingerprint: &str) -> Result<()> {
+        if self.fingerprint() == fingerprint {
+            return Ok(());
+        }
+        Err(SweepError::Invalid(format!(
+            "{} changed after this sweep was started or submitted (its points differ now), so the point \
+             indices no longer mean the same runs; nothing was run: start the sweep again (finished points are kept)",
+            self.spec.display()
+        )))
+    }
+
     /// The point with this index.
     pub fn point(&self, index: usize) -> Result<&Point> {
         self.points.get(index).ok_or_else(|| {
