@@ -77,6 +77,13 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Output piped into `head` and closed early ends the program quietly, as for other
+    // command-line tools (Rust ignores SIGPIPE, so every print would panic instead).
+    // SAFETY: signal(2) with SIG_DFL installs no handler code and is called before any thread
+    // is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Some(t) = cli.threads {
         rayon::ThreadPoolBuilder::new()

@@ -320,7 +320,15 @@ pub fn status(sweep: &Sweep) -> Result<Vec<StatusRow>> {
                 epochs_done,
                 epochs,
                 attempts: st.as_ref().map_or(0, |s| s.attempts),
-                seconds: st.as_ref().map_or(0.0, |s| s.seconds),
+                // A running attempt's time so far counts too.
+                seconds: st.as_ref().map_or(0.0, |s| {
+                    s.seconds
+                        + if state == PointState::Running && s.state == PointState::Running {
+                            now().saturating_sub(s.started) as f64
+                        } else {
+                            0.0
+                        }
+                }),
                 dir: p.dir.clone(),
             })
         })
