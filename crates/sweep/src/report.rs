@@ -495,14 +495,17 @@ pub fn csv(t: &Table) -> String {
     s
 }
 
-/// A row's label for plots: its grouping values.
+/// A row's label for plots: its grouping values (a yes/no field by its name when set).
 pub fn label(t: &Table, r: &Row, skip: &[&str]) -> String {
     let parts: Vec<String> = t
         .group_by
         .iter()
         .filter(|k| !skip.contains(&k.as_str()))
-        .map(|k| r.key[k].clone())
-        .filter(|v| v != "-")
+        .filter_map(|k| match r.key[k].as_str() {
+            "-" | "false" => None,
+            "true" => Some(k.clone()),
+            v => Some(v.to_string()),
+        })
         .collect();
     if parts.is_empty() {
         "all".into()
