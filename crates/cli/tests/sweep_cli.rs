@@ -3,6 +3,8 @@
 //! the cluster `.ci/slurm-up` starts) with one task cancelled and resubmitted does too; bad
 //! sweeps fail before anything runs and touch nothing.
 
+mod common;
+use common::metrics;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -74,20 +76,6 @@ fn json(p: &Path) -> serde_json::Value {
         .unwrap()
 }
 
-fn metrics(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for k in ["time_s", "img_per_s"] {
-                v.as_object_mut().unwrap().remove(k);
-            }
-            v
-        })
-        .collect()
-}
-
 /// The point's command run directly, uninterrupted, into `out` with `threads` threads; then
 /// the same metrics, results and last checkpoint as the point's run directory.
 fn assert_equals_uninterrupted(point: &Path, out: &Path, threads: usize, base: &Path) {
@@ -120,6 +108,16 @@ fn assert_equals_uninterrupted(point: &Path, out: &Path, threads: usize, base: &
         a == b,
         "the continued point's checkpoint differs from an uninterrupted run"
     );
+}
+
+/// `winq report DIR --format json` (no timing).
+fn report_json(root: &Path) -> serde_json::Value {
+    let o = run(winq()
+        .arg("report")
+        .arg(root)
+        .args(["--no-latency", "--format", "json"]));
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -208,11 +206,7 @@ fn local_sweep_stopped_with_ctrl_c_continues_where_it_stopped() {
     assert!(std::fs::read_to_string(dir.join("acc.svg"))
         .unwrap()
         .contains("<svg"));
-    let o = run(winq()
-        .arg("report")
-        .arg(&root)
-        .args(["--no-latency", "--format", "json"]));
-    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = report_json(&root);
     let rows = t["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for r in rows {
@@ -505,11 +499,7 @@ fn slurm_array_with_a_cancelled_task_resubmits_and_continues() {
     assert!(text(&o).contains("nothing to submit"), "{}", text(&o));
 
     // Every run directory made it into the report: 4 configurations × 2 seeds.
-    let o = run(winq()
-        .arg("report")
-        .arg(&root)
-        .args(["--no-latency", "--format", "json"]));
-    let t: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = report_json(&root);
     let rows = t["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4, "{t}");
     assert!(rows.iter().all(|r| r["runs"] == 2), "{t}");

@@ -1,6 +1,8 @@
 //! `winq train` as a user runs it: SIGKILL in the second epoch and --resume must end exactly
 //! where an uninterrupted run ends; bad input must fail cleanly.
 
+mod common;
+use common::metrics;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,20 +36,6 @@ fn train_cmd(data: &Path, out: &Path) -> Command {
         .arg(out);
     c.env("RAYON_NUM_THREADS", "2");
     c
-}
-
-fn metrics(out: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for k in ["time_s", "img_per_s"] {
-                v.as_object_mut().unwrap().remove(k);
-            }
-            v
-        })
-        .collect()
 }
 
 #[test]
