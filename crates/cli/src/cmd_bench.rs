@@ -207,6 +207,10 @@ pub struct ConvArgs {
     /// Winograd tiles to time beside im2row (e.g. `--tiles 4` alone for profiling).
     #[arg(long, value_delimiter = ',', default_value = "2,4,6")]
     tiles: Vec<usize>,
+    /// Also time each Winograd layer with one scale per tap in the Winograd domain (input,
+    /// weights, Hadamard sums), as `winq train --per-tap` trains it.
+    #[arg(long)]
+    per_tap: bool,
 }
 
 fn conv_int8(a: ConvArgs) -> Result<()> {
@@ -238,7 +242,7 @@ fn conv_int8_timings(a: ConvArgs) -> Result<()> {
         im2row.forward(&x, n, s, s, &mut y);
         std::hint::black_box(&y);
     });
-    println!("  {:<8} {:8.3} ms", "im2row", base * 1e3);
+    println!("  {:<12} {:8.3} ms", "im2row", base * 1e3);
     for &m in &a.tiles {
         let t = m + 2;
         let tr = transform(m, 3, &PointSet::Default)?.to_f64();
@@ -266,18 +270,39 @@ fn conv_int8_timings(a: ConvArgs) -> Result<()> {
             s_m: vec![0.5],
             s_out: 0.05,
         };
-        let l = WinogradI8::new(spec);
-        let dt = time(&mut || {
-            l.forward(&x, n, s, s, &mut y);
-            std::hint::black_box(&y);
-        });
-        println!(
-            "  {:<8} {:8.3} ms  ({:.2}x im2row; transforms {})",
-            format!("F{m}"),
-            dt * 1e3,
-            base / dt,
-            l.transform_path()
-        );
+        let mut specs = vec![(format!("F{m}"), spec.clone())];
+        if a.per_tap {
+            // Scales spread over a factor of 4 around the per-tensor ones, one per tap.
+            let mut per = |s0: f64| {
+                (0..t * t)
+                    .map(|_| s0 * rng.gen_range(0.5..2.0))
+                    .collect::<Vec<f64>>()
+            };
+            let (s_u, s_v, s_m) = (per(0.01), per(0.05), per(0.5));
+            specs.push((
+                format!("F{m} per-tap"),
+                winq_ir::QuantWinograd {
+                    s_u,
+                    s_v,
+                    s_m,
+                    ..spec
+                },
+            ));
+        }
+        for (name, spec) in specs {
+            let l = WinogradI8::new(spec);
+            let dt = time(&mut || {
+                l.forward(&x, n, s, s, &mut y);
+                std::hint::black_box(&y);
+            });
+            println!(
+                "  {:<12} {:8.3} ms  ({:.2}x im2row; transforms {})",
+                name,
+                dt * 1e3,
+                base / dt,
+                l.transform_path()
+            );
+        }
     }
     Ok(())
 }

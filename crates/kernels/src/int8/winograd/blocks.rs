@@ -27,15 +27,12 @@ impl WinogradI8 {
         false
     }
 
-    /// Whether the block path's output transform runs the AVX-512 kernel here (one Hadamard
-    /// scale: the transform on codes).
+    /// Whether the block path's output transform runs an AVX-512 kernel here (on codes with
+    /// one Hadamard scale, on values with per-tap scales).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(super) fn avx512_output(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if self.transforms == Transforms::Native
-            && self.out_codes.is_some()
-            && simd::enabled(self.isa, Isa::Avx512)
-        {
+        if self.transforms == Transforms::Native && simd::enabled(self.isa, Isa::Avx512) {
             return true;
         }
         false
@@ -75,10 +72,27 @@ impl WinogradI8 {
         unreachable!("input_vnni without vnni_input");
     }
 
-    /// The block path's output transform with AVX-512 where it applies (one Hadamard scale,
-    /// exact f32 sums); false where the portable stage must run.
+    /// The block path's output transform with AVX-512 where it applies (on codes with one
+    /// Hadamard scale, f32 where exact, else i32; on values with per-tap scales); false where
+    /// the portable stage must run.
     #[allow(unused_variables)]
     fn output_avx512(&self, geo: &TileGrid, span: Span, qm: &[i8], qs: usize, out: &mut [i8]) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512_output() && self.out_codes.is_none() {
+            use x86::output_avx512_values as run;
+            let (av, sm, so, k) = (&self.a_vals, &self.s_m_f32, self.spec.s_out as f32, self.spec.k);
+            // SAFETY: `avx512_output` checked AVX-512F/BW; k is a multiple of 16 on this path;
+            // Aᵀ's values are M×T and the scales one per tap.
+            unsafe {
+                match self.t {
+                    4 => run::<4, 2>(geo, span, qm, qs, k, av, sm, so, out),
+                    6 => run::<6, 4>(geo, span, qm, qs, k, av, sm, so, out),
+                    8 => run::<8, 6>(geo, span, qm, qs, k, av, sm, so, out),
+                    _ => return false,
+                }
+            }
+            return true;
+        }
         #[cfg(target_arch = "x86_64")]
         if let (true, Some(OutCodes { mul, nz_f32, .. })) = (self.avx512_output(), &self.out_codes) {
             use x86::{output_avx512 as run, F32Arith as F, I32Arith as I};
@@ -347,14 +361,21 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(31);
         let (n, h, w) = (2, 11, 9);
         let mut kinds = std::collections::BTreeSet::new();
-        for (m, c, k, a_gain) in [
-            (2, 16, 16, 1.0),
-            (4, 32, 16, 1.0),
-            (4, 16, 32, 40.0),
-            (6, 16, 16, 1.0),
-            (6, 16, 16, 30.0),
+        for (m, c, k, a_gain, per_tap) in [
+            (2, 16, 16, 1.0, false),
+            (4, 32, 16, 1.0, false),
+            (4, 16, 32, 40.0, false),
+            (6, 16, 16, 1.0, false),
+            (6, 16, 16, 30.0, false),
+            (2, 16, 32, 1.0, true),
+            (4, 32, 16, 1.0, true),
+            (6, 16, 16, 30.0, true),
         ] {
-            let spec = layer(m, c, k, a_gain, &mut rng);
+            let mut spec = layer(m, c, k, a_gain, &mut rng);
+            if per_tap {
+                // One Hadamard scale per tap: the output transform on values.
+                spec.s_m = (0..(m + 2) * (m + 2)).map(|_| rng.gen_range(0.1..0.6)).collect();
+            }
             let native = WinogradI8::new(spec.clone()).with_path(Isa::Avx512Vnni, Transforms::Native);
             let portable = WinogradI8::new(spec).with_path(Isa::Scalar, Transforms::Blocks);
             // F6's Bᵀ is beyond the VNNI input transform's bound: its input runs the block
@@ -365,7 +386,11 @@ mod tests {
                 native.avx512_output(),
                 "F{m}: the AVX-512 output transform applies"
             );
-            kinds.insert(matches!(native.out_transform(), OutTransform::CodesF32 { .. }));
+            kinds.insert(match native.out_transform() {
+                OutTransform::CodesF32 { .. } => "codes f32",
+                OutTransform::CodesI32 { .. } => "codes i32",
+                OutTransform::Values { .. } => "values",
+            });
             let g = TileGrid::new(n, h, w, m);
             let (hp, wp) = g.padded_in();
             let x: Vec<i8> = (0..n * h * w * c).map(|_| rng.gen()).collect();
@@ -416,6 +441,10 @@ mod tests {
                 assert_eq!(output(&native), want, "{ctx}: output transform");
             }
         }
-        assert_eq!(kinds.len(), 2, "both output arithmetics (f32 and i32) tested");
+        assert_eq!(
+            kinds.len(),
+            3,
+            "every output arithmetic (codes f32 and i32, values) tested"
+        );
     }
 }

@@ -411,3 +411,88 @@ pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
         }
     }
 }
+
+/// Y = Aᵀ M A on values, for per-tap Hadamard scales: M = code × `s_m[e]` per tap, Aᵀ's values
+/// `av` (M×T row-major, zeros included), then `to_code(Y / s_out)` — the same arithmetic as the
+/// portable `OutTransform::Values` path and training (a separate multiply and add per term,
+/// terms in the same order; a zero coefficient adds ±0, which changes at most the sign of a
+/// zero sum, and so no code).
+///
+/// # Safety
+/// The CPU must support AVX-512F/BW; k a multiple of 16; T = M + 2 the layer's tile size.
+#[target_feature(enable = "avx512f,avx512bw")]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub unsafe fn output_avx512_values<const T: usize, const M: usize>(
+    g: &TileGrid,
+    span: Span,
+    qm: &[i8],
+    qs: usize,
+    k: usize,
+    av: &[f32],
+    s_m: &[f32],
+    s_out: f32,
+    y: &mut [i8],
+) {
+    // SAFETY: the caller upholds this function's safety contract (the CPU features it
+    // enables, the operand sizes documented on it), which every operation below relies on.
+    unsafe {
+        let pc = span.p1 - span.p0;
+        assert!(
+            av.len() == M * T
+                && s_m.len() == T * T
+                && g.m == M
+                && k.is_multiple_of(CB)
+                && qs >= pc * k
+                && qm.len() >= (T * T - 1) * qs + pc * k
+        );
+        let a: [[__m512; T]; M] =
+            std::array::from_fn(|i| std::array::from_fn(|p| _mm512_set1_ps(av[i * T + p])));
+        let (outv, lo, hi) = (
+            _mm512_set1_ps(s_out),
+            _mm512_set1_ps(-128.0),
+            _mm512_set1_ps(127.0),
+        );
+        for p in span.p0..span.p1 {
+            let (ni, tile) = (p / g.tiles, p % g.tiles);
+            let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
+            let pl = p - span.p0;
+            let yy: [Option<usize>; M] =
+                std::array::from_fn(|i| (ty * M + i).checked_sub(g.before.0).filter(|&v| v < g.h));
+            let xx: [Option<usize>; M] =
+                std::array::from_fn(|j| (tx * M + j).checked_sub(g.before.1).filter(|&v| v < g.w));
+            for k0 in (0..k).step_by(CB) {
+                // First pass, row by row of M: tmp[i][q] = Σ_p A[i][p]·M[p][q].
+                let mut tmp = [[_mm512_setzero_ps(); T]; M];
+                for pp in 0..T {
+                    let row: [__m512; T] = std::array::from_fn(|q| {
+                        let e = pp * T + q;
+                        let src = qm.as_ptr().add(e * qs + pl * k + k0);
+                        let codes =
+                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(src as *const _)));
+                        _mm512_mul_ps(codes, _mm512_set1_ps(s_m[e]))
+                    });
+                    for i in 0..M {
+                        for q in 0..T {
+                            tmp[i][q] = _mm512_add_ps(tmp[i][q], _mm512_mul_ps(a[i][pp], row[q]));
+                        }
+                    }
+                }
+                // Second pass Y[i][j] = Σ_q A[j][q]·tmp[i][q], then to_code(Y / s_out).
+                for i in 0..M {
+                    let Some(yy) = yy[i] else { continue };
+                    for j in 0..M {
+                        let Some(xx) = xx[j] else { continue };
+                        let mut v = _mm512_setzero_ps();
+                        for q in 0..T {
+                            v = _mm512_add_ps(v, _mm512_mul_ps(a[j][q], tmp[i][q]));
+                        }
+                        let scaled = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, outv), lo), hi);
+                        let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
+                        let dst = &mut y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB];
+                        _mm_storeu_si128(dst.as_mut_ptr() as *mut _, codes);
+                    }
+                }
+            }
+        }
+    }
+}
