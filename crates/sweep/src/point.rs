@@ -64,6 +64,25 @@ pub struct Status {
     pub resumed_from_epoch: Option<usize>,
 }
 
+impl Status {
+    /// A new attempt after `prev` by this process, running from now (wall time of earlier
+    /// attempts kept).
+    fn next_attempt(prev: Option<&Status>, resumed_from_epoch: Option<usize>) -> Status {
+        Status {
+            state: PointState::Running,
+            attempts: prev.map_or(0, |s| s.attempts) + 1,
+            started: now(),
+            finished: None,
+            seconds: prev.map_or(0.0, |s| s.seconds),
+            exit_code: None,
+            host: host(),
+            pid: std::process::id(),
+            slurm_job: slurm_task(),
+            resumed_from_epoch,
+        }
+    }
+}
+
 /// `point.json`: what a run directory was made by.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PointRecord {
@@ -305,15 +324,8 @@ fn record_failure(p: &Point, prev: Option<&Status>, why: &str) -> Result<()> {
     writeln!(log, "== could not start on {}: {why}", host()).map_err(|e| SweepError::io(&log_path, e))?;
     let status = Status {
         state: PointState::Failed,
-        attempts: prev.map_or(0, |s| s.attempts) + 1,
-        started: now(),
         finished: Some(now()),
-        seconds: prev.map_or(0.0, |s| s.seconds),
-        exit_code: None,
-        host: host(),
-        pid: std::process::id(),
-        slurm_job: slurm_task(),
-        resumed_from_epoch: None,
+        ..Status::next_attempt(prev, None)
     };
     write_json(&p.dir.join(STATUS_FILE), &status)
 }
@@ -342,7 +354,6 @@ pub fn exec(
         record_failure(p, prev.as_ref(), &why)?;
         return Err(SweepError::Invalid(format!("point {index} ({}): {why}", p.name)));
     }
-    let attempts = prev.as_ref().map_or(0, |s| s.attempts) + 1;
     let mut argv = p.argv.clone();
     let mut resumed_from_epoch = None;
     if sweep.command == "search" {
@@ -352,18 +363,7 @@ pub fn exec(
         resumed_from_epoch = Some(epochs(&p.dir).0);
     }
     let flag = stop_flag();
-    let mut status = Status {
-        state: PointState::Running,
-        attempts,
-        started: now(),
-        finished: None,
-        seconds: prev.as_ref().map_or(0.0, |s| s.seconds),
-        exit_code: None,
-        host: host(),
-        pid: std::process::id(),
-        slurm_job: slurm_task(),
-        resumed_from_epoch,
-    };
+    let mut status = Status::next_attempt(prev.as_ref(), resumed_from_epoch);
     let status_path = p.dir.join(STATUS_FILE);
     write_json(&status_path, &status)?;
     let log_path = p.dir.join(LOG_FILE);
@@ -377,7 +377,8 @@ pub fn exec(
         let mut l = &log;
         let _ = writeln!(
             l,
-            "== attempt {attempts} on {} (pid {}{}): winq --threads {threads} {}",
+            "== attempt {} on {} (pid {}{}): winq --threads {threads} {}",
+            status.attempts,
             status.host,
             status.pid,
             status

@@ -336,6 +336,36 @@ impl OutArith for I32Arith {
     }
 }
 
+/// Image, and output rows and columns inside the crop (None: cropped away), of tile `p`.
+#[inline(always)]
+fn tile_place<const M: usize>(g: &TileGrid, p: usize) -> (usize, [Option<usize>; M], [Option<usize>; M]) {
+    let (ni, tile) = (p / g.tiles, p % g.tiles);
+    let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
+    (
+        ni,
+        std::array::from_fn(|i| (ty * M + i).checked_sub(g.before.0).filter(|&v| v < g.h)),
+        std::array::from_fn(|j| (tx * M + j).checked_sub(g.before.1).filter(|&v| v < g.w)),
+    )
+}
+
+/// Stores 16 output codes of channels k0.. at image `ni`, row `yy`, column `xx` of the span's
+/// N×H×W×K output.
+#[inline(always)]
+fn store_codes(
+    y: &mut [i8],
+    g: &TileGrid,
+    span: Span,
+    (ni, yy, xx): (usize, usize, usize),
+    k: usize,
+    k0: usize,
+    codes: __m128i,
+) {
+    let dst = &mut y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB];
+    // SAFETY: `dst` holds CB = 16 bytes, what an unaligned 128-bit store writes (SSE2 is
+    // part of x86_64).
+    unsafe { _mm_storeu_si128(dst.as_mut_ptr() as *mut __m128i, codes) }
+}
+
 /// Y = Aᵀ M A on the codes of M (per tap e: `qm[e][tile][channel]` from e·qs, tiles of `span`)
 /// and of Aᵀ (`qa`, M×T row-major), requantized with `mul` into the cropped N×H×W×K output —
 /// the same codes as the portable path. Straight-line code over all coefficients (zeros
@@ -370,14 +400,8 @@ pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
         let a: [[A::V; T]; M] = std::array::from_fn(|i| std::array::from_fn(|p| A::splat(qa[i * T + p])));
         let (mulv, cap) = (_mm512_set1_ps(mul), _mm512_set1_ps(1073741824.0));
         for p in span.p0..span.p1 {
-            let (ni, tile) = (p / g.tiles, p % g.tiles);
-            let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
+            let (ni, yy, xx) = tile_place::<M>(g, p);
             let pl = p - span.p0;
-            // Output rows and columns of this tile inside the crop.
-            let yy: [Option<usize>; M] =
-                std::array::from_fn(|i| (ty * M + i).checked_sub(g.before.0).filter(|&v| v < g.h));
-            let xx: [Option<usize>; M] =
-                std::array::from_fn(|j| (tx * M + j).checked_sub(g.before.1).filter(|&v| v < g.w));
             for k0 in (0..k).step_by(CB) {
                 // First pass, row by row of M: tmp[i][q] = Σ_p A[i][p]·M[p][q].
                 let mut tmp = [[A::zero(); T]; M];
@@ -403,8 +427,7 @@ pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
                         }
                         let scaled = _mm512_min_ps(_mm512_mul_ps(A::to_ps(v), mulv), cap);
                         let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
-                        let dst = &mut y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB];
-                        _mm_storeu_si128(dst.as_mut_ptr() as *mut _, codes);
+                        store_codes(y, g, span, (ni, yy, xx), k, k0, codes);
                     }
                 }
             }
@@ -453,13 +476,8 @@ pub unsafe fn output_avx512_values<const T: usize, const M: usize>(
             _mm512_set1_ps(127.0),
         );
         for p in span.p0..span.p1 {
-            let (ni, tile) = (p / g.tiles, p % g.tiles);
-            let (ty, tx) = (tile / g.tiles_x, tile % g.tiles_x);
+            let (ni, yy, xx) = tile_place::<M>(g, p);
             let pl = p - span.p0;
-            let yy: [Option<usize>; M] =
-                std::array::from_fn(|i| (ty * M + i).checked_sub(g.before.0).filter(|&v| v < g.h));
-            let xx: [Option<usize>; M] =
-                std::array::from_fn(|j| (tx * M + j).checked_sub(g.before.1).filter(|&v| v < g.w));
             for k0 in (0..k).step_by(CB) {
                 // First pass, row by row of M: tmp[i][q] = Σ_p A[i][p]·M[p][q].
                 let mut tmp = [[_mm512_setzero_ps(); T]; M];
@@ -488,8 +506,7 @@ pub unsafe fn output_avx512_values<const T: usize, const M: usize>(
                         }
                         let scaled = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, outv), lo), hi);
                         let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
-                        let dst = &mut y[((ni * g.h + yy - span.y_row0) * g.w + xx) * k + k0..][..CB];
-                        _mm_storeu_si128(dst.as_mut_ptr() as *mut _, codes);
+                        store_codes(y, g, span, (ni, yy, xx), k, k0, codes);
                     }
                 }
             }
