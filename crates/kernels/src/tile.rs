@@ -21,8 +21,9 @@ fn sandwich_body<T>(
     out_rs: usize,
     lanes: usize,
     tmp: &mut [T],
+    madd: impl Fn(T, T, T) -> T,
 ) where
-    T: Copy + Default + PartialEq + std::ops::AddAssign + std::ops::Mul<Output = T>,
+    T: Copy + Default + PartialEq,
 {
     let zero = T::default();
     // tmp[i][q] = Σ_p L[i][p] X[p][q]
@@ -35,7 +36,7 @@ fn sandwich_body<T>(
                 if lv != zero {
                     let xr = &x[(p * b + q) * x_rs..][..lanes];
                     for (o, &v) in t.iter_mut().zip(xr) {
-                        *o += lv * v;
+                        *o = madd(*o, lv, v);
                     }
                 }
             }
@@ -51,7 +52,7 @@ fn sandwich_body<T>(
                 if lv != zero {
                     let tr = &tmp[(i * b + q) * lanes..][..lanes];
                     for (o, &v) in o.iter_mut().zip(tr) {
-                        *o += lv * v;
+                        *o = madd(*o, lv, v);
                     }
                 }
             }
@@ -74,7 +75,27 @@ multiversion! {
         lanes: usize,
         tmp: &mut [f32],
     ) {
-        sandwich_body(l, a, b, x, x_rs, out, out_rs, lanes, tmp)
+        sandwich_body(l, a, b, x, x_rs, out, out_rs, lanes, tmp, |o, l, v| o + l * v)
+    }
+}
+
+multiversion! {
+    /// `sandwich_lanes` with fused multiply-adds (one rounding per term): the output transform
+    /// of per-tap INT8 layers in eval, which the engine reproduces on every instruction set
+    /// (a fused multiply-add is exactly specified; a vector kernel with separate multiplies
+    /// and adds costs twice the instructions).
+    pub fn sandwich_lanes_fused / sandwich_lanes_fused_isa(
+        l: &[f32],
+        a: usize,
+        b: usize,
+        x: &[f32],
+        x_rs: usize,
+        out: &mut [f32],
+        out_rs: usize,
+        lanes: usize,
+        tmp: &mut [f32],
+    ) {
+        sandwich_body(l, a, b, x, x_rs, out, out_rs, lanes, tmp, |o, l, v| l.mul_add(v, o))
     }
 }
 
@@ -91,7 +112,7 @@ multiversion! {
         lanes: usize,
         tmp: &mut [i32],
     ) {
-        sandwich_body(l, a, b, x, x_rs, out, out_rs, lanes, tmp)
+        sandwich_body(l, a, b, x, x_rs, out, out_rs, lanes, tmp, |o, l, v| o + l * v)
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::NchwTiles;
 use crate::gemm::{code_gemm, sgemm_view, View};
-use crate::tile::{sandwich_lanes, sandwich_lanes_i32};
+use crate::tile::{sandwich_lanes, sandwich_lanes_fused, sandwich_lanes_i32};
 use rayon::prelude::*;
 
 /// [A][B][inner] -> [B][A][inner].
@@ -153,11 +153,23 @@ pub fn output_tiles<S>(
 
 /// The output stage on dequantized values M [T][K][P] and Aᵀ.
 pub fn output_stage(geo: &NchwTiles, mh: &[f32], at: &[f32]) -> Vec<f32> {
+    output_stage_with(geo, mh, at, sandwich_lanes)
+}
+
+/// `output_stage` with fused multiply-adds (`sandwich_lanes_fused`): the eval output transform
+/// of INT8 layers with one Hadamard scale per tap, on the dequantized M, as the engine runs it.
+pub fn output_stage_fused(geo: &NchwTiles, mh: &[f32], at: &[f32]) -> Vec<f32> {
+    output_stage_with(geo, mh, at, sandwich_lanes_fused)
+}
+
+type Sandwich = fn(&[f32], usize, usize, &[f32], usize, &mut [f32], usize, usize, &mut [f32]);
+
+fn output_stage_with(geo: &NchwTiles, mh: &[f32], at: &[f32], sandwich: Sandwich) -> Vec<f32> {
     let (k, m, p, t) = (geo.k, geo.m, geo.p(), geo.m + 2);
     output_tiles(
         geo,
         || vec![0.0f32; m * t * LANES],
-        |tmp, ko, p0, lanes, yt| sandwich_lanes(at, m, t, &mh[ko * p + p0..], k * p, yt, lanes, lanes, tmp),
+        |tmp, ko, p0, lanes, yt| sandwich(at, m, t, &mh[ko * p + p0..], k * p, yt, lanes, lanes, tmp),
     )
 }
 

@@ -6,7 +6,7 @@ use crate::layer::Mode;
 use crate::quant::TensorQuant;
 use crate::tensor::Tensor;
 use winq_kernels::winograd::stages::{
-    hadamard_stage, input_stage_codes, input_stage_f32, output_stage, output_stage_codes,
+    hadamard_stage, input_stage_codes, input_stage_f32, output_stage, output_stage_codes, output_stage_fused,
 };
 
 impl WinogradConv2d {
@@ -74,9 +74,12 @@ impl WinogradConv2d {
                     TensorQuant::scale_codes(&mut y.data, &s_out, 1);
                     y
                 } else {
+                    // A scale per tap: Aᵀ M A on the dequantized values with fused multiply-adds,
+                    // requantized with the multiplier 1/s_out, as the engine does.
                     TensorQuant::scale_codes(&mut mh, &s_m, 1);
-                    let mut y = Tensor::from_vec(&[n, k, h, w], output_stage(&geo, &mh, &at));
-                    self.q_out.apply(&mut y.data, mode, 1);
+                    let mut y = Tensor::from_vec(&[n, k, h, w], output_stage_fused(&geo, &mh, &at));
+                    let s_out = self.q_out.requant_codes(&mut y.data, &[1.0], mode, 1);
+                    TensorQuant::scale_codes(&mut y.data, &s_out, 1);
                     y
                 }
             }

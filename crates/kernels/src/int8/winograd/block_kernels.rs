@@ -92,7 +92,8 @@ pub struct Span {
 pub trait Lane: Copy + Default + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> {
     fn from_i32(v: i32) -> Self;
     fn to_f32(self) -> f32;
-    /// acc + l·x (fused for f32: exact here, so fusing cannot change the result).
+    /// acc + l·x, fused for f32: exact on codes; on values (per-tap Hadamard scales) one
+    /// rounding, as training's `sandwich_lanes_fused`.
     fn madd(acc: Self, l: Self, x: Self) -> Self;
 }
 
@@ -181,12 +182,12 @@ pub fn input_stage(
 
 /// How the output stage computes Y = Aᵀ M A and requantizes it.
 pub enum OutTransform<'a> {
-    /// On the dequantized products (code × s_m[e]) with training's plain f32 mul-then-add,
-    /// divided by s_out (per-tap Hadamard scales).
+    /// On the dequantized products (code × s_m[e]) with training's f32 fused multiply-adds,
+    /// times `mul` = 1/s_out (per-tap Hadamard scales).
     Values {
         nz_a: &'a [Vec<(usize, f32)>],
         s_m: &'a [f32],
-        s_out: f32,
+        mul: f32,
     },
     /// On codes (exact integer sums, in f32 when exact), times one multiplier.
     CodesF32 {
@@ -214,14 +215,14 @@ pub fn output_stage(
     y: &mut [i8],
 ) {
     match (t, how) {
-        (4, OutTransform::Values { nz_a, s_m, s_out }) => {
-            output4v_isa(isa, g, span, qm, qs, k, nz_a, s_m, *s_out, y)
+        (4, OutTransform::Values { nz_a, s_m, mul }) => {
+            output4v_isa(isa, g, span, qm, qs, k, nz_a, s_m, *mul, y)
         }
-        (6, OutTransform::Values { nz_a, s_m, s_out }) => {
-            output6v_isa(isa, g, span, qm, qs, k, nz_a, s_m, *s_out, y)
+        (6, OutTransform::Values { nz_a, s_m, mul }) => {
+            output6v_isa(isa, g, span, qm, qs, k, nz_a, s_m, *mul, y)
         }
-        (8, OutTransform::Values { nz_a, s_m, s_out }) => {
-            output8v_isa(isa, g, span, qm, qs, k, nz_a, s_m, *s_out, y)
+        (8, OutTransform::Values { nz_a, s_m, mul }) => {
+            output8v_isa(isa, g, span, qm, qs, k, nz_a, s_m, *mul, y)
         }
         (4, OutTransform::CodesF32 { nz, mul }) => output4f_isa(isa, g, span, qm, qs, k, nz, *mul, y),
         (6, OutTransform::CodesF32 { nz, mul }) => output6f_isa(isa, g, span, qm, qs, k, nz, *mul, y),
@@ -258,10 +259,10 @@ macro_rules! output_fn {
         winq_quant::multiversion! {
             #[allow(dead_code)]
             fn $name / $isa(g: &TileGrid, span: Span, qm: &[i8], qs: usize, k: usize, nz_a: &[Vec<(usize, f32)>],
-                s_m: &[f32], s_out: f32, y: &mut [i8]) {
-                // Training's order: products by the dequantized coefficients, plain mul-then-add.
+                s_m: &[f32], mul: f32, y: &mut [i8]) {
+                // Training's order and arithmetic: fused multiply-adds of the dequantized products.
                 let load = |q: i8, e: usize| q as f32 * s_m[e];
-                output_t::<$t, { $t - 2 }, f32>(g, span, qm, qs, k, nz_a, load, |a, l, v| a + l * v, |v| to_code(v / s_out), y)
+                output_t::<$t, { $t - 2 }, f32>(g, span, qm, qs, k, nz_a, load, <f32 as Lane>::madd, |v| to_code(v * mul), y)
             }
         }
     };

@@ -78,39 +78,56 @@ impl WinogradI8 {
     #[allow(unused_variables)]
     fn output_avx512(&self, geo: &TileGrid, span: Span, qm: &[i8], qs: usize, out: &mut [i8]) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if self.avx512_output() && self.out_codes.is_none() {
-            use x86::output_avx512_values as run;
-            let (av, sm, so, k) = (&self.a_vals, &self.s_m_f32, self.spec.s_out as f32, self.spec.k);
+        if self.avx512_output() {
+            use x86::{F32Arith, I32Arith, OutArith, ValuesArith};
+            /// The kernel compiled for this tile size; false where there is none.
+            /// # Safety
+            /// As `x86::output_avx512`.
+            #[allow(clippy::too_many_arguments)]
+            unsafe fn by_tile<A: OutArith>(
+                t: usize,
+                g: &TileGrid,
+                span: Span,
+                qm: &[i8],
+                qs: usize,
+                k: usize,
+                arith: &A,
+                mul: f32,
+                out: &mut [i8],
+            ) -> bool {
+                use x86::output_avx512 as run;
+                // SAFETY: forwarded from the caller.
+                unsafe {
+                    match t {
+                        4 => run::<A, 4, 2>(g, span, qm, qs, k, arith, mul, out),
+                        6 => run::<A, 6, 4>(g, span, qm, qs, k, arith, mul, out),
+                        8 => run::<A, 8, 6>(g, span, qm, qs, k, arith, mul, out),
+                        _ => return false,
+                    }
+                }
+                true
+            }
+            let (t, k) = (self.t, self.spec.k);
             // SAFETY: `avx512_output` checked AVX-512F/BW; k is a multiple of 16 on this path;
-            // Aᵀ's values are M×T and the scales one per tap.
-            unsafe {
-                match self.t {
-                    4 => run::<4, 2>(geo, span, qm, qs, k, av, sm, so, out),
-                    6 => run::<6, 4>(geo, span, qm, qs, k, av, sm, so, out),
-                    8 => run::<8, 6>(geo, span, qm, qs, k, av, sm, so, out),
-                    _ => return false,
+            // Aᵀ is M×T and the scales one per tap; the f32 arithmetic on codes only where Aᵀ
+            // meets its bound (`nz_f32`).
+            return unsafe {
+                match &self.out_codes {
+                    None => {
+                        let arith = ValuesArith {
+                            a: &self.a_vals,
+                            s_m: &self.s_m_f32,
+                        };
+                        by_tile(t, geo, span, qm, qs, k, &arith, self.out_mul, out)
+                    }
+                    Some(OutCodes {
+                        mul, nz_f32: Some(_), ..
+                    }) => by_tile(t, geo, span, qm, qs, k, &F32Arith(&self.qa), *mul, out),
+                    Some(OutCodes {
+                        mul, nz_f32: None, ..
+                    }) => by_tile(t, geo, span, qm, qs, k, &I32Arith(&self.qa), *mul, out),
                 }
-            }
-            return true;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if let (true, Some(OutCodes { mul, nz_f32, .. })) = (self.avx512_output(), &self.out_codes) {
-            use x86::{output_avx512 as run, F32Arith as F, I32Arith as I};
-            let (qa, k, mul) = (&self.qa, self.spec.k, *mul);
-            // SAFETY: `avx512_output` checked AVX-512F/BW; k is a multiple of 16 on this path; the
-            // f32 arithmetic only where Aᵀ meets its bound (`nz_f32`).
-            unsafe {
-                match (self.t, nz_f32.is_some()) {
-                    (4, true) => run::<F, 4, 2>(geo, span, qm, qs, k, qa, mul, out),
-                    (6, true) => run::<F, 6, 4>(geo, span, qm, qs, k, qa, mul, out),
-                    (8, true) => run::<F, 8, 6>(geo, span, qm, qs, k, qa, mul, out),
-                    (4, false) => run::<I, 4, 2>(geo, span, qm, qs, k, qa, mul, out),
-                    (6, false) => run::<I, 6, 4>(geo, span, qm, qs, k, qa, mul, out),
-                    (8, false) => run::<I, 8, 6>(geo, span, qm, qs, k, qa, mul, out),
-                    _ => return false,
-                }
-            }
-            return true;
+            };
         }
         false
     }
@@ -177,7 +194,7 @@ impl WinogradI8 {
             None => OutTransform::Values {
                 nz_a: &self.nz_a,
                 s_m: &self.s_m_f32,
-                s_out: self.spec.s_out as f32,
+                mul: self.out_mul,
             },
         }
     }

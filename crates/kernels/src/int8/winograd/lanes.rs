@@ -3,7 +3,7 @@
 
 use super::WinogradI8;
 use crate::int8::{gemm_isa, grow, pad_nhwc, requant_isa, to_code, PackedA};
-use crate::tile::{sandwich_lanes_i32_isa, sandwich_lanes_isa};
+use crate::tile::{sandwich_lanes_fused_isa, sandwich_lanes_i32_isa};
 use crate::TileGrid;
 
 impl WinogradI8 {
@@ -67,11 +67,10 @@ impl WinogradI8 {
             }
 
             // Y = Aᵀ M A per tile, requantized to s_out: on codes with one Hadamard scale,
-            // else on the dequantized values (code × f32 scale) with the same f32 kernel and
-            // division as the training model's eval forward. Either way both round exactly
+            // else on the dequantized values (code × f32 scale) with the same fused f32 kernel
+            // and multiplier as the training model's eval forward. Either way both round exactly
             // the same numbers.
-            let (a_vals, s_m) = (&self.a_vals, &self.s_m_f32);
-            let s_out = s.s_out as f32;
+            let (a_vals, s_m, out_mul) = (&self.a_vals, &self.s_m_f32, self.out_mul);
             let (hm, wm) = (g.tiles_y * m, g.tiles_x * m);
             let ypad = grow(ypad, n * hm * wm * k);
             let (mt, yt, tmpf) = (
@@ -102,8 +101,8 @@ impl WinogradI8 {
                                 .zip(src(e))
                                 .for_each(|(o, &q)| *o = q as f32 * s_m[e]);
                         }
-                        sandwich_lanes_isa(self.isa, a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
-                        scatter_hwc(g, yt, |v| to_code(v / s_out), l0, lanes, ypad, k);
+                        sandwich_lanes_fused_isa(self.isa, a_vals, m, t, mt, lanes, yt, lanes, lanes, tmpf);
+                        scatter_hwc(g, yt, |v| to_code(v * out_mul), l0, lanes, ypad, k);
                     }
                 }
             }

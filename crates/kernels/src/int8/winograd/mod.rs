@@ -49,6 +49,9 @@ pub struct WinogradI8 {
     /// scales as f32.
     v_mul: Vec<f32>,
     s_m_f32: Vec<f32>,
+    /// With per-tap Hadamard scales, the output requantization multiplier 1/s_out (as the
+    /// training model's per-tap eval forward requantizes).
+    out_mul: f32,
     /// Per tap: the multiplier of the Hadamard sums (s_u·s_v / s_m), and Aᵀ's values (code ×
     /// f32 scale) for the output transform on values.
     hadamard_mul: Vec<f32>,
@@ -125,6 +128,7 @@ impl WinogradI8 {
             .map(|e| multiplier(spec.s_bt * spec.s_bt * spec.s_in, group_scale(&spec.s_v, e)))
             .collect();
         let s_m_f32: Vec<f32> = (0..tt).map(|e| group_scale(&spec.s_m, e) as f32).collect();
+        let out_mul = multiplier(1.0, spec.s_out);
         // Every path must round the same numbers: a zero or infinite multiplier would turn
         // zero sums into NaN, which the vector paths and `to_code` saturate differently.
         let hadamard_mul: Vec<f32> = (0..tt)
@@ -139,7 +143,7 @@ impl WinogradI8 {
             .iter()
             .chain(&hadamard_mul)
             .map(|&v| v as f64)
-            .chain([spec.s_at * spec.s_at / spec.s_out]);
+            .chain([spec.s_at * spec.s_at / spec.s_out, out_mul as f64]);
         assert!(
             muls.chain(s_m_f32.iter().map(|&v| v as f64))
                 .all(|v| v.is_finite() && v > 0.0 && (v as f32).is_normal()),
@@ -159,6 +163,7 @@ impl WinogradI8 {
             v_mul,
             hadamard_mul,
             s_m_f32,
+            out_mul,
             #[cfg(target_arch = "x86_64")]
             quad_b,
             isa: simd::isa(),

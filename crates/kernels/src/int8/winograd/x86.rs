@@ -252,25 +252,38 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
     }
 }
 
-/// The arithmetic of `output_avx512`: f32 (fused multiply-adds; exact when Aᵀ's codes meet
-/// the f32 bound) or i32 (always exact: |S| ≤ (8·128)²·128 < 2^31).
+/// The arithmetic of `output_avx512`, one value per kernel call:
+/// - `F32Arith`: the codes of M and Aᵀ, f32 fused multiply-adds (exact when Aᵀ's codes meet
+///   the f32 bound);
+/// - `I32Arith`: the same in i32 (always exact: |S| ≤ (8·128)²·128 < 2^31);
+/// - `ValuesArith`: per-tap Hadamard scales, M dequantized per tap (code × s_m[e]) and Aᵀ's
+///   values, f32 fused multiply-adds in the order of training's `sandwich_lanes` (a zero
+///   coefficient adds ±0, which changes at most the sign of a zero sum, and so no code).
 pub trait OutArith {
     type V: Copy;
     /// # Safety
     /// AVX-512F (all methods).
     unsafe fn zero() -> Self::V;
-    unsafe fn splat(code: i32) -> Self::V;
-    /// 16 codes of M.
-    unsafe fn load(codes: __m128i) -> Self::V;
+    /// Aᵀ's entry `i` (row-major M×T), broadcast.
+    unsafe fn coeff(&self, i: usize) -> Self::V;
+    /// 16 codes of M at tap `e`.
+    unsafe fn load(&self, codes: __m128i, e: usize) -> Self::V;
     unsafe fn madd(acc: Self::V, a: Self::V, x: Self::V) -> Self::V;
-    /// The exact sum as f32 (rounded like `v as f32`).
+    /// The sum as f32 (rounded like `v as f32`).
     unsafe fn to_ps(v: Self::V) -> __m512;
 }
 
-pub struct F32Arith;
-pub struct I32Arith;
+/// Aᵀ's codes (M×T row-major).
+pub struct F32Arith<'a>(pub &'a [i32]);
+/// Aᵀ's codes (M×T row-major).
+pub struct I32Arith<'a>(pub &'a [i32]);
+/// Aᵀ's values (M×T row-major) and the Hadamard scale of every tap.
+pub struct ValuesArith<'a> {
+    pub a: &'a [f32],
+    pub s_m: &'a [f32],
+}
 
-impl OutArith for F32Arith {
+impl OutArith for F32Arith<'_> {
     type V = __m512;
     #[inline(always)]
     unsafe fn zero() -> __m512 {
@@ -279,21 +292,18 @@ impl OutArith for F32Arith {
         unsafe { _mm512_setzero_ps() }
     }
     #[inline(always)]
-    unsafe fn splat(code: i32) -> __m512 {
-        // SAFETY: the caller upholds this function's safety contract (the CPU features it
-        // enables, the operand sizes documented on it), which every operation below relies on.
-        unsafe { _mm512_set1_ps(code as f32) }
+    unsafe fn coeff(&self, i: usize) -> __m512 {
+        // SAFETY: as above.
+        unsafe { _mm512_set1_ps(self.0[i] as f32) }
     }
     #[inline(always)]
-    unsafe fn load(codes: __m128i) -> __m512 {
-        // SAFETY: the caller upholds this function's safety contract (the CPU features it
-        // enables, the operand sizes documented on it), which every operation below relies on.
+    unsafe fn load(&self, codes: __m128i, _: usize) -> __m512 {
+        // SAFETY: as above.
         unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes)) }
     }
     #[inline(always)]
     unsafe fn madd(acc: __m512, a: __m512, x: __m512) -> __m512 {
-        // SAFETY: the caller upholds this function's safety contract (the CPU features it
-        // enables, the operand sizes documented on it), which every operation below relies on.
+        // SAFETY: as above.
         unsafe { _mm512_fmadd_ps(a, x, acc) }
     }
     #[inline(always)]
@@ -302,7 +312,39 @@ impl OutArith for F32Arith {
     }
 }
 
-impl OutArith for I32Arith {
+impl OutArith for ValuesArith<'_> {
+    type V = __m512;
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        // SAFETY: the caller upholds this function's safety contract (the CPU features it
+        // enables, the operand sizes documented on it), which every operation below relies on.
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn coeff(&self, i: usize) -> __m512 {
+        // SAFETY: as above.
+        unsafe { _mm512_set1_ps(self.a[i]) }
+    }
+    #[inline(always)]
+    unsafe fn load(&self, codes: __m128i, e: usize) -> __m512 {
+        // SAFETY: as above.
+        unsafe {
+            let c = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes));
+            _mm512_mul_ps(c, _mm512_set1_ps(self.s_m[e]))
+        }
+    }
+    #[inline(always)]
+    unsafe fn madd(acc: __m512, a: __m512, x: __m512) -> __m512 {
+        // SAFETY: as above.
+        unsafe { _mm512_fmadd_ps(a, x, acc) }
+    }
+    #[inline(always)]
+    unsafe fn to_ps(v: __m512) -> __m512 {
+        v
+    }
+}
+
+impl OutArith for I32Arith<'_> {
     type V = __m512i;
     #[inline(always)]
     unsafe fn zero() -> __m512i {
@@ -311,27 +353,23 @@ impl OutArith for I32Arith {
         unsafe { _mm512_setzero_si512() }
     }
     #[inline(always)]
-    unsafe fn splat(code: i32) -> __m512i {
-        // SAFETY: the caller upholds this function's safety contract (the CPU features it
-        // enables, the operand sizes documented on it), which every operation below relies on.
-        unsafe { _mm512_set1_epi32(code) }
+    unsafe fn coeff(&self, i: usize) -> __m512i {
+        // SAFETY: as above.
+        unsafe { _mm512_set1_epi32(self.0[i]) }
     }
     #[inline(always)]
-    unsafe fn load(codes: __m128i) -> __m512i {
-        // SAFETY: the caller upholds this function's safety contract (the CPU features it
-        // enables, the operand sizes documented on it), which every operation below relies on.
+    unsafe fn load(&self, codes: __m128i, _: usize) -> __m512i {
+        // SAFETY: as above.
         unsafe { _mm512_cvtepi8_epi32(codes) }
     }
     #[inline(always)]
     unsafe fn madd(acc: __m512i, a: __m512i, x: __m512i) -> __m512i {
-        // SAFETY: the caller upholds this function's safety contract (the CPU features it
-        // enables, the operand sizes documented on it), which every operation below relies on.
+        // SAFETY: as above.
         unsafe { _mm512_add_epi32(acc, _mm512_mullo_epi32(a, x)) }
     }
     #[inline(always)]
     unsafe fn to_ps(v: __m512i) -> __m512 {
-        // SAFETY: the caller upholds this function's safety contract (the CPU features it
-        // enables, the operand sizes documented on it), which every operation below relies on.
+        // SAFETY: as above.
         unsafe { _mm512_cvtepi32_ps(v) }
     }
 }
@@ -366,14 +404,15 @@ fn store_codes(
     unsafe { _mm_storeu_si128(dst.as_mut_ptr() as *mut __m128i, codes) }
 }
 
-/// Y = Aᵀ M A on the codes of M (per tap e: `qm[e][tile][channel]` from e·qs, tiles of `span`)
-/// and of Aᵀ (`qa`, M×T row-major), requantized with `mul` into the cropped N×H×W×K output —
+/// Y = Aᵀ M A (per tap e: `qm[e][tile][channel]` from e·qs, tiles of `span`) in the arithmetic
+/// `arith` (see `OutArith`), requantized as `to_code(Y·mul)` into the cropped N×H×W×K output —
 /// the same codes as the portable path. Straight-line code over all coefficients (zeros
 /// included): the accumulators stay in registers.
 ///
 /// # Safety
-/// The CPU must support AVX-512F/BW; k a multiple of 16; T = M + 2 the layer's tile size; with
-/// `F32Arith`, Aᵀ's codes must meet the f32 bound.
+/// The CPU must support AVX-512F/BW; k a multiple of 16; T = M + 2 the layer's tile size;
+/// `arith` holds M×T coefficients (and T·T scales); with `F32Arith`, Aᵀ's codes must meet the
+/// f32 bound.
 #[target_feature(enable = "avx512f,avx512bw")]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
@@ -382,7 +421,7 @@ pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
     qm: &[i8],
     qs: usize,
     k: usize,
-    qa: &[i32],
+    arith: &A,
     mul: f32,
     y: &mut [i8],
 ) {
@@ -390,14 +429,10 @@ pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
     // enables, the operand sizes documented on it), which every operation below relies on.
     unsafe {
         let pc = span.p1 - span.p0;
-        assert!(
-            qa.len() == M * T
-                && g.m == M
-                && k.is_multiple_of(CB)
-                && qs >= pc * k
-                && qm.len() >= (T * T - 1) * qs + pc * k
-        );
-        let a: [[A::V; T]; M] = std::array::from_fn(|i| std::array::from_fn(|p| A::splat(qa[i * T + p])));
+        assert!(g.m == M && k.is_multiple_of(CB) && qs >= pc * k && qm.len() >= (T * T - 1) * qs + pc * k);
+        let a: [[A::V; T]; M] = std::array::from_fn(|i| std::array::from_fn(|p| arith.coeff(i * T + p)));
+        // Clamped above only: cvtps_epi32 turns anything beyond i32 into i32::MIN, which the
+        // saturating narrow then maps to -128 as `to_code` does for large negative values.
         let (mulv, cap) = (_mm512_set1_ps(mul), _mm512_set1_ps(1073741824.0));
         for p in span.p0..span.p1 {
             let (ni, yy, xx) = tile_place::<M>(g, p);
@@ -407,8 +442,9 @@ pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
                 let mut tmp = [[A::zero(); T]; M];
                 for pp in 0..T {
                     let row: [A::V; T] = std::array::from_fn(|q| {
-                        let src = qm.as_ptr().add((pp * T + q) * qs + pl * k + k0);
-                        A::load(_mm_loadu_si128(src as *const _))
+                        let e = pp * T + q;
+                        let src = qm.as_ptr().add(e * qs + pl * k + k0);
+                        arith.load(_mm_loadu_si128(src as *const _), e)
                     });
                     for i in 0..M {
                         for q in 0..T {
@@ -426,85 +462,6 @@ pub unsafe fn output_avx512<A: OutArith, const T: usize, const M: usize>(
                             v = A::madd(v, a[j][q], tmp[i][q]);
                         }
                         let scaled = _mm512_min_ps(_mm512_mul_ps(A::to_ps(v), mulv), cap);
-                        let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
-                        store_codes(y, g, span, (ni, yy, xx), k, k0, codes);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Y = Aᵀ M A on values, for per-tap Hadamard scales: M = code × `s_m[e]` per tap, Aᵀ's values
-/// `av` (M×T row-major, zeros included), then `to_code(Y / s_out)` — the same arithmetic as the
-/// portable `OutTransform::Values` path and training (a separate multiply and add per term,
-/// terms in the same order; a zero coefficient adds ±0, which changes at most the sign of a
-/// zero sum, and so no code).
-///
-/// # Safety
-/// The CPU must support AVX-512F/BW; k a multiple of 16; T = M + 2 the layer's tile size.
-#[target_feature(enable = "avx512f,avx512bw")]
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-pub unsafe fn output_avx512_values<const T: usize, const M: usize>(
-    g: &TileGrid,
-    span: Span,
-    qm: &[i8],
-    qs: usize,
-    k: usize,
-    av: &[f32],
-    s_m: &[f32],
-    s_out: f32,
-    y: &mut [i8],
-) {
-    // SAFETY: the caller upholds this function's safety contract (the CPU features it
-    // enables, the operand sizes documented on it), which every operation below relies on.
-    unsafe {
-        let pc = span.p1 - span.p0;
-        assert!(
-            av.len() == M * T
-                && s_m.len() == T * T
-                && g.m == M
-                && k.is_multiple_of(CB)
-                && qs >= pc * k
-                && qm.len() >= (T * T - 1) * qs + pc * k
-        );
-        let a: [[__m512; T]; M] =
-            std::array::from_fn(|i| std::array::from_fn(|p| _mm512_set1_ps(av[i * T + p])));
-        let (outv, lo, hi) = (
-            _mm512_set1_ps(s_out),
-            _mm512_set1_ps(-128.0),
-            _mm512_set1_ps(127.0),
-        );
-        for p in span.p0..span.p1 {
-            let (ni, yy, xx) = tile_place::<M>(g, p);
-            let pl = p - span.p0;
-            for k0 in (0..k).step_by(CB) {
-                // First pass, row by row of M: tmp[i][q] = Σ_p A[i][p]·M[p][q].
-                let mut tmp = [[_mm512_setzero_ps(); T]; M];
-                for pp in 0..T {
-                    let row: [__m512; T] = std::array::from_fn(|q| {
-                        let e = pp * T + q;
-                        let src = qm.as_ptr().add(e * qs + pl * k + k0);
-                        let codes =
-                            _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(src as *const _)));
-                        _mm512_mul_ps(codes, _mm512_set1_ps(s_m[e]))
-                    });
-                    for i in 0..M {
-                        for q in 0..T {
-                            tmp[i][q] = _mm512_add_ps(tmp[i][q], _mm512_mul_ps(a[i][pp], row[q]));
-                        }
-                    }
-                }
-                // Second pass Y[i][j] = Σ_q A[j][q]·tmp[i][q], then to_code(Y / s_out).
-                for i in 0..M {
-                    let Some(yy) = yy[i] else { continue };
-                    for j in 0..M {
-                        let Some(xx) = xx[j] else { continue };
-                        let mut v = _mm512_setzero_ps();
-                        for q in 0..T {
-                            v = _mm512_add_ps(v, _mm512_mul_ps(a[j][q], tmp[i][q]));
-                        }
-                        let scaled = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, outv), lo), hi);
                         let codes = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(scaled));
                         store_codes(y, g, span, (ni, yy, xx), k, k0, codes);
                     }
