@@ -8,6 +8,7 @@ use winq_nas::candidate::CandidateSpace;
 use winq_nas::run::{engine_ms, retrain, run_search, SearchJob};
 use winq_nas::SearchOptions;
 use winq_nn::models::ConvChoice;
+use winq_nn::quant::Granularity;
 use winq_nn::Precision;
 use winq_train::config::{ModelConfig, ModelKind, OptimKind, ScheduleKind, TrainConfig};
 
@@ -41,6 +42,10 @@ pub struct SearchArgs {
     /// Winograd interpolation points.
     #[arg(long, default_value = "default", allow_hyphen_values = true)]
     points: String,
+    /// One scale per tensor in the Winograd domain (the paper's recipe) instead of one per tile
+    /// position, in the search and the retraining (as `winq train --per-tensor`).
+    #[arg(long)]
+    per_tensor: bool,
     /// Epochs that train weights only before the logits move.
     #[arg(long, default_value_t = 1)]
     warmup_epochs: usize,
@@ -122,7 +127,13 @@ fn train_config(a: &SearchArgs, arch: ModelKind, layers: Vec<ConvChoice>) -> Res
         layers,
         shortcut_bits: a.shortcut_bits,
         points: a.points.clone(),
-        granularity: Default::default(),
+        // Per tap where the candidates include quantized Winograd layers, as `winq train`.
+        granularity: Granularity {
+            per_channel_weights: false,
+            per_tap: !a.per_tensor
+                && a.algos.iter().any(|s| !s.trim().eq_ignore_ascii_case("im2row"))
+                && a.bits.iter().any(|&b| b < 32),
+        },
         seed: a.recipe.seed,
         input: None,
         layers_used: None,

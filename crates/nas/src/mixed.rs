@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use winq_ir::Op;
 use winq_nn::layer::{path, BufferVisitor, ParamVisitor};
 use winq_nn::models::{Algo, ConvChoice};
+use winq_nn::quant::Granularity;
 use winq_nn::{Conv2d, Layer, Mode, Param, Tensor, WinogradConv2d};
 use winq_transforms::{PointSet, TransformError};
 
@@ -88,12 +89,13 @@ pub struct MixedConv {
 
 impl MixedConv {
     /// A layer over `candidates` (at least one; Winograd tiles already fitted to the map) with
-    /// `weight` shared by all of them.
+    /// `weight` shared by all of them, each path quantized with granularity `g`.
     pub fn new(
         c: usize,
         k: usize,
         candidates: Vec<ConvChoice>,
         points: &PointSet,
+        g: Granularity,
         weight: Tensor,
     ) -> Result<MixedConv, TransformError> {
         assert!(
@@ -105,18 +107,14 @@ impl MixedConv {
             .iter()
             .map(|ch| {
                 Ok(match ch.algo {
-                    Algo::Im2row => {
-                        PathLayer::Im2row(Box::new(Conv2d::new(c, k, 3, ch.precision, weight.clone())))
-                    }
-                    Algo::Winograd { m, flex } => PathLayer::Winograd(Box::new(WinogradConv2d::new(
-                        c,
-                        k,
-                        m,
-                        points.clone(),
-                        flex,
-                        ch.precision,
-                        weight.clone(),
-                    )?)),
+                    Algo::Im2row => PathLayer::Im2row(Box::new(
+                        Conv2d::new(c, k, 3, ch.precision, weight.clone())
+                            .with_per_channel_weights(g.per_channel_weights),
+                    )),
+                    Algo::Winograd { m, flex } => PathLayer::Winograd(Box::new(
+                        WinogradConv2d::new(c, k, m, points.clone(), flex, ch.precision, weight.clone())?
+                            .with_granularity(g),
+                    )),
                 })
             })
             .collect::<Result<Vec<_>, TransformError>>()?;
@@ -259,7 +257,15 @@ mod tests {
                 precision: Precision::Int(8),
             },
         ];
-        let mut l = MixedConv::new(2, 3, cands, &PointSet::Default, random_tensor(&[3, 2, 3, 3], 1)).unwrap();
+        let mut l = MixedConv::new(
+            2,
+            3,
+            cands,
+            &PointSet::Default,
+            Granularity::default(),
+            random_tensor(&[3, 2, 3, 3], 1),
+        )
+        .unwrap();
         let names = |l: &mut MixedConv| {
             let mut v = Vec::new();
             l.visit_params("m", &mut |n, _| v.push(n.to_string()));

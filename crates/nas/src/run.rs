@@ -165,6 +165,7 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
         space: job.space.clone(),
         shortcut: Precision::from_bits(cfg.model.shortcut_bits)?,
         points: cfg.model.points.parse().context("points")?,
+        granularity: cfg.model.granularity,
         seed,
     };
     let mut sn = build_supernet(&scfg, &|s, c| lut.lookup(s, c, job.lut_batch))

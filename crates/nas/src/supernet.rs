@@ -26,6 +26,8 @@ pub struct SupernetConfig {
     /// Precision of the (not searched) 1x1 shortcut convolutions.
     pub shortcut: Precision,
     pub points: PointSet,
+    /// Scale granularity of every quantized path (and of the rest of the network).
+    pub granularity: Granularity,
     pub seed: u64,
 }
 
@@ -56,14 +58,21 @@ pub fn build_supernet(
         convs: vec![placeholder; convs],
         shortcut: cfg.shortcut,
         points: cfg.points.clone(),
-        granularity: Granularity::default(),
+        granularity: cfg.granularity,
         seed: cfg.seed,
     };
     let mut found = Vec::new();
     let mut factory = |s: &ConvSite, rng: &mut rand_chacha::ChaCha8Rng| {
         let cands = candidates(&cfg.space, s);
         let weight = xavier_uniform(s.out_channels, s.in_channels, 3, rng);
-        let layer = MixedConv::new(s.in_channels, s.out_channels, cands.clone(), &cfg.points, weight)?;
+        let layer = MixedConv::new(
+            s.in_channels,
+            s.out_channels,
+            cands.clone(),
+            &cfg.points,
+            cfg.granularity,
+            weight,
+        )?;
         found.push((*s, cands, layer.gate()));
         Ok((Box::new(layer) as Box<dyn Layer>, placeholder))
     };

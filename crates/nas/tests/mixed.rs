@@ -5,6 +5,7 @@ use winq_nas::arch::{pair_grad, probs};
 use winq_nas::mixed::{lock, MixedConv};
 use winq_nn::gradcheck::random_tensor;
 use winq_nn::models::{Algo, ConvChoice};
+use winq_nn::quant::Granularity;
 use winq_nn::{Conv2d, Layer, Mode, Precision, Tensor, WinogradConv2d};
 use winq_transforms::PointSet;
 
@@ -30,13 +31,17 @@ fn cands() -> Vec<ConvChoice> {
     ]
 }
 
-fn standalone(c: &ConvChoice, w: &Tensor) -> Box<dyn Layer> {
+fn standalone(c: &ConvChoice, w: &Tensor, g: Granularity) -> Box<dyn Layer> {
     let (k, ci) = (w.shape[0], w.shape[1]);
     match c.algo {
-        Algo::Im2row => Box::new(Conv2d::new(ci, k, 3, c.precision, w.clone())),
-        Algo::Winograd { m, flex } => {
-            Box::new(WinogradConv2d::new(ci, k, m, PointSet::Default, flex, c.precision, w.clone()).unwrap())
-        }
+        Algo::Im2row => Box::new(
+            Conv2d::new(ci, k, 3, c.precision, w.clone()).with_per_channel_weights(g.per_channel_weights),
+        ),
+        Algo::Winograd { m, flex } => Box::new(
+            WinogradConv2d::new(ci, k, m, PointSet::Default, flex, c.precision, w.clone())
+                .unwrap()
+                .with_granularity(g),
+        ),
     }
 }
 
@@ -50,12 +55,22 @@ fn grads(l: &mut dyn Layer) -> Vec<(String, Vec<f32>)> {
 
 #[test]
 fn every_path_computes_its_standalone_layer_and_routes_the_weight_gradient() {
+    for per_tap in [false, true] {
+        let g = Granularity {
+            per_channel_weights: per_tap,
+            per_tap,
+        };
+        path_twins(g);
+    }
+}
+
+fn path_twins(g: Granularity) {
     let (c, k) = (3, 4);
     let w = random_tensor(&[k, c, 3, 3], 1);
-    let mut mixed = MixedConv::new(c, k, cands(), &PointSet::Default, w.clone()).unwrap();
+    let mut mixed = MixedConv::new(c, k, cands(), &PointSet::Default, g, w.clone()).unwrap();
     let gate = mixed.gate();
     // Standalone twins run in lockstep so their quantizers see the same batches.
-    let mut alone: Vec<Box<dyn Layer>> = cands().iter().map(|c| standalone(c, &w)).collect();
+    let mut alone: Vec<Box<dyn Layer>> = cands().iter().map(|c| standalone(c, &w, g)).collect();
     for round in 0..2u64 {
         for (j, twin) in alone.iter_mut().enumerate() {
             let x = random_tensor(&[2, c, 8, 8], 20 + j as u64 + 100 * round);
@@ -64,7 +79,7 @@ fn every_path_computes_its_standalone_layer_and_routes_the_weight_gradient() {
             let y = mixed.forward(&x, Mode::Train);
             assert!(
                 y == twin.forward(&x, Mode::Train),
-                "path {j} forward, round {round}"
+                "path {j} forward, round {round}, {g:?}"
             );
             let dx = mixed.backward(&dy);
             assert!(dx == twin.backward(&dy), "path {j} input gradient, round {round}");
@@ -95,7 +110,15 @@ fn every_path_computes_its_standalone_layer_and_routes_the_weight_gradient() {
 fn gate_gradients_make_the_estimator_exact_for_a_linear_loss() {
     let (c, k) = (2, 3);
     let w = random_tensor(&[k, c, 3, 3], 4);
-    let mut mixed = MixedConv::new(c, k, cands(), &PointSet::Default, w.clone()).unwrap();
+    let mut mixed = MixedConv::new(
+        c,
+        k,
+        cands(),
+        &PointSet::Default,
+        Granularity::default(),
+        w.clone(),
+    )
+    .unwrap();
     let gate = mixed.gate();
     let x = random_tensor(&[1, c, 6, 6], 5);
     let r = random_tensor(&[1, k, 6, 6], 6); // L(y) = <r, y>

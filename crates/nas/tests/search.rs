@@ -7,6 +7,7 @@ use winq_nas::search::TracePoint;
 use winq_nas::supernet::SupernetConfig;
 use winq_nas::{build_supernet, search, CandidateSpace, SearchOptions};
 use winq_nn::models::{Algo, ConvChoice, ConvSite};
+use winq_nn::quant::Granularity;
 use winq_nn::Precision;
 use winq_train::config::{ModelConfig, ModelKind, OptimKind, ScheduleKind, TrainConfig};
 use winq_train::runner::Data;
@@ -92,6 +93,7 @@ fn run(lambda: f64) -> Run {
         .unwrap(),
         shortcut: Precision::Int(8),
         points: PointSet::Default,
+        granularity: Granularity::default(),
         seed: 3,
     };
     let mut sn = build_supernet(&scfg, &latency).unwrap();
