@@ -4,6 +4,7 @@
 use crate::cmd_train::RecipeArgs;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
+use winq_nas::arch::LatencyTerm;
 use winq_nas::candidate::CandidateSpace;
 use winq_nas::run::{engine_ms, retrain, run_search, SearchJob};
 use winq_nas::SearchOptions;
@@ -49,9 +50,18 @@ pub struct SearchArgs {
     /// Epochs that train weights only before the logits move.
     #[arg(long, default_value_t = 1)]
     warmup_epochs: usize,
-    /// λ: weight of the expected latency, per millisecond, beside the cross-entropy.
+    /// λ: weight of the latency term beside the cross-entropy (see --latency-term).
     #[arg(long, default_value_t = 1.0)]
     lambda: f64,
+    /// The latency term: `relative` = E[latency] / the all-im2row INT8 network's latency (λ = 1
+    /// weighs one such network like one nat of cross-entropy, on any model and machine);
+    /// `ms` = E[latency] in milliseconds (the paper's form).
+    #[arg(long, value_enum, default_value_t = TermArg::Relative)]
+    latency_term: TermArg,
+    /// A latency budget for the whole network (ms, as the engine times it): the term becomes
+    /// the relative excess of the predicted latency over it, and nothing below it.
+    #[arg(long, conflicts_with = "latency_term")]
+    target_ms: Option<f64>,
     /// Softmax temperature at the start and end of the search phase (geometric in between).
     #[arg(long, default_value_t = 1.0)]
     tau_start: f64,
@@ -84,6 +94,21 @@ pub struct SearchArgs {
     /// Timed engine runs per latency measurement (median reported).
     #[arg(long, default_value_t = 50)]
     reps: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TermArg {
+    Relative,
+    Ms,
+}
+
+fn latency_term(a: &SearchArgs) -> Result<LatencyTerm> {
+    Ok(match (a.target_ms, a.latency_term) {
+        (Some(t), _) if !(t.is_finite() && t > 0.0) => bail!("--target-ms must be a positive number of ms"),
+        (Some(target_ms), _) => LatencyTerm::Target { target_ms },
+        (None, TermArg::Relative) => LatencyTerm::Relative,
+        (None, TermArg::Ms) => LatencyTerm::Ms,
+    })
 }
 
 fn space(a: &SearchArgs) -> Result<CandidateSpace> {
@@ -147,6 +172,7 @@ fn train_config(a: &SearchArgs, arch: ModelKind, layers: Vec<ConvChoice>) -> Res
 /// configuration, the dataset directory and the latency table.
 pub(crate) fn check(a: &SearchArgs) -> Result<()> {
     space(a)?;
+    latency_term(a)?;
     let cfg = train_config(a, a.model, vec![ConvChoice::IM2ROW_INT8; a.model.conv_layers()])?;
     cfg.check().map_err(anyhow::Error::msg)?;
     crate::cmd_train::check_data_dir(&cfg)?;
@@ -168,6 +194,7 @@ pub fn run(a: SearchArgs) -> Result<()> {
         options: SearchOptions {
             warmup_epochs: a.warmup_epochs,
             lambda: a.lambda,
+            latency_term: latency_term(&a)?,
             tau_start: a.tau_start,
             tau_end: a.tau_end,
             arch_lr: a.arch_lr,

@@ -4,7 +4,68 @@
 use crate::mixed::{lock, GateRef};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
 use winq_nn::models::{ConvChoice, ConvSite};
+
+/// How the expected latency enters the logits' loss, CE + λ·term.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyTerm {
+    /// E[latency] in milliseconds (the paper's form): the useful λ depends on the model's and
+    /// the machine's absolute speed.
+    Ms,
+    /// E[latency] as a fraction of the reference network's latency (all im2row INT8): λ = 1
+    /// weighs a whole reference network's latency like one nat of cross-entropy, whatever
+    /// the model and machine.
+    Relative,
+    /// A latency budget: max(0, predicted / target − 1), the relative excess of the predicted
+    /// whole-network latency over `target_ms`; no pressure once the network fits.
+    Target { target_ms: f64 },
+}
+
+/// The latency scales an objective needs: the reference network and the fixed part of the
+/// whole network (stem, shortcuts, pooling, classifier), in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencyScale {
+    pub reference_ms: f64,
+    pub constant_ms: f64,
+}
+
+impl LatencyTerm {
+    /// The term's value at E[latency of the searchable layers] = `expected_ms`.
+    pub fn value(&self, expected_ms: f64, s: &LatencyScale) -> f64 {
+        match *self {
+            LatencyTerm::Ms => expected_ms,
+            LatencyTerm::Relative => expected_ms / s.reference_ms,
+            LatencyTerm::Target { target_ms } => ((s.constant_ms + expected_ms) / target_ms - 1.0).max(0.0),
+        }
+    }
+
+    /// d(term)/d(expected_ms) at `expected_ms`.
+    pub fn slope(&self, expected_ms: f64, s: &LatencyScale) -> f64 {
+        match *self {
+            LatencyTerm::Ms => 1.0,
+            LatencyTerm::Relative => 1.0 / s.reference_ms,
+            LatencyTerm::Target { target_ms } => {
+                if s.constant_ms + expected_ms > target_ms {
+                    1.0 / target_ms
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// Entropy of a distribution divided by ln(n): 0 when settled on one candidate, 1 when uniform
+/// (0 for a single candidate).
+pub fn normalized_entropy(p: &[f64]) -> f64 {
+    if p.len() < 2 {
+        return 0.0;
+    }
+    let h: f64 = p.iter().filter(|&&v| v > 0.0).map(|&v| -v * v.ln()).sum();
+    h / (p.len() as f64).ln()
+}
 
 /// One searchable layer as the search sees it.
 pub struct SearchLayer {
@@ -164,6 +225,49 @@ impl ArchLogits {
             .collect()
     }
 
+    /// How settled the search is: per layer, the normalized entropy of softmax(α/τ) and the
+    /// probability of its most likely candidate; and the probability of the whole argmax
+    /// network (the product of those).
+    pub fn settledness(&self, tau: f64) -> Settledness {
+        let probs = self.probs(tau);
+        let entropy: Vec<f64> = probs.iter().map(|p| normalized_entropy(p)).collect();
+        let top: Vec<f64> = probs.iter().zip(self.argmax()).map(|(p, i)| p[i]).collect();
+        Settledness {
+            mean_entropy: entropy.iter().sum::<f64>() / entropy.len().max(1) as f64,
+            argmax_prob: top.iter().product(),
+            min_top_prob: top.iter().cloned().fold(1.0, f64::min),
+            entropy,
+            top,
+        }
+    }
+
+    /// The scales of the latency terms: the reference network is all im2row INT8 (its
+    /// whole-network time when the fixed part is known) where every layer has that candidate,
+    /// else the uniform mixture of the candidates.
+    pub fn latency_scale(&self) -> LatencyScale {
+        let im2row = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.candidates
+                    .iter()
+                    .position(|c| *c == ConvChoice::IM2ROW_INT8)
+                    .map(|i| l.latency_ms[i])
+            })
+            .sum::<Option<f64>>();
+        let uniform = || {
+            self.layers
+                .iter()
+                .map(|l| l.latency_ms.iter().sum::<f64>() / l.latency_ms.len().max(1) as f64)
+                .sum()
+        };
+        let constant_ms = self.constant_ms.unwrap_or(0.0);
+        LatencyScale {
+            reference_ms: constant_ms + im2row.unwrap_or_else(uniform),
+            constant_ms,
+        }
+    }
+
     /// Latency of the searchable layers of the argmax network, in ms.
     pub fn argmax_ms(&self) -> f64 {
         self.layers
@@ -211,15 +315,17 @@ impl ArchLogits {
         }
     }
 
-    /// ∂(CE + λ·E[latency])/∂α after an architecture step's backward.
-    pub fn grads(&self, tau: f64, lambda: f64) -> Vec<Vec<f64>> {
+    /// ∂(CE + λ·term(E[latency]))/∂α after an architecture step's backward.
+    pub fn grads(&self, tau: f64, lambda: f64, term: &LatencyTerm, scale: &LatencyScale) -> Vec<Vec<f64>> {
+        // The chain rule through the term: every layer's ∂E/∂α times the term's slope at E.
+        let coef = lambda * term.slope(self.expected_ms(tau), scale);
         self.layers
             .iter()
             .map(|l| {
-                let mut g = if lambda != 0.0 {
+                let mut g = if coef != 0.0 {
                     latency_grad(&l.alpha, &l.latency_ms, tau)
                         .into_iter()
-                        .map(|v| lambda * v)
+                        .map(|v| coef * v)
                         .collect()
                 } else {
                     vec![0.0; l.alpha.len()]
@@ -233,6 +339,17 @@ impl ArchLogits {
             })
             .collect()
     }
+}
+
+/// See `ArchLogits::settledness`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settledness {
+    pub mean_entropy: f64,
+    /// Probability of the argmax network: Π over layers of the top candidate's probability.
+    pub argmax_prob: f64,
+    pub min_top_prob: f64,
+    pub entropy: Vec<f64>,
+    pub top: Vec<f64>,
 }
 
 /// τ over the search: geometric from `start` to `end` as `progress` goes 0 → 1.
@@ -262,6 +379,104 @@ mod tests {
             // Moving along −∂E/∂α makes the cheap candidate more likely.
             assert!(g[1] < 0.0 && g[3] > 0.0);
         }
+    }
+
+    fn two_layers(alphas: [&[f64]; 2], lats: [&[f64]; 2]) -> ArchLogits {
+        let layers = alphas
+            .iter()
+            .zip(lats)
+            .enumerate()
+            .map(|(index, (a, l))| SearchLayer {
+                site: ConvSite {
+                    index,
+                    in_channels: 8,
+                    out_channels: 8,
+                    height: 8,
+                    width: 8,
+                },
+                candidates: vec![ConvChoice::IM2ROW_INT8; a.len()],
+                latency_ms: l.to_vec(),
+                alpha: a.to_vec(),
+                gate: GateRef::default(),
+            })
+            .collect();
+        ArchLogits {
+            layers,
+            constant_ms: None,
+        }
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn every_latency_term_gradient_matches_finite_differences() {
+        let (a0, a1) = ([0.3, -1.2, 0.8], [0.5, -0.1]);
+        let (l0, l1) = ([1.0, 0.25, 0.6], [0.4, 0.9]);
+        let scale = LatencyScale {
+            reference_ms: 1.6,
+            constant_ms: 0.3,
+        };
+        let lambda = 0.7;
+        // E ≈ 0.56 + 0.62 here: predicted ≈ 1.48 ms, over a 1.2 ms budget, under a 2 ms one.
+        for (term, active) in [
+            (LatencyTerm::Ms, true),
+            (LatencyTerm::Relative, true),
+            (LatencyTerm::Target { target_ms: 1.2 }, true),
+            (LatencyTerm::Target { target_ms: 2.0 }, false),
+        ] {
+            for tau in [1.0, 0.3] {
+                let arch = two_layers([&a0, &a1], [&l0, &l1]);
+                let g = arch.grads(tau, lambda, &term, &scale);
+                let loss = |arch: &ArchLogits| lambda * term.value(arch.expected_ms(tau), &scale);
+                let mut any = false;
+                for (li, n) in [(0, a0.len()), (1, a1.len())] {
+                    for i in 0..n {
+                        let h = 1e-6;
+                        let (mut up, mut dn) = (
+                            two_layers([&a0, &a1], [&l0, &l1]),
+                            two_layers([&a0, &a1], [&l0, &l1]),
+                        );
+                        up.layers[li].alpha[i] += h;
+                        dn.layers[li].alpha[i] -= h;
+                        let fd = (loss(&up) - loss(&dn)) / (2.0 * h);
+                        assert!(
+                            (g[li][i] - fd).abs() < 1e-7,
+                            "{term:?} τ {tau} layer {li} i {i}: {} vs {fd}",
+                            g[li][i]
+                        );
+                        any |= g[li][i] != 0.0;
+                    }
+                }
+                assert_eq!(any, active, "{term:?}: pressure only over the budget");
+            }
+        }
+        // The relative term does not depend on the unit: the same network timed 10x slower
+        // (reference included) gives the same gradient.
+        let slow = |v: &[f64]| v.iter().map(|x| 10.0 * x).collect::<Vec<_>>();
+        let (s0, s1) = (slow(&l0), slow(&l1));
+        let fast = two_layers([&a0, &a1], [&l0, &l1]).grads(1.0, 1.0, &LatencyTerm::Relative, &scale);
+        let slow_scale = LatencyScale {
+            reference_ms: 16.0,
+            constant_ms: 3.0,
+        };
+        let slowg = two_layers([&a0, &a1], [&s0, &s1]).grads(1.0, 1.0, &LatencyTerm::Relative, &slow_scale);
+        for (a, b) in fast.iter().flatten().zip(slowg.iter().flatten()) {
+            assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn settledness_reports_entropy_and_the_argmax_network_probability() {
+        let uniform = two_layers([&[0.0, 0.0, 0.0], &[0.0, 0.0]], [&[1.0, 1.0, 1.0], &[1.0, 1.0]]);
+        let s = uniform.settledness(1.0);
+        assert!((s.mean_entropy - 1.0).abs() < 1e-12 && (s.argmax_prob - 1.0 / 6.0).abs() < 1e-12);
+        let settled = two_layers([&[9.0, 0.0, 0.0], &[0.0, 9.0]], [&[1.0, 1.0, 1.0], &[1.0, 1.0]]);
+        let s = settled.settledness(1.0);
+        assert!(
+            s.mean_entropy < 0.01 && s.argmax_prob > 0.99 && s.min_top_prob > 0.99,
+            "{s:?}"
+        );
+        // A lower temperature settles the same logits further.
+        assert!(settled.settledness(0.5).mean_entropy < s.mean_entropy);
     }
 
     #[test]

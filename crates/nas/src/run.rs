@@ -3,6 +3,7 @@
 //! layers.json, latency.json, probabilities.svg, outcome.json); optionally the retraining of
 //! the chosen network, its export and its engine timing (retrain/, model.winq, retrain.json).
 
+use crate::arch::LatencyTerm;
 use crate::error::{NasError, Result, ResultExt};
 use crate::search::{EpochLog, TracePoint};
 use crate::supernet::SupernetConfig;
@@ -179,6 +180,11 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
             None
         }
     };
+    if sn.arch.constant_ms.is_none() && matches!(opts.latency_term, LatencyTerm::Target { .. }) {
+        return Err(NasError::invalid(
+            "--target-ms is a whole-network budget, and the whole network could not be timed here",
+        ));
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let names: Vec<Vec<String>> = sn
         .arch
@@ -188,7 +194,7 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
         .collect();
     if !opts.quiet {
         eprintln!(
-            "wiNAS on {} ({} train / {} val), {} x{}, {} epochs ({} warm-up), λ = {} per ms, table {} ({}, {} threads)",
+            "wiNAS on {} ({} train / {} val), {} x{}, {} epochs ({} warm-up), λ = {} on {}, table {} ({}, {} threads)",
             cfg.dataset,
             data.train.n,
             data.val.n,
@@ -197,6 +203,14 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
             cfg.epochs,
             opts.warmup_epochs,
             opts.lambda,
+            match opts.latency_term {
+                LatencyTerm::Ms => "E[latency] in ms".to_string(),
+                LatencyTerm::Relative => format!(
+                    "E[latency] / {:.3} ms (all im2row INT8)",
+                    sn.arch.latency_scale().reference_ms
+                ),
+                LatencyTerm::Target { target_ms } => format!("the excess over {target_ms} ms"),
+            },
             job.lut.display(),
             lut.cpu,
             lut.threads
@@ -253,7 +267,7 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
             metrics.flush().with_context(|| writing(&metrics_path))?;
             if !opts.quiet {
                 eprintln!(
-                    "epoch {}{}: train loss {:.4} acc {:.2}% | argmax net val acc {:.2}% | E[lat] {:.3} ms, argmax {:.3} ms | {:.0} s ({:.0} s logit steps)",
+                    "epoch {}{}: train loss {:.4} acc {:.2}% | argmax net val acc {:.2}% | E[lat] {:.3} ms, argmax {:.3} ms | entropy {:.2}, argmax net p {:.2} | {:.0} s ({:.0} s logit steps)",
                     e.epoch,
                     if e.warmup { " (warm-up)" } else { "" },
                     e.train_loss,
@@ -261,6 +275,8 @@ pub fn run_search(job: &SearchJob) -> Result<SearchReport> {
                     100.0 * e.val_acc,
                     e.expected_ms,
                     e.argmax_ms,
+                    e.settled.mean_entropy,
+                    e.settled.argmax_prob,
                     e.time_s,
                     e.arch_s
                 );

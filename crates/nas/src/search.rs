@@ -2,7 +2,7 @@
 //! alternating (every `arch_every` weight steps, after the warm-up) with logit steps on the
 //! validation split that minimise CE + λ·E[latency].
 
-use crate::arch::{temperature, AlphaAdam, ArchLogits};
+use crate::arch::{temperature, AlphaAdam, ArchLogits, LatencyTerm, Settledness};
 use crate::error::{NasError, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -18,8 +18,10 @@ use winq_train::runner::{self, Data};
 pub struct SearchOptions {
     /// Epochs that train weights only (paths sampled uniformly) before logits move.
     pub warmup_epochs: usize,
-    /// Weight of the expected latency (ms) in the logits' loss.
+    /// Weight of the latency term in the logits' loss.
     pub lambda: f64,
+    /// How the expected latency enters that loss.
+    pub latency_term: LatencyTerm,
     /// Softmax temperature, geometric from start to end over the search phase.
     pub tau_start: f64,
     pub tau_end: f64,
@@ -40,6 +42,7 @@ impl Default for SearchOptions {
         SearchOptions {
             warmup_epochs: 1,
             lambda: 0.0,
+            latency_term: LatencyTerm::Relative,
             tau_start: 1.0,
             tau_end: 1.0,
             arch_lr: 6e-3,
@@ -75,6 +78,8 @@ pub struct EpochLog {
     pub arch_steps: usize,
     pub expected_ms: f64,
     pub argmax_ms: f64,
+    /// How far the probabilities have settled at the epoch's end.
+    pub settled: Settledness,
     pub weight_s: f64,
     pub arch_s: f64,
     pub time_s: f64,
@@ -186,6 +191,14 @@ pub fn search(
         cfg: cfg.clone(),
         pass: 0,
     };
+    let scale = arch.latency_scale();
+    if scale.reference_ms <= 0.0
+        || matches!(opts.latency_term, LatencyTerm::Target { target_ms } if target_ms <= 0.0)
+    {
+        return Err(NasError::invalid(
+            "the latency term needs a positive reference latency and target",
+        ));
+    }
     let (mut step, mut arch_steps) = (0usize, 0usize);
     let mut tau = opts.tau_start;
     let mut epochs = Vec::new();
@@ -249,7 +262,7 @@ pub fn search(
                 let (_, grad, _) = softmax_cross_entropy(&logits, &vb.labels)?;
                 net.backward(&grad);
                 zero_grads(net); // logit steps leave the weights alone
-                let g = arch.grads(tau, opts.lambda);
+                let g = arch.grads(tau, opts.lambda, &opts.latency_term, &scale);
                 alpha_opt.step(&mut arch.layers, &g);
                 arch_steps += 1;
                 epoch_arch += 1;
@@ -282,6 +295,7 @@ pub fn search(
             arch_steps: epoch_arch,
             expected_ms: arch.expected_ms(tau),
             argmax_ms: arch.argmax_ms(),
+            settled: arch.settledness(tau),
             weight_s,
             arch_s,
             time_s: t0.elapsed().as_secs_f64(),

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use winq_data::{synthetic_images, Augment, Dataset, DatasetKind};
+use winq_nas::arch::LatencyTerm;
 use winq_nas::search::TracePoint;
 use winq_nas::supernet::SupernetConfig;
 use winq_nas::{build_supernet, search, CandidateSpace, SearchOptions};
@@ -76,7 +77,7 @@ struct Run {
     chosen: Vec<usize>,
 }
 
-fn run(lambda: f64) -> Run {
+fn run(lambda: f64, latency_term: LatencyTerm) -> Run {
     let cfg = train_config();
     let scfg = SupernetConfig {
         model: ModelKind::Lenet,
@@ -105,6 +106,7 @@ fn run(lambda: f64) -> Run {
     let opts = SearchOptions {
         warmup_epochs: 1,
         lambda,
+        latency_term,
         arch_lr: 0.1,
         arch_every: 1,
         log_every: 4,
@@ -153,7 +155,7 @@ fn a_large_lambda_picks_the_cheap_candidate_and_zero_does_not() {
         names,
         trace,
         chosen,
-    } = run(50.0);
+    } = run(50.0, LatencyTerm::Relative);
     assert_eq!(names[0], ["im2row-int8", "F2-static-int8", "F4-static-int8"]);
     let cheap = 2;
     for (l, p) in fast.iter().enumerate() {
@@ -169,7 +171,7 @@ fn a_large_lambda_picks_the_cheap_candidate_and_zero_does_not() {
         probs: slow,
         trace: trace0,
         ..
-    } = run(0.0);
+    } = run(0.0, LatencyTerm::Relative);
     for (l, p) in slow.iter().enumerate() {
         assert!(p[cheap] < 0.6, "λ = 0 moved layer {l} to the cheap path: {p:?}");
         assert!(
@@ -180,5 +182,14 @@ fn a_large_lambda_picks_the_cheap_candidate_and_zero_does_not() {
     assert!(trace0.last().unwrap().expected_ms > 0.8 * trace0[0].expected_ms);
 
     // Deterministic given the seed.
-    assert_eq!(fast, run(50.0).probs);
+    assert_eq!(fast, run(50.0, LatencyTerm::Relative).probs);
+
+    // A budget the slowest network meets puts no pressure at all: the λ = 0 search exactly;
+    // one below every candidate but the cheap one pushes to it.
+    let loose = run(50.0, LatencyTerm::Target { target_ms: 5.0 });
+    assert_eq!(loose.probs, slow, "a met budget moved the logits");
+    let tight = run(50.0, LatencyTerm::Target { target_ms: 0.3 });
+    for (l, p) in tight.probs.iter().enumerate() {
+        assert!(p[cheap] > 0.9, "layer {l} under a 0.3 ms budget: {p:?}");
+    }
 }
