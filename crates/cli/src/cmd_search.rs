@@ -65,7 +65,9 @@ pub struct SearchArgs {
     /// Softmax temperature at the start and end of the search phase (geometric in between).
     #[arg(long, default_value_t = 1.0)]
     tau_start: f64,
-    #[arg(long, default_value_t = 1.0)]
+    /// (At a constant τ a 2-epoch search ends near uniform: the logits' Adam moves each by at
+    /// most --arch-lr per step; annealing to 0.1 settles them, docs/WINAS.md.)
+    #[arg(long, default_value_t = 0.1)]
     tau_end: f64,
     /// Adam learning rate of the architecture logits.
     #[arg(long, default_value_t = 6e-3)]
