@@ -79,7 +79,7 @@ impl WinogradI8 {
     fn output_avx512(&self, geo: &TileGrid, span: Span, qm: &[i8], qs: usize, out: &mut [i8]) -> bool {
         #[cfg(target_arch = "x86_64")]
         if self.avx512_output() {
-            use x86::{F32Arith, I32Arith, OutArith, ValuesArith};
+            use x86::{F32Arith, I32Arith, OutArith};
             /// The kernel compiled for this tile size; false where there is none.
             /// # Safety
             /// As `x86::output_avx512`.
@@ -114,7 +114,7 @@ impl WinogradI8 {
             return unsafe {
                 match &self.out_codes {
                     None => {
-                        let arith = ValuesArith {
+                        let arith = F32Arith::<true> {
                             a: &self.a_vals,
                             s_m: &self.s_m_f32,
                         };
@@ -122,7 +122,13 @@ impl WinogradI8 {
                     }
                     Some(OutCodes {
                         mul, nz_f32: Some(_), ..
-                    }) => by_tile(t, geo, span, qm, qs, k, &F32Arith(&self.qa), *mul, out),
+                    }) => {
+                        let arith = F32Arith::<false> {
+                            a: &self.qa_f32,
+                            s_m: &[],
+                        };
+                        by_tile(t, geo, span, qm, qs, k, &arith, *mul, out)
+                    }
                     Some(OutCodes {
                         mul, nz_f32: None, ..
                     }) => by_tile(t, geo, span, qm, qs, k, &I32Arith(&self.qa), *mul, out),

@@ -52,6 +52,8 @@ pub struct WinogradI8 {
     /// With per-tap Hadamard scales, the output requantization multiplier 1/s_out (as the
     /// training model's per-tap eval forward requantizes).
     out_mul: f32,
+    /// Aᵀ's codes as f32 (the AVX-512 output transform on codes).
+    qa_f32: Vec<f32>,
     /// Per tap: the multiplier of the Hadamard sums (s_u·s_v / s_m), and Aᵀ's values (code ×
     /// f32 scale) for the output transform on values.
     hadamard_mul: Vec<f32>,
@@ -129,6 +131,7 @@ impl WinogradI8 {
             .collect();
         let s_m_f32: Vec<f32> = (0..tt).map(|e| group_scale(&spec.s_m, e) as f32).collect();
         let out_mul = multiplier(1.0, spec.s_out);
+        let qa_f32 = qa.iter().map(|&v| v as f32).collect();
         // Every path must round the same numbers: a zero or infinite multiplier would turn
         // zero sums into NaN, which the vector paths and `to_code` saturate differently.
         let hadamard_mul: Vec<f32> = (0..tt)
@@ -164,6 +167,7 @@ impl WinogradI8 {
             hadamard_mul,
             s_m_f32,
             out_mul,
+            qa_f32,
             #[cfg(target_arch = "x86_64")]
             quad_b,
             isa: simd::isa(),

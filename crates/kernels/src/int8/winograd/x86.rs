@@ -253,10 +253,10 @@ pub unsafe fn input_vnni<const T: usize, const Q: usize>(
 }
 
 /// The arithmetic of `output_avx512`, one value per kernel call:
-/// - `F32Arith`: the codes of M and Aᵀ, f32 fused multiply-adds (exact when Aᵀ's codes meet
-///   the f32 bound);
+/// - `F32Arith<false>`: the codes of M and Aᵀ, f32 fused multiply-adds (exact when Aᵀ's codes
+///   meet the f32 bound);
 /// - `I32Arith`: the same in i32 (always exact: |S| ≤ (8·128)²·128 < 2^31);
-/// - `ValuesArith`: per-tap Hadamard scales, M dequantized per tap (code × s_m[e]) and Aᵀ's
+/// - `F32Arith<true>`: per-tap Hadamard scales, M dequantized per tap (code × s_m[e]) and Aᵀ's
 ///   values, f32 fused multiply-adds in the order of training's `sandwich_lanes` (a zero
 ///   coefficient adds ±0, which changes at most the sign of a zero sum, and so no code).
 pub trait OutArith {
@@ -273,46 +273,17 @@ pub trait OutArith {
     unsafe fn to_ps(v: Self::V) -> __m512;
 }
 
-/// Aᵀ's codes (M×T row-major).
-pub struct F32Arith<'a>(pub &'a [i32]);
-/// Aᵀ's codes (M×T row-major).
-pub struct I32Arith<'a>(pub &'a [i32]);
-/// Aᵀ's values (M×T row-major) and the Hadamard scale of every tap.
-pub struct ValuesArith<'a> {
+/// f32 arithmetic on Aᵀ's codes (`SCALED` false, M the codes of the products) or on values
+/// (`SCALED` true: Aᵀ's values and M dequantized per tap, code × `s_m[e]`); M×T row-major.
+pub struct F32Arith<'a, const SCALED: bool> {
     pub a: &'a [f32],
+    /// One Hadamard scale per tap (unused on codes).
     pub s_m: &'a [f32],
 }
+/// Aᵀ's codes (M×T row-major).
+pub struct I32Arith<'a>(pub &'a [i32]);
 
-impl OutArith for F32Arith<'_> {
-    type V = __m512;
-    #[inline(always)]
-    unsafe fn zero() -> __m512 {
-        // SAFETY: the caller upholds this function's safety contract (the CPU features it
-        // enables, the operand sizes documented on it), which every operation below relies on.
-        unsafe { _mm512_setzero_ps() }
-    }
-    #[inline(always)]
-    unsafe fn coeff(&self, i: usize) -> __m512 {
-        // SAFETY: as above.
-        unsafe { _mm512_set1_ps(self.0[i] as f32) }
-    }
-    #[inline(always)]
-    unsafe fn load(&self, codes: __m128i, _: usize) -> __m512 {
-        // SAFETY: as above.
-        unsafe { _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes)) }
-    }
-    #[inline(always)]
-    unsafe fn madd(acc: __m512, a: __m512, x: __m512) -> __m512 {
-        // SAFETY: as above.
-        unsafe { _mm512_fmadd_ps(a, x, acc) }
-    }
-    #[inline(always)]
-    unsafe fn to_ps(v: __m512) -> __m512 {
-        v
-    }
-}
-
-impl OutArith for ValuesArith<'_> {
+impl<const SCALED: bool> OutArith for F32Arith<'_, SCALED> {
     type V = __m512;
     #[inline(always)]
     unsafe fn zero() -> __m512 {
@@ -330,7 +301,11 @@ impl OutArith for ValuesArith<'_> {
         // SAFETY: as above.
         unsafe {
             let c = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes));
-            _mm512_mul_ps(c, _mm512_set1_ps(self.s_m[e]))
+            if SCALED {
+                _mm512_mul_ps(c, _mm512_set1_ps(self.s_m[e]))
+            } else {
+                c
+            }
         }
     }
     #[inline(always)]
