@@ -202,7 +202,10 @@ fn local_sweep_stopped_with_ctrl_c_continues_where_it_stopped() {
     let md = text(&o);
     assert!(o.status.success(), "{md}");
     // Per-tap scales (the default) exist only in the Winograd runs, so the field varies.
-    assert!(md.contains("| algo | mode | per-tap | test_acc (%) | runs |"), "{md}");
+    assert!(
+        md.contains("| algo | mode | per-tap | test_acc (%) | runs |"),
+        "{md}"
+    );
     assert_eq!(md.matches(" | 2 | ").count(), 2, "{md}");
     assert!(std::fs::read_to_string(dir.join("acc.svg"))
         .unwrap()

@@ -53,6 +53,7 @@ pub struct WinogradI8 {
     /// training model's per-tap eval forward requantizes).
     out_mul: f32,
     /// Aᵀ's codes as f32 (the AVX-512 output transform on codes).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     qa_f32: Vec<f32>,
     /// Per tap: the multiplier of the Hadamard sums (s_u·s_v / s_m), and Aᵀ's values (code ×
     /// f32 scale) for the output transform on values.
