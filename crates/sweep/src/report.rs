@@ -174,11 +174,14 @@ pub fn read_run(dir: &Path) -> Result<Option<Run>> {
     } else {
         return Ok(None);
     }
-    // Options a sweep varied that the recorded configuration does not name (e.g. warmup).
+    // Options a sweep varied that the recorded configuration does not name (e.g. warmup);
+    // per-tensor is the recorded per-tap field's opposite.
     if let Some(opts) = point.as_ref().and_then(|p| p["options"].as_array().cloned()) {
         for o in opts {
             if let (Some(k), Some(v)) = (o[0].as_str(), o[1].as_str()) {
-                if !FIELDS.contains(&k) && !["data", "quiet", "layers", "lut", "from"].contains(&k) {
+                if !FIELDS.contains(&k)
+                    && !["data", "quiet", "layers", "lut", "from", "per-tensor"].contains(&k)
+                {
                     fields.entry(k.to_string()).or_insert_with(|| v.to_string());
                 }
             }
