@@ -1,7 +1,7 @@
 //! `winq search`: wiNAS over ResNet18Like (or lenet) with this machine's latency table, and
 //! optionally the retraining, export and engine timing of the network it picks.
 
-use crate::cmd_train::RecipeArgs;
+use crate::cmd_train::{granularity, RecipeArgs};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use winq_nas::arch::LatencyTerm;
@@ -9,7 +9,6 @@ use winq_nas::candidate::CandidateSpace;
 use winq_nas::run::{engine_ms, retrain, run_search, SearchJob};
 use winq_nas::SearchOptions;
 use winq_nn::models::ConvChoice;
-use winq_nn::quant::Granularity;
 use winq_nn::Precision;
 use winq_train::config::{ModelConfig, ModelKind, OptimKind, ScheduleKind, TrainConfig};
 
@@ -148,19 +147,19 @@ fn train_config(a: &SearchArgs, arch: ModelKind, layers: Vec<ConvChoice>) -> Res
         bail!("--mult must be positive");
     }
     Precision::from_bits(a.shortcut_bits).map_err(|e| anyhow::anyhow!("--shortcut-bits: {e}"))?;
+    let space = space(a)?;
     let model = ModelConfig {
         arch,
         mult: a.mult,
         layers,
         shortcut_bits: a.shortcut_bits,
         points: a.points.clone(),
-        // Per tap where the candidates include quantized Winograd layers, as `winq train`.
-        granularity: Granularity {
-            per_channel_weights: false,
-            per_tap: !a.per_tensor
-                && a.algos.iter().any(|s| !s.trim().eq_ignore_ascii_case("im2row"))
-                && a.bits.iter().any(|&b| b < 32),
-        },
+        // As `winq train`, with the candidates standing for the layers.
+        granularity: granularity(
+            !space.tiles.is_empty() && space.bits.iter().any(|b| b.bits() < 32),
+            false,
+            a.per_tensor,
+        ),
         seed: a.recipe.seed,
         input: None,
         layers_used: None,

@@ -254,7 +254,6 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
             (vec![choice; n], m.bits)
         }
     };
-    // Per-tap scales exist only in quantized Winograd layers; other networks record none.
     let quantized_winograd = layers
         .iter()
         .any(|l| matches!(l.algo, Algo::Winograd { .. }) && l.precision.bits() < 32);
@@ -264,14 +263,20 @@ fn model_config(m: &ModelArgs, seed: u64) -> Result<ModelConfig> {
         layers,
         shortcut_bits,
         points: m.points.clone(),
-        granularity: Granularity {
-            per_channel_weights: m.per_channel,
-            per_tap: quantized_winograd && !m.per_tensor,
-        },
+        granularity: granularity(quantized_winograd, m.per_channel, m.per_tensor),
         seed,
         input: None,
         layers_used: None,
     })
+}
+
+/// The scale granularity of a network: one scale per tap in the Winograd domain by default
+/// where it has quantized Winograd layers (other networks record none), unless `per_tensor`.
+pub(crate) fn granularity(quantized_winograd: bool, per_channel: bool, per_tensor: bool) -> Granularity {
+    Granularity {
+        per_channel_weights: per_channel,
+        per_tap: quantized_winograd && !per_tensor,
+    }
 }
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
